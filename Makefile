@@ -1,0 +1,32 @@
+# The two commands of the README:
+#   make demo   set up, migrate the example app on SQLite, drive requests, print the rows
+#   make test   set up, then ruff, mypy --strict and the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench serve clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,example]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m example_app.demo
+
+serve: $(VENV)/.installed
+	cd example_app && FLASK_APP=example_app:create_app ../$(PY) -m flask db upgrade
+	FLASK_APP=example_app:create_app $(PY) -m flask run
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,61 @@
+"""A circuit breaker that stops trying a dead database for a while."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures; probes after ``cooldown``.
+
+    While open, :meth:`allow` is False until the cool-down has passed; then it
+    lets one caller through as a probe (half open). A success closes it, a
+    failure opens it for another cool-down.
+    """
+
+    def __init__(self, *, threshold: int, cooldown: float) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at = 0.0
+        self.state = CLOSED
+
+    def allow(self) -> bool:
+        """Whether the caller may try the database now."""
+        if self.state == CLOSED:
+            return True
+        with self._lock:
+            if (
+                self.state == OPEN
+                and time.monotonic() >= self._opened_at + self.cooldown
+            ):
+                self.state = HALF_OPEN
+                return True
+            return False
+
+    def remaining(self) -> float:
+        """Seconds until the next probe is allowed (0 when closed)."""
+        if self.state == CLOSED:
+            return 0.0
+        return max(0.0, self._opened_at + self.cooldown - time.monotonic())
+
+    def success(self) -> None:
+        """Record a successful write."""
+        if self.state != CLOSED or self._failures:
+            with self._lock:
+                self._failures = 0
+                self.state = CLOSED
+
+    def failure(self) -> None:
+        """Record a failed write."""
+        with self._lock:
+            self._failures += 1
+            if self.state == HALF_OPEN or self._failures >= self.threshold:
+                self.state = OPEN
+                self._opened_at = time.monotonic()

@@ -1,0 +1,56 @@
+"""Counters of what happened to every event, exact across threads."""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+
+#: Why an event was not stored.
+DROP_REASONS = (
+    "invalid",  # bad record() argument or a row the schema rejected
+    "queue_full",  # async queue at TELEMETRY_QUEUE_SIZE
+    "storage_error",  # the database refused the row or was unreachable
+    "breaker_open",  # the circuit breaker was open: the database was not tried
+    "shutdown",  # still queued when the shutdown timeout ran out
+)
+
+
+class Stats:
+    """Thread-safe counters. ``accepted == written + sum(dropped) + pending``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.accepted = 0
+        self.written = 0
+        self.batches = 0
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
+
+    def reset(self) -> None:
+        """Start from zero (in a child process after fork)."""
+        self.__init__()  # type: ignore[misc]
+
+    def accept(self) -> None:
+        """Count one event handed to the recorder."""
+        with self._lock:
+            self.accepted += 1
+
+    def wrote(self, count: int) -> None:
+        """Count one successful INSERT of ``count`` rows."""
+        with self._lock:
+            self.written += count
+            self.batches += 1
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` events dropped for ``reason``."""
+        with self._lock:
+            self.dropped[reason] += count
+
+    def snapshot(self) -> dict[str, t.Any]:
+        """A consistent copy of the counters."""
+        with self._lock:
+            return {
+                "accepted": self.accepted,
+                "written": self.written,
+                "batches": self.batches,
+                "dropped": dict(self.dropped),
+            }

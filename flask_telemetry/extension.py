@@ -1,0 +1,260 @@
+"""The Flask extension: wires the http, domain and storage layers together."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import typing as t
+import weakref
+
+from flask import Flask, current_app, has_app_context
+
+from .config import DEFAULTS, ConfigVars, Settings, load_settings
+from .domain import (
+    ActorType,
+    BackgroundDelivery,
+    BatchStore,
+    CircuitBreaker,
+    Delivery,
+    RateLimitedLog,
+    Recorder,
+    Stats,
+    SyncDelivery,
+    logger,
+)
+from .http import ActorLoader, RequestTelemetry
+from .storage import EventType, Severity, TraceWriter, trace_model
+
+if t.TYPE_CHECKING:
+    import sqlalchemy as sa
+    from flask_sqlalchemy import SQLAlchemy
+
+_EVENT_VALUE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+@dataclasses.dataclass(kw_only=True, eq=False)
+class _State:
+    """Everything telemetry keeps for one application."""
+
+    owner: Telemetry
+    settings: Settings
+    model: type[t.Any]
+    stats: Stats
+    breaker: CircuitBreaker
+    delivery: Delivery
+    recorder: Recorder
+    request: RequestTelemetry
+
+
+class Telemetry:
+    """Records best-effort tracing events into ``telemetry_traces``.
+
+    :param app: initialise on this app now (or call :meth:`init_app` later).
+    :param db: the Flask-SQLAlchemy instance; defaults to the one registered
+        on the app as ``app.extensions["sqlalchemy"]``.
+    :param event_types: ``str`` Enums of the application's own event types,
+        accepted by :meth:`record` beside :class:`EventType`.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        event_types: t.Iterable[type[enum.Enum]] = (),
+    ) -> None:
+        self._db = db
+        self._event_values = _event_values(event_types)
+        self._actor_loader: ActorLoader | None = None
+        self._states: weakref.WeakSet[_State] = weakref.WeakSet()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register telemetry on ``app``: config defaults, model, hooks, delivery."""
+        if "telemetry" in app.extensions:
+            raise RuntimeError(
+                "A 'Telemetry' instance is already registered on this app."
+            )
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        settings = load_settings(app.config)
+        db = self._db if self._db is not None else app.extensions.get("sqlalchemy")
+        if db is None:
+            raise RuntimeError(
+                "flask_telemetry needs Flask-SQLAlchemy: call db.init_app(app) before "
+                "telemetry.init_app(app), or pass Telemetry(db=db)."
+            )
+        model = trace_model(db, settings.bind_key)
+        state = self._build_state(app, db, settings, model)
+        app.extensions["telemetry"] = state
+        self._states.add(state)
+        if settings.enabled:
+            state.request.register(app)
+
+    def _build_state(
+        self, app: Flask, db: SQLAlchemy, settings: Settings, model: type[t.Any]
+    ) -> _State:
+        bind_key = settings.bind_key
+
+        def engine() -> sa.Engine:
+            with app.app_context():
+                return db.engines[bind_key]
+
+        writer = TraceWriter(
+            engine,
+            model.__table__,
+            event_types=self._event_values,
+            lock_timeout_ms=settings.lock_timeout_ms,
+            statement_timeout_ms=settings.statement_timeout_ms,
+        )
+        stats = Stats()
+        log = RateLimitedLog()
+        store = BatchStore(writer, stats, log)
+        breaker = CircuitBreaker(
+            threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown
+        )
+        delivery: Delivery
+        if settings.delivery == "async" and not writer.shares_connection:
+            delivery = BackgroundDelivery(
+                store,
+                breaker,
+                queue_size=settings.queue_size,
+                batch_size=settings.batch_size,
+                flush_interval=settings.flush_interval,
+                shutdown_timeout=settings.shutdown_timeout,
+                max_retries=settings.max_retries,
+                retry_backoff=settings.retry_backoff,
+            )
+        else:
+            delivery = SyncDelivery(store, breaker, max_pending=settings.queue_size)
+        recorder = Recorder(
+            delivery,
+            stats,
+            log,
+            event_types=self._event_values,
+            strict=settings.strict,
+        )
+        request = RequestTelemetry(
+            recorder,
+            header=settings.request_id_header,
+            record_requests=settings.record_requests,
+            slow_request_ms=settings.slow_request_ms,
+            actor_loader=lambda: self._actor_loader,
+        )
+        return _State(
+            owner=self,
+            settings=settings,
+            model=model,
+            stats=stats,
+            breaker=breaker,
+            delivery=delivery,
+            recorder=recorder,
+            request=request,
+        )
+
+    # -- public API -----------------------------------------------------------
+
+    def record(
+        self,
+        event_type: EventType | enum.Enum | str,
+        severity: Severity | str = Severity.INFO,
+        *,
+        metadata: t.Mapping[str, t.Any] | None = None,
+        actor_type: ActorType | str | None = None,
+        actor_id: int | None = None,
+    ) -> None:
+        """Record one event. Never raises for storage failures.
+
+        Inside a request the request id, endpoint, client address, user agent
+        and actor (from :meth:`actor_loader`) are filled in; outside one the
+        actor is ``system``. Bad arguments are dropped, counted and logged,
+        or raised as :class:`TelemetryError` with ``TELEMETRY_STRICT``.
+        """
+        state = self._state()
+        if state is None or not state.settings.enabled:
+            return
+        state.request.record(
+            event_type,  # type: ignore[arg-type]
+            severity,
+            metadata=metadata,
+            actor_type=actor_type,
+            actor_id=actor_id,
+        )
+
+    def actor_loader(self, callback: ActorLoader) -> ActorLoader:
+        """Register a function returning ``(actor_type, actor_id)`` or None.
+
+        Called when an event is recorded inside a request; use as a decorator.
+        """
+        self._actor_loader = callback
+        return callback
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        """Wait up to ``timeout`` seconds; True when everything accepted is stored
+        or accounted for as dropped."""
+        state = self._state()
+        return True if state is None else state.delivery.flush(timeout)
+
+    def stats(self) -> dict[str, t.Any]:
+        """Counters of the current app: accepted, written, dropped by reason, ..."""
+        state = self._state()
+        if state is None:
+            return {}
+        snapshot = state.stats.snapshot()
+        snapshot["queue_depth"] = state.delivery.depth()
+        snapshot["breaker"] = state.breaker.state
+        snapshot["delivery"] = type(state.delivery).__name__
+        return snapshot
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Flush with a deadline and stop the writer (done at exit automatically)."""
+        state = self._state()
+        if state is not None:
+            state.delivery.close(timeout)
+
+    @property
+    def trace_model(self) -> type[t.Any]:
+        """The Flask-SQLAlchemy model mapped to ``telemetry_traces``."""
+        state = self._state()
+        if state is None:
+            raise RuntimeError("Telemetry is not initialised on an application.")
+        return state.model
+
+    def _state(self) -> _State | None:
+        if has_app_context():
+            state = current_app.extensions.get("telemetry")
+            if state is not None and state.owner is self:
+                return t.cast(_State, state)
+        states = list(self._states)
+        if len(states) == 1:
+            return states[0]
+        if states:
+            logger.error(
+                "Telemetry is registered on %d apps; call record() in an app context.",
+                len(states),
+            )
+        return None
+
+
+def _event_values(enums: t.Iterable[type[enum.Enum]]) -> tuple[str, ...]:
+    values = []
+    for enum_cls in enums:
+        if not (
+            isinstance(enum_cls, type)
+            and issubclass(enum_cls, str)
+            and issubclass(enum_cls, enum.Enum)
+        ):
+            raise ValueError(f"event_types must be str Enums, not {enum_cls!r}.")
+        for member in enum_cls:
+            if not _EVENT_VALUE.fullmatch(member.value):
+                raise ValueError(
+                    f"Event type {enum_cls.__name__}.{member.name} = {member.value!r} "
+                    "must be lower_snake_case, at most 64 characters."
+                )
+            values.append(member.value)
+    return tuple(values)
+
+
+__all__ = ["ConfigVars", "Telemetry"]

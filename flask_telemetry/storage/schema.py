@@ -1,0 +1,85 @@
+"""Marshmallow schema of the storage DTO, aligned with the columns."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import marshmallow as ma
+
+from . import event as ev
+from .enums import EventType, Severity
+
+#: BIGINT bounds shared by PostgreSQL and MySQL.
+BIGINT_MIN = -(2**63)
+BIGINT_MAX = 2**63 - 1
+
+
+def _json_object(value: t.Any) -> None:
+    """Reject metadata that the JSON column could not store."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ma.ValidationError(f"Not JSON-serialisable: {exc}") from exc
+
+
+class TelemetryEventSchema(ma.Schema):
+    """Validates one row of ``telemetry_traces`` and loads it as a TraceEvent.
+
+    Lengths and vocabularies match the columns: a row this schema accepts is
+    one the table can hold. ``event_types`` extends :class:`EventType` with
+    the values an application registered.
+    """
+
+    class Meta:
+        unknown = ma.RAISE
+
+    actor_type = ma.fields.String(
+        required=True,
+        validate=[
+            ma.validate.Length(min=1, max=ev.ACTOR_TYPE_LENGTH),
+            ma.validate.Regexp(r"^[a-z][a-z0-9_]*\Z"),
+        ],
+    )
+    actor_id = ma.fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=ma.validate.Range(min=BIGINT_MIN, max=BIGINT_MAX),
+    )
+    event_type = ma.fields.String(
+        required=True, validate=ma.validate.Length(min=1, max=ev.EVENT_TYPE_LENGTH)
+    )
+    severity = ma.fields.String(
+        required=True, validate=ma.validate.OneOf([s.value for s in Severity])
+    )
+    request_id = ma.fields.String(
+        allow_none=True, validate=ma.validate.Length(max=ev.REQUEST_ID_LENGTH)
+    )
+    route_name = ma.fields.String(
+        allow_none=True, validate=ma.validate.Length(max=ev.ROUTE_NAME_LENGTH)
+    )
+    ip_address = ma.fields.String(
+        allow_none=True, validate=ma.validate.Length(max=ev.IP_ADDRESS_LENGTH)
+    )
+    user_agent = ma.fields.String(
+        allow_none=True, validate=ma.validate.Length(max=ev.USER_AGENT_LENGTH)
+    )
+    metadata = ma.fields.Dict(
+        keys=ma.fields.String(), allow_none=True, validate=_json_object
+    )
+    occurred_at = ma.fields.AwareDateTime(required=True)
+
+    def __init__(self, *, event_types: t.Iterable[str] = (), **kwargs: t.Any) -> None:
+        super().__init__(**kwargs)
+        self.event_types = frozenset(e.value for e in EventType) | frozenset(
+            event_types
+        )
+
+    @ma.validates("event_type")
+    def _known_event_type(self, value: str, **_: t.Any) -> None:
+        if value not in self.event_types:
+            raise ma.ValidationError(f"Unknown event type {value!r}.")
+
+    @ma.post_load
+    def _make_event(self, data: dict[str, t.Any], **_: t.Any) -> ev.TraceEvent:
+        return ev.TraceEvent(**data)

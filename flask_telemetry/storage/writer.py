@@ -1,0 +1,203 @@
+"""The INSERT path: validated rows into ``telemetry_traces``, own transaction."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import typing as t
+
+import marshmallow as ma
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+
+from ..exceptions import TelemetryStorageException
+from . import event as ev
+from .schema import TelemetryEventSchema
+
+#: Failures caused by the content of a row: a batch that hits one is split so
+#: that the good rows are still stored.
+_ROW_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError, sa_exc.StatementError)
+#: Failures of the connection or the server: worth a retry later.
+_RETRYABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+class StorageFailure(TelemetryStorageException):
+    """A failed INSERT, with what the caller needs to decide what to do next."""
+
+    def __init__(self, message: str, *, retryable: bool, per_row: bool) -> None:
+        super().__init__(message)
+        #: The database or connection failed; the same rows may succeed later.
+        self.retryable = retryable
+        #: The rows' content may be at fault; a smaller batch may succeed.
+        self.per_row = per_row
+
+
+class TraceWriter:
+    """Validates events with the schema and inserts them in one transaction.
+
+    The connection comes from ``engine_source()`` (the application's engine
+    for the bind), checked out for the INSERT only; the application's session
+    is never used. Lock and statement timeouts are scoped to the writer's
+    transaction on PostgreSQL, set and restored around it on MySQL/MariaDB,
+    and the SQLite busy timeout is set and restored the same way.
+    """
+
+    def __init__(
+        self,
+        engine_source: t.Callable[[], sa.Engine],
+        table: sa.Table,
+        *,
+        event_types: t.Iterable[str] = (),
+        lock_timeout_ms: int = 500,
+        statement_timeout_ms: int = 2000,
+    ) -> None:
+        self._engine_source = engine_source
+        self._engine: sa.Engine | None = None
+        self._shares_connection = False
+        self.table = table
+        self.schema = TelemetryEventSchema(event_types=event_types)
+        self.lock_timeout_ms = lock_timeout_ms
+        self.statement_timeout_ms = statement_timeout_ms
+        self._insert = table.insert()
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The engine the writer inserts through, looked up on first use."""
+        if self._engine is None:
+            engine = self._engine_source()
+            self._shares_connection = engine.dialect.name == "sqlite" and (
+                engine.url.database in (None, "", ":memory:")
+                or "mode=memory" in str(engine.url)
+            )
+            self._engine = engine
+        return self._engine
+
+    def forget_engine(self) -> None:
+        """Drop the engine's pooled connections inherited from a parent process."""
+        if self._engine is not None:
+            self._engine.dispose(close=False)
+
+    @property
+    def shares_connection(self) -> bool:
+        """True for an in-memory SQLite database: one connection for everyone."""
+        return self.engine is not None and self._shares_connection
+
+    def connection_busy(self) -> bool:
+        """True when the shared connection is inside the application's transaction.
+
+        Only meaningful when :attr:`shares_connection`; writing then would
+        commit the application's pending work, so the caller must wait.
+        """
+        raw = self.engine.raw_connection()
+        try:
+            return bool(getattr(raw.driver_connection, "in_transaction", False))
+        finally:
+            raw.close()
+
+    def validate(
+        self, events: t.Sequence[ev.TraceEvent]
+    ) -> tuple[list[dict[str, t.Any]], list[tuple[ev.TraceEvent, str]]]:
+        """Split events into rows ready to insert and rejected events with reasons."""
+        rows = [ev.as_row(e) for e in events]
+        errors: dict[t.Any, t.Any] = self.schema.validate(rows, many=True)
+        if not errors:
+            return [self._db_row(r) for r in rows], []
+        good = [self._db_row(r) for i, r in enumerate(rows) if i not in errors]
+        bad = [(events[i], str(errors[i])) for i in sorted(errors)]
+        return good, bad
+
+    def write(self, event: ev.TraceEvent) -> None:
+        """Validate and insert one event; raise TelemetryStorageException."""
+        try:
+            row = self.schema.load(ev.as_row(event))
+        except ma.ValidationError as exc:
+            raise StorageFailure(
+                f"Invalid telemetry event: {exc.messages}",
+                retryable=False,
+                per_row=True,
+            ) from exc
+        self.insert([self._db_row(ev.as_row(row))])
+
+    def insert(self, rows: list[dict[str, t.Any]]) -> None:
+        """INSERT already validated rows with one executemany and commit.
+
+        Raises :class:`StorageFailure` (a TelemetryStorageException) on any
+        failure, with the driver's error as its cause.
+        """
+        if not rows:
+            return
+        try:
+            with self.engine.connect() as conn, self._timeouts(conn):
+                conn.execute(self._insert, rows)
+                conn.commit()
+        except sa_exc.SQLAlchemyError as exc:
+            cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+            raise StorageFailure(
+                f"Storing {len(rows)} telemetry event(s) failed: "
+                f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}",
+                retryable=isinstance(exc, _RETRYABLE)
+                or bool(getattr(exc, "connection_invalidated", False)),
+                per_row=isinstance(exc, _ROW_ERRORS)
+                and not isinstance(exc, _RETRYABLE),
+            ) from exc
+        except Exception as exc:  # a driver bug must not escape either
+            raise StorageFailure(
+                f"Storing {len(rows)} telemetry event(s) failed: {exc!r}",
+                retryable=False,
+                per_row=True,
+            ) from exc
+
+    def _db_row(self, row: dict[str, t.Any]) -> dict[str, t.Any]:
+        # The model's attribute for the ``metadata`` column is ``metadata_``
+        # but a Core insert binds by column key, which is ``metadata``.
+        occurred = row["occurred_at"]
+        if self.engine.dialect.name != "postgresql" and occurred.tzinfo is not None:
+            # DATETIME columns have no zone: store naive UTC.
+            row["occurred_at"] = occurred.astimezone(dt.UTC).replace(tzinfo=None)
+        return row
+
+    @contextlib.contextmanager
+    def _timeouts(self, conn: sa.Connection) -> t.Iterator[None]:
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            conn.exec_driver_sql(
+                f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}; "
+                f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"
+            )
+            yield
+        elif dialect in ("mysql", "mariadb"):
+            yield from self._mysql_timeouts(conn)
+        elif dialect == "sqlite" and not self.shares_connection:
+            previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(self.lock_timeout_ms)}")
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous or 0)}")
+        else:
+            yield
+
+    def _mysql_timeouts(self, conn: sa.Connection) -> t.Iterator[None]:
+        # Lock waits are whole seconds in MySQL; the session values are put
+        # back so that the pooled connection returns to the application as it
+        # was lent.
+        lock_s = max(1, -(-int(self.lock_timeout_ms) // 1000))
+        settings = [
+            f"lock_wait_timeout = {lock_s}",
+            f"innodb_lock_wait_timeout = {lock_s}",
+        ]
+        names = ["lock_wait_timeout", "innodb_lock_wait_timeout"]
+        if getattr(conn.dialect, "is_mariadb", False):
+            settings.append(
+                f"max_statement_time = {self.statement_timeout_ms / 1000:.3f}"
+            )
+            names.append("max_statement_time")
+        conn.exec_driver_sql("SET SESSION " + ", ".join(settings))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
+                conn.exec_driver_sql(
+                    "SET SESSION " + ", ".join(f"{n} = DEFAULT" for n in names)
+                )
