@@ -91,7 +91,7 @@ def _number(
 ) -> t.Any:
     value = config[key]
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or minimum > value:
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:  # type: ignore[operator]
         kind = "an integer" if integer else "a number"
         raise ValueError(f"{key} must be {kind} >= {minimum}, not {value!r}.")
     return value
