@@ -1,0 +1,143 @@
+"""Telemetry never touches the application's transaction, and writes one table."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import Bundle, MakeApp
+from flask_telemetry import EventType
+
+
+@pytest.mark.parametrize("delivery", ["sync", "async"])
+@pytest.mark.parametrize("ending", ["raise", "rollback"])
+def test_app_rollback_keeps_telemetry(
+    make_app: MakeApp, delivery: str, ending: str
+) -> None:
+    bundle = make_app(TELEMETRY_DELIVERY=delivery)
+    app, db = bundle.app, bundle.db
+
+    @app.post("/work")
+    def work() -> str:
+        db.session.add(bundle.note(body="never committed"))
+        bundle.telemetry.record(EventType.RESOURCE_MUTATION)
+        if ending == "raise":
+            raise RuntimeError("view failed")
+        db.session.rollback()
+        return "rolled back"
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = bundle.client().post("/work")
+    assert response.status_code == (500 if ending == "raise" else 200)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(bundle.note.id))) == 0
+    events = [r.event_type for r in bundle.rows()]
+    assert events == ["resource_mutation", "http_request_end"]
+
+
+def test_app_flushed_rows_do_not_block_or_leak(make_app: MakeApp, backend: str) -> None:
+    """On servers, telemetry inserts beside the app's open transaction and
+    neither sees the other's outcome."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has one writer at a time: covered in test_sqlite.py")
+    bundle = make_app()
+    app, db = bundle.app, bundle.db
+
+    @app.post("/work")
+    def work() -> str:
+        db.session.add(bundle.note(body="flushed, then rolled back"))
+        db.session.flush()
+        bundle.telemetry.record(EventType.RESOURCE_MUTATION)
+        db.session.rollback()
+        return "ok"
+
+    assert bundle.client().post("/work").status_code == 200
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(bundle.note.id))) == 0
+    assert next(r.event_type for r in bundle.rows()) == "resource_mutation"
+
+
+@pytest.mark.parametrize("delivery", ["sync", "async"])
+def test_telemetry_failure_leaves_session_usable(
+    make_app: MakeApp, delivery: str
+) -> None:
+    bundle = make_app(
+        TELEMETRY_DELIVERY=delivery,
+        TELEMETRY_MAX_RETRIES=1,
+        TELEMETRY_RETRY_BACKOFF=0.01,
+    )
+    app, db = bundle.app, bundle.db
+    with app.app_context():
+        bundle.traces.drop(db.engine)
+
+    @app.post("/work")
+    def work() -> str:
+        db.session.add(bundle.note(body="kept"))
+        db.session.flush()
+        bundle.telemetry.record(EventType.RESOURCE_MUTATION)
+        bundle.telemetry.flush(5)
+        db.session.add(bundle.note(body="kept too"))
+        db.session.commit()
+        return "committed"
+
+    response = bundle.client().post("/work")
+    assert response.status_code == 200
+    assert response.text == "committed"
+    with app.app_context():
+        bodies = db.session.scalars(sa.select(bundle.note.body)).all()
+        assert sorted(bodies) == ["kept", "kept too"]
+        bundle.telemetry.flush(5)
+        stats = bundle.telemetry.stats()
+    assert stats["dropped"]["storage_error"] == 2  # the event and the request end
+    assert stats["accepted"] == stats["written"] + sum(stats["dropped"].values())
+
+
+@pytest.mark.parametrize("delivery", ["sync", "async"])
+def test_only_telemetry_traces_is_written(make_app: MakeApp, delivery: str) -> None:
+    bundle = make_app(TELEMETRY_DELIVERY=delivery)
+    app = bundle.app
+    writes: list[str] = []
+
+    def watch(
+        conn: sa.Connection,
+        cursor: t.Any,
+        statement: str,
+        parameters: t.Any,
+        context: t.Any,
+        executemany: bool,
+    ) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb in {"INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "TRUNCATE"}:
+            writes.append(statement)
+
+    @app.get("/read")
+    def read() -> str:
+        bundle.telemetry.record(EventType.CACHE_MISS, metadata={"k": 1})
+        bundle.telemetry.record("bogus")  # dropped before storage
+        return "ok"
+
+    with app.app_context():
+        engine = bundle.db.engine
+    sa.event.listen(engine, "before_cursor_execute", watch)
+    try:
+        client = bundle.client()
+        for _ in range(5):
+            assert client.get("/read").status_code == 200
+        with app.app_context():
+            bundle.telemetry.record(EventType.WORKER_JOB_END)
+            assert bundle.telemetry.flush(10)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", watch)
+    assert writes, "the listener saw no write at all"
+    for statement in writes:
+        assert statement.split()[0].upper() == "INSERT"
+        assert "telemetry_traces" in statement
+    assert len(bundle.rows()) == 11
+
+
+def test_rows_written_by_telemetry_only_go_to_its_table(bundle: Bundle) -> None:
+    """The writer's INSERT names telemetry_traces and nothing else."""
+    statement = str(bundle.traces.insert())
+    assert statement.startswith("INSERT INTO telemetry_traces ")

@@ -1,0 +1,102 @@
+"""SQLite specifics: one writer at a time, and one shared in-memory connection."""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_telemetry import EventType, Telemetry
+
+
+@pytest.fixture
+def memory_app() -> t.Iterator[tuple[Flask, SQLAlchemy, Telemetry, type[t.Any]]]:
+    app = Flask("memory")
+    # async is asked for, but an in-memory database makes delivery synchronous.
+    app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://", TELEMETRY_DELIVERY="async")
+    db = SQLAlchemy(app)
+
+    class Item(db.Model):  # type: ignore[name-defined, misc]
+        id = sa.Column(sa.Integer, primary_key=True)
+
+    telemetry = Telemetry(app)
+    with app.app_context():
+        db.create_all()
+    yield app, db, telemetry, Item
+    with app.app_context():
+        db.engine.dispose()
+
+
+def _count(db: SQLAlchemy, model: t.Any) -> int:
+    return int(db.session.scalar(sa.select(sa.func.count()).select_from(model)) or 0)
+
+
+def test_in_memory_never_commits_the_apps_pending_work(
+    memory_app: tuple[Flask, SQLAlchemy, Telemetry, type[t.Any]],
+) -> None:
+    app, db, telemetry, item = memory_app
+    with app.app_context():
+        db.session.add(item())
+        db.session.flush()  # the app's transaction is open on the shared connection
+        telemetry.record(EventType.RESOURCE_MUTATION)
+        assert telemetry.stats()["queue_depth"] == 1  # held, not committed
+        db.session.rollback()
+        assert _count(db, item) == 0  # telemetry did not commit the app's row
+        assert telemetry.flush(1)
+        assert _count(db, telemetry.trace_model) == 1
+        assert telemetry.stats()["delivery"] == "SyncDelivery"
+
+
+def test_in_memory_app_commit_still_lands(
+    memory_app: tuple[Flask, SQLAlchemy, Telemetry, type[t.Any]],
+) -> None:
+    app, db, telemetry, item = memory_app
+    with app.app_context():
+        db.session.add(item())
+        db.session.flush()
+        telemetry.record(EventType.RESOURCE_MUTATION)
+        db.session.commit()
+        telemetry.record(EventType.CACHE_HIT)  # idle connection: both written now
+        assert telemetry.stats()["queue_depth"] == 0
+        assert _count(db, item) == 1
+        assert _count(db, telemetry.trace_model) == 2
+        stats = telemetry.stats()
+        assert stats["accepted"] == stats["written"] == 2
+
+
+def test_sync_does_not_wait_out_the_busy_timeout(tmp_path: t.Any) -> None:
+    """The app holds SQLite's write lock: sync telemetry gives up after
+    TELEMETRY_LOCK_TIMEOUT_MS (not the driver's 5 s), drops and counts."""
+    app = Flask("locked")
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'locked.db'}",
+        TELEMETRY_DELIVERY="sync",
+        TELEMETRY_LOCK_TIMEOUT_MS=100,
+    )
+    db = SQLAlchemy(app)
+
+    class Item(db.Model):  # type: ignore[name-defined, misc]
+        id = sa.Column(sa.Integer, primary_key=True)
+
+    telemetry = Telemetry(app)
+    with app.app_context():
+        db.create_all()
+        db.session.add(Item())
+        db.session.flush()  # write lock held by the app's connection
+        started = time.perf_counter()
+        telemetry.record(EventType.RESOURCE_MUTATION)
+        waited = time.perf_counter() - started
+        db.session.commit()
+        assert waited < 1.0
+        stats = telemetry.stats()
+        assert stats["dropped"]["storage_error"] == 1
+        # The pooled connection's busy timeout is the driver's again afterwards.
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        telemetry.record(EventType.RESOURCE_MUTATION)
+        assert telemetry.stats()["written"] == 1
+        db.engine.dispose()

@@ -1,0 +1,160 @@
+"""Storage: every column round-trips on every backend; failures raise."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import Bundle, MakeApp
+from flask_telemetry import ActorType, EventType, Severity, TelemetryStorageException
+from flask_telemetry.storage import TraceEvent, TraceWriter
+
+NESTED = {
+    "service": "billing",
+    "attempts": [1, 2, {"backoff_ms": 12.5}],
+    "ok": False,
+    "none": None,
+    "unicode": "Zoë ✓ 日本語 🚀",
+    "deep": {"a": {"b": {"c": ["d", {"e": "ü"}]}}},
+}
+WHEN = dt.datetime(2026, 11, 26, 6, 7, 8, 123456, tzinfo=dt.UTC)
+
+
+def _event(**changes: object) -> TraceEvent:
+    values: dict[str, object] = {
+        "actor_type": "user",
+        "actor_id": 2**40 + 7,
+        "event_type": "external_call_fail",
+        "severity": "error",
+        "request_id": "req-1:a.b_c",
+        "route_name": "billing.charge",
+        "ip_address": "2001:db8:85a3:ffff:ffff:8a2e:370:7334",
+        "user_agent": "curl/8.5 " + "x" * 503,
+        "metadata": NESTED,
+        "occurred_at": WHEN,
+    }
+    values.update(changes)
+    return TraceEvent(**values)  # type: ignore[arg-type]
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def _writer(bundle: Bundle) -> TraceWriter:
+    with bundle.app.app_context():
+        engine = bundle.db.engines[None]
+    return TraceWriter(lambda: engine, bundle.traces)
+
+
+def test_every_column_round_trips(bundle: Bundle) -> None:
+    event = _event()
+    _writer(bundle).write(event)
+    (row,) = bundle.rows()
+    assert row.actor_type == "user"
+    assert row.actor_id == 2**40 + 7
+    assert row.event_type == "external_call_fail"
+    assert row.severity == "error"
+    assert row.request_id == "req-1:a.b_c"
+    assert row.route_name == "billing.charge"
+    assert row.ip_address == "2001:db8:85a3:ffff:ffff:8a2e:370:7334"
+    assert row.user_agent == event.user_agent
+    assert len(row.user_agent) == 512
+    assert row.metadata == NESTED
+    assert _as_utc(row.occurred_at) == WHEN
+    assert _as_utc(row.occurred_at).microsecond == 123456
+
+
+def test_nulls_round_trip(bundle: Bundle) -> None:
+    _writer(bundle).write(
+        _event(
+            actor_id=None,
+            request_id=None,
+            route_name=None,
+            ip_address=None,
+            user_agent=None,
+            metadata=None,
+        )
+    )
+    with bundle.app.app_context(), bundle.db.engine.connect() as conn:
+        nulls = conn.execute(
+            sa.select(sa.func.count()).where(
+                bundle.traces.c.metadata.is_(None),
+                bundle.traces.c.actor_id.is_(None),
+                bundle.traces.c.request_id.is_(None),
+                bundle.traces.c.route_name.is_(None),
+                bundle.traces.c.ip_address.is_(None),
+                bundle.traces.c.user_agent.is_(None),
+            )
+        ).scalar()
+    # SQL NULL, not the JSON literal null, in the metadata column.
+    assert nulls == 1
+
+
+@pytest.mark.parametrize("delivery", ["sync", "async"])
+def test_record_round_trips_through_the_extension(
+    make_app: MakeApp, delivery: str
+) -> None:
+    bundle = make_app(TELEMETRY_DELIVERY=delivery)
+    before = dt.datetime.now(dt.UTC)
+    with bundle.app.app_context():
+        bundle.telemetry.record(
+            EventType.EXTERNAL_CALL_FAIL,
+            Severity.ERROR,
+            metadata=NESTED,
+            actor_type=ActorType.SERVICE,
+            actor_id=9,
+        )
+    (row,) = bundle.rows()
+    after = dt.datetime.now(dt.UTC)
+    assert (row.event_type, row.severity, row.actor_type, row.actor_id) == (
+        "external_call_fail",
+        "error",
+        "service",
+        9,
+    )
+    assert row.metadata == NESTED
+    assert row.request_id is None
+    assert row.route_name is None
+    assert before - dt.timedelta(seconds=1) <= _as_utc(row.occurred_at) <= after
+    stats = bundle.telemetry.stats()
+    assert stats["accepted"] == stats["written"] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"request_id": "r" * 65}, "request_id"),
+        ({"ip_address": "1" * 46}, "ip_address"),
+        ({"event_type": "no_such_event"}, "event_type"),
+        ({"severity": "loud"}, "severity"),
+        ({"actor_type": "Robot Overlord"}, "actor_type"),
+        ({"actor_id": 2**63}, "actor_id"),
+        ({"metadata": {"x": float("nan")}}, "metadata"),
+        ({"metadata": {"x": object()}}, "metadata"),
+        ({"occurred_at": dt.datetime(2026, 1, 1)}, "occurred_at"),
+    ],
+)
+def test_schema_rejection_raises_storage_exception(
+    bundle: Bundle, change: dict[str, object], field: str
+) -> None:
+    with pytest.raises(TelemetryStorageException, match=field) as caught:
+        _writer(bundle).write(_event(**change))
+    assert caught.value.__cause__ is not None
+    assert bundle.rows() == []
+
+
+def test_schema_rejects_unknown_fields(bundle: Bundle) -> None:
+    schema = _writer(bundle).schema
+    row = {name: getattr(_event(), name) for name in _event().__slots__}
+    errors = schema.validate({**row, "surprise": 1})
+    assert "surprise" in errors
+
+
+def test_database_failure_raises_with_cause(make_app: MakeApp) -> None:
+    bundle = make_app(False)  # no table
+    with pytest.raises(TelemetryStorageException) as caught:
+        _writer(bundle).write(_event())
+    assert isinstance(caught.value.__cause__, sa.exc.DBAPIError)
