@@ -1,4 +1,4 @@
-"""The pytest plugin of flask_telemetry, registered through the ``pytest11`` entry point.
+"""The pytest plugin of flask_telemetry, registered as a ``pytest11`` entry point.
 
 Installing flask-telemetry makes the ``telemetry_capture`` fixture available
 to every test suite; it needs the application under test as a fixture named

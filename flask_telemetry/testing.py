@@ -225,7 +225,8 @@ class TelemetryCapture:
             lines.append("  (none)")
         if rejected:
             lines.append(
-                f"Rejected by the schema, as the database writer would ({len(rejected)}):"
+                f"Rejected by the schema, as the database writer would "
+                f"({len(rejected)}):"
             )
             lines.extend(f"  - {_show(e)}: {errors}" for e, errors in rejected)
         return "\n".join(lines)
