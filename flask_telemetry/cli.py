@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy.dialects import mysql
 
 from .config import DEFAULTS, ConfigVars
 from .storage import TABLE_NAME, EventType, Severity, TraceEvent, TraceWriter
@@ -77,6 +78,7 @@ def check_command() -> None:
         with engine.connect() as conn:
             report.ok(f"connected ({engine.dialect.name})")
             if _check_table(conn, table, report):
+                conn.rollback()  # end the transaction the inspection began
                 _probe(conn, table, state, report)
     except sa_exc.SQLAlchemyError as exc:
         cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
@@ -110,7 +112,7 @@ def _check_table(conn: sa.Connection, table: sa.Table, report: _Report) -> bool:
             problems += 1
             continue
         expected = column.type.dialect_impl(dialect)
-        if _shape(expected, dialect.name) != _shape(found["type"], dialect.name):
+        if _shape(expected, dialect) != _shape(found["type"], dialect):
             report.fail(
                 f"column {column.name} is {_shown(found['type'], dialect)}, "
                 f"the model expects {_shown(expected, dialect)}"
@@ -131,8 +133,14 @@ def _check_table(conn: sa.Connection, table: sa.Table, report: _Report) -> bool:
     return not problems
 
 
-def _shape(type_: sa.types.TypeEngine[t.Any], dialect: str) -> tuple[t.Any, ...]:
+def _shape(type_: sa.types.TypeEngine[t.Any], dialect: sa.Dialect) -> tuple[t.Any, ...]:
     """What matters of a column type for storing telemetry rows."""
+    if getattr(dialect, "is_mariadb", False) and isinstance(
+        type_, sa.JSON | mysql.LONGTEXT
+    ):
+        # MariaDB's JSON is LONGTEXT with a json_valid() CHECK, and reflects
+        # as LONGTEXT; the probe insert shows whether JSON goes through.
+        return ("json",)
     if isinstance(type_, sa.BigInteger):
         return ("bigint",)
     if isinstance(type_, sa.SmallInteger):
@@ -148,9 +156,9 @@ def _shape(type_: sa.types.TypeEngine[t.Any], dialect: str) -> tuple[t.Any, ...]
     if isinstance(type_, sa.String):
         return ("varchar", type_.length)
     if isinstance(type_, sa.DateTime):
-        if dialect == "postgresql":
+        if dialect.name == "postgresql":
             return ("datetime", bool(type_.timezone))
-        if dialect in ("mysql", "mariadb"):
+        if dialect.name in ("mysql", "mariadb"):
             return ("datetime", getattr(type_, "fsp", None) or 0)
         return ("datetime",)
     return (type(type_).__name__.lower(),)
