@@ -6,16 +6,21 @@ import atexit
 import collections
 import os
 import threading
+import time
 import typing as t
 import weakref
 
-from ..storage import StorageFailure, TraceEvent
+from ..storage import TraceEvent
 from .breaker import CircuitBreaker
-from .store import BatchStore
+from .store import BatchStore, DatabaseDown, Outcome
 
 
-def _weak_call(obj: t.Any, name: str) -> t.Callable[..., None]:
-    """A callback that does nothing once ``obj`` is gone (for atexit and fork hooks)."""
+def weak_method(obj: object, name: str) -> t.Callable[..., None]:
+    """A callback to ``obj.name`` that does nothing once ``obj`` is gone.
+
+    For atexit and fork hooks, which would otherwise keep every application
+    ever made alive until the interpreter exits.
+    """
     ref = weakref.ref(obj)
 
     def call(*args: t.Any) -> None:
@@ -29,15 +34,24 @@ def _weak_call(obj: t.Any, name: str) -> t.Callable[..., None]:
 class BackgroundDelivery:
     """Queues events on the caller's thread; a writer thread inserts them in batches.
 
-    ``deliver`` does no I/O and never waits: a full queue drops the new event
-    (counted as ``queue_full``). The writer thread starts on first use and
-    again in a child process after fork; it takes up to ``batch_size`` events
-    when that many are queued or every ``flush_interval`` seconds, and inserts
-    each batch with one executemany. A failed batch is retried ``max_retries``
-    times with exponential backoff on the writer thread, then dropped; while
-    the breaker is open the writer waits for the cool-down instead of trying.
-    At interpreter exit the queue is flushed for at most ``shutdown_timeout``
-    seconds and what is left is counted as ``shutdown``.
+    ``deliver`` does no I/O, takes no lock and never waits: a full queue
+    drops the new event (counted as ``queue_full``). The writer thread starts
+    on first use; it takes up to ``batch_size`` events when that many are
+    queued or every ``flush_interval`` seconds, and inserts each batch with
+    one executemany. A failed batch is retried ``max_retries`` times with
+    exponential backoff on the writer thread, then dropped
+    (``storage_error``); while the breaker is open the writer waits for the
+    cool-down instead of trying, and new events pile up to the queue size.
+
+    Pre-fork servers: in a child process (``os.register_at_fork``, and a pid
+    check for servers that fork without running Python's fork hooks) the
+    queue, the counters and the thread start afresh and the parent's pooled
+    connections are never used.
+
+    Shutdown: at interpreter exit (``atexit``, which gunicorn workers run as
+    they exit) or on :meth:`close`, the queue is flushed for at most
+    ``shutdown_timeout`` seconds. What is still queued then, and a batch
+    whose INSERT is still running, is counted as ``shutdown``.
     """
 
     def __init__(
@@ -61,15 +75,17 @@ class BackgroundDelivery:
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
         self._setup()
-        os.register_at_fork(after_in_child=_weak_call(self, "after_fork"))
-        atexit.register(_weak_call(self, "close"))
+        os.register_at_fork(after_in_child=weak_method(self, "after_fork"))
+        atexit.register(weak_method(self, "close"))
 
     def _setup(self) -> None:
+        self._pid = os.getpid()
         self._queue: collections.deque[TraceEvent] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Condition()
-        self._busy = False
+        self._busy = 0  # events taken by the writer and not yet counted
+        self._abandoned = False
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -77,17 +93,30 @@ class BackgroundDelivery:
 
     def deliver(self, event: TraceEvent) -> None:
         """Queue one event; never blocks, never raises for a full queue."""
+        if self._pid != os.getpid():
+            self.after_fork()
         queue = self._queue
-        if len(queue) >= self.queue_size or self._stop.is_set():
-            self.store.stats.drop(
-                "queue_full" if not self._stop.is_set() else "shutdown"
-            )
+        if len(queue) >= self.queue_size:
+            self.store.stats.drop("queue_full")
+            return
+        if self._stop.is_set():
+            self.store.stats.drop("shutdown")
             return
         queue.append(event)
         if self._thread is None:
             self._start()
-        if len(queue) >= self.batch_size and not self._wake.is_set():
+        if self._stop.is_set():
+            self._reclaim(event)
+        elif len(queue) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
+
+    def _reclaim(self, event: TraceEvent) -> None:
+        # Queued while close() ran: whoever takes the event out counts it.
+        try:
+            self._queue.remove(event)
+        except ValueError:
+            return  # close() or the writer took it
+        self.store.stats.drop("shutdown")
 
     def _start(self) -> None:
         with self._start_lock:
@@ -99,11 +128,13 @@ class BackgroundDelivery:
                 self._thread = thread
 
     def depth(self) -> int:
-        """Events queued and not yet taken by the writer."""
-        return len(self._queue)
+        """Events queued or being written, not yet counted."""
+        return len(self._queue) + self._busy
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is written or dropped."""
+        if self._pid != os.getpid():
+            self.after_fork()
         if self._thread is None:
             return not self._queue
         self._wake.set()
@@ -114,81 +145,104 @@ class BackgroundDelivery:
 
     def close(self, timeout: float | None = None) -> None:
         """Flush with a deadline, stop the writer, count what is left."""
+        if self._pid != os.getpid():
+            self.after_fork()
         if self._stop.is_set():
             return
-        deadline = self.shutdown_timeout if timeout is None else timeout
-        self.flush(deadline)
+        budget = self.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        self.flush(budget)
         self._stop.set()
         self._wake.set()
         thread = self._thread
         if thread is not None:
-            thread.join(0.5)
-        left = len(self._queue)
-        self._queue.clear()
+            # The writer stops at its next wait; only a database call already
+            # under way (bounded by the writer's timeouts) can outlast this.
+            thread.join(max(0.05, deadline - time.monotonic()))
+        with self._idle:
+            if self._busy:
+                self._abandoned = True
+                self.store.stats.drop("shutdown", self._busy)
+                self._busy = 0
+        left = 0
+        while True:
+            try:
+                self._queue.popleft()
+            except IndexError:
+                break
+            left += 1
         if left:
             self.store.stats.drop("shutdown", left)
+        if left:
             self.store.log.error(
                 "shutdown", "Telemetry shutdown: %d queued event(s) not stored", left
             )
 
     def after_fork(self) -> None:
-        """In a child: fresh queue, locks and thread; no inherited connections."""
+        """In a child: fresh queue, locks, counters and thread. The writer
+        replaces the engine's inherited pool on its first use."""
         self._setup()
         self.store.stats.reset()
-        self.store.writer.forget_engine()
 
     # -- writer thread ----------------------------------------------------
 
     def _run(self) -> None:
         queue = self._queue
-        while True:
+        while not self._stop.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
-            while queue:
+            while queue and not self._stop.is_set():
                 with self._idle:
-                    self._busy = True
-                size = min(self.batch_size, len(queue))
-                batch = [queue.popleft() for _ in range(size)]
+                    size = min(self.batch_size, len(queue))
+                    batch = [queue.popleft() for _ in range(size)]
+                    self._busy = size
+                outcome = Outcome()
                 try:
-                    self._store(batch)
+                    self._store(batch, outcome)
                 except Exception as exc:  # never let the thread die
-                    self.store.stats.drop("storage_error", len(batch))
-                    self.store.log.error("writer", "Telemetry writer failed: %r", exc)
-                finally:
-                    with self._idle:
-                        self._busy = False
-                        self._idle.notify_all()
-                if self._stop.is_set():
-                    break
+                    outcome = Outcome()
+                    outcome.drop("storage_error", len(batch))
+                    self.store.log.error(
+                        "writer", "Telemetry writer failed: %r", exc, exc=True
+                    )
+                with self._idle:
+                    if not self._abandoned:
+                        self.store.count(outcome)
+                        self._busy = 0
+                    self._idle.notify_all()
             with self._idle:
                 self._idle.notify_all()
-            if self._stop.is_set():
-                return
 
-    def _store(self, batch: list[TraceEvent]) -> None:
-        rows = self.store.validate(batch)
+    def _store(self, batch: list[TraceEvent], outcome: Outcome) -> None:
+        rows = self.store.validate(batch, outcome)
         attempt = 0
         while rows:
             wait = self.breaker.remaining()
             if wait and self._stop.wait(wait):
                 break  # shutting down while the database is out
             if not self.breaker.allow():
-                self._stop.wait(0.05)
+                if self._stop.wait(0.05):
+                    break
                 continue
             try:
-                self.store.insert(rows)
-            except StorageFailure as exc:
+                self.store.insert(rows, outcome)
+            except DatabaseDown as exc:
+                rows = exc.remaining
                 self.breaker.failure()
                 attempt += 1
-                if not exc.retryable or attempt > self.max_retries:
+                if not exc.failure.retryable or attempt > self.max_retries:
                     break
-                self.store.log.error("db", "Telemetry batch failed, retrying: %s", exc)
+                self.store.log.error(
+                    "db", "Telemetry batch failed, retrying: %s", exc.failure
+                )
                 if self._stop.wait(self.retry_backoff * 2 ** (attempt - 1)):
                     break
                 continue
             self.breaker.success()
             return
-        self.store.stats.drop("storage_error", len(rows))
-        self.store.log.error(
-            "db", "Dropped %d telemetry event(s): storage failed", len(rows)
-        )
+        reason = "shutdown" if self._stop.is_set() else "storage_error"
+        outcome.drop(reason, len(rows))
+        if rows:
+            self.store.log.error(
+                "db", "Dropped %d telemetry event(s): storage failed", len(rows)
+            )

@@ -15,7 +15,9 @@ class CircuitBreaker:
 
     While open, :meth:`allow` is False until the cool-down has passed; then it
     lets one caller through as a probe (half open). A success closes it, a
-    failure opens it for another cool-down.
+    failure opens it for another cool-down. A probe that never reports (its
+    caller had nothing to write after all) is replaced by another one after a
+    further cool-down, so the breaker cannot stay half open for ever.
     """
 
     def __init__(self, *, threshold: int, cooldown: float) -> None:
@@ -31,13 +33,14 @@ class CircuitBreaker:
         if self.state == CLOSED:
             return True
         with self._lock:
-            if (
-                self.state == OPEN
-                and time.monotonic() >= self._opened_at + self.cooldown
-            ):
+            if self.state != CLOSED:
+                now = time.monotonic()
+                if now < self._opened_at + self.cooldown:
+                    return False
+                # Open and cooled down, or a probe gone silent: probe now.
                 self.state = HALF_OPEN
-                return True
-            return False
+                self._opened_at = now
+            return True
 
     def remaining(self) -> float:
         """Seconds until the next probe is allowed (0 when closed)."""

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
-from ..storage import StorageFailure, TraceEvent
+from ..storage import TraceEvent
+from .background import weak_method
 from .breaker import CircuitBreaker
-from .store import BatchStore
+from .store import BatchStore, DatabaseDown, Outcome
 
 
 class SyncDelivery:
     """Writes each event before ``record()`` returns.
 
-    Failures are counted and logged, never raised. With the breaker open the
-    event is dropped at once, so a dead database costs a request at most the
-    writer's timeouts, and only until the breaker opens.
+    Failures are counted and logged, never raised. The writer's connect, lock
+    and statement timeouts bound what one event can cost the caller; after
+    ``threshold`` failures in a row the breaker opens and events are dropped
+    at once (``breaker_open``) until a probe succeeds, so a dead database
+    costs a request at most those timeouts, and only until the breaker opens.
 
     On an in-memory SQLite database the application and telemetry share one
     connection, so telemetry has no transaction of its own: committing would
@@ -31,9 +35,13 @@ class SyncDelivery:
         self.max_pending = max_pending
         self._pending: list[TraceEvent] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()
+        os.register_at_fork(after_in_child=weak_method(self, "after_fork"))
 
     def deliver(self, event: TraceEvent) -> None:
         """Store one event now (or hold it, on a shared connection)."""
+        if self._pid != os.getpid():
+            self.after_fork()
         if self.store.writer.shares_connection:
             with self._lock:
                 if len(self._pending) >= self.max_pending:
@@ -45,19 +53,23 @@ class SyncDelivery:
         self._write([event])
 
     def _write(self, events: list[TraceEvent]) -> None:
-        stats = self.store.stats
+        store = self.store
+        outcome = Outcome()
         if not self.breaker.allow():
-            stats.drop("breaker_open", len(events))
+            outcome.drop("breaker_open", len(events))
+            store.count(outcome)
             return
-        rows = self.store.validate(events)
+        rows = store.validate(events, outcome)
         try:
-            self.store.insert(rows)
-        except StorageFailure as exc:
+            store.insert(rows, outcome)
+        except DatabaseDown as exc:
             self.breaker.failure()
-            stats.drop("storage_error", len(rows))
-            self.store.log.error("db", "Telemetry storage failed: %s", exc)
-            return
-        self.breaker.success()
+            outcome.drop("storage_error", len(exc.remaining))
+            store.log.error("db", "Telemetry storage failed: %s", exc.failure)
+        else:
+            if rows:
+                self.breaker.success()
+        store.count(outcome)
 
     def _drain(self) -> bool:
         with self._lock:
@@ -85,6 +97,9 @@ class SyncDelivery:
                 self._pending = []
 
     def after_fork(self) -> None:
-        """Forget what the parent held: the parent writes it."""
+        """In a child: forget what the parent held (the parent writes it) and
+        count from zero. The writer replaces the inherited pool itself."""
+        self._pid = os.getpid()
         self._pending = []
         self._lock = threading.Lock()
+        self.store.stats.reset()

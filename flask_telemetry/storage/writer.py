@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import typing as t
 
 import marshmallow as ma
@@ -15,10 +16,29 @@ from . import event as ev
 from .schema import TelemetryEventSchema
 
 #: Failures caused by the content of a row: a batch that hits one is split so
-#: that the good rows are still stored.
-_ROW_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError, sa_exc.StatementError)
+#: that the good rows are still stored. Other driver errors (a missing table,
+#: a lost connection) are about the whole batch.
+_ROW_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
 #: Failures of the connection or the server: worth a retry later.
 _RETRYABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+#: MySQL/MariaDB errors about a row's content that the drivers raise as
+#: OperationalError: CHECK constraint failed (MariaDB 4025, MySQL 3819),
+#: column cannot be null (1048), data too long (1406), incorrect value
+#: (1366), out of range (1264).
+_MYSQL_ROW_ERRNOS = frozenset({4025, 3819, 1048, 1406, 1366, 1264})
+
+
+def _is_row_error(exc: sa_exc.SQLAlchemyError) -> bool:
+    """Whether the content of a row, not the database, made the INSERT fail."""
+    if isinstance(exc, _ROW_ERRORS):
+        return True
+    if not isinstance(exc, sa_exc.StatementError):
+        return False
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return True  # failed while binding parameters, before the database
+    # MySQL drivers put the server's error number first; others a message.
+    code = (getattr(exc.orig, "args", None) or (None,))[0]
+    return isinstance(code, int) and code in _MYSQL_ROW_ERRNOS
 
 
 class StorageFailure(TelemetryStorageException):
@@ -40,6 +60,19 @@ class TraceWriter:
     is never used. Lock and statement timeouts are scoped to the writer's
     transaction on PostgreSQL, set and restored around it on MySQL/MariaDB,
     and the SQLite busy timeout is set and restored the same way.
+
+    The connect timeout is the engine's: telemetry shares the application's
+    pool and cannot give its own connections a different one. Set it where
+    the engine is configured, e.g. ``?connect_timeout=2`` in the URL or
+    ``{"connect_args": {"connect_timeout": 2}}`` in the bind's options;
+    without one, a server that does not answer at all (not one that refuses)
+    holds the writer until the operating system gives up. The circuit
+    breaker bounds how many times that is paid.
+
+    In a process forked after the writer was made (a pre-fork server that
+    loads the app first), the engine's pool is replaced on first use
+    (``dispose(close=False)``), so that telemetry never talks on a socket
+    the parent still uses.
     """
 
     def __init__(
@@ -54,6 +87,7 @@ class TraceWriter:
         self._engine_source = engine_source
         self._engine: sa.Engine | None = None
         self._shares_connection = False
+        self._pid = os.getpid()
         self.table = table
         self.schema = TelemetryEventSchema(event_types=event_types)
         self.lock_timeout_ms = lock_timeout_ms
@@ -63,6 +97,8 @@ class TraceWriter:
     @property
     def engine(self) -> sa.Engine:
         """The engine the writer inserts through, looked up on first use."""
+        if self._pid != os.getpid():
+            self.forget_engine()
         if self._engine is None:
             engine = self._engine_source()
             self._shares_connection = engine.dialect.name == "sqlite" and (
@@ -73,9 +109,20 @@ class TraceWriter:
         return self._engine
 
     def forget_engine(self) -> None:
-        """Drop the engine's pooled connections inherited from a parent process."""
-        if self._engine is not None:
-            self._engine.dispose(close=False)
+        """Drop the engine's pooled connections inherited from a parent process.
+
+        They are left open for the parent, which still uses them; new ones are
+        made on demand. Done once per child process.
+        """
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        engine = self._engine if self._engine is not None else self._engine_source()
+        engine.dispose(close=False)
+
+    def dispose(self) -> None:
+        """Release what the writer holds: nothing of its own, as it borrows the
+        application's engine, whose pool the application disposes."""
 
     @property
     def shares_connection(self) -> bool:
@@ -132,13 +179,16 @@ class TraceWriter:
                 conn.commit()
         except sa_exc.SQLAlchemyError as exc:
             cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+            per_row = _is_row_error(exc)
             raise StorageFailure(
                 f"Storing {len(rows)} telemetry event(s) failed: "
                 f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}",
-                retryable=isinstance(exc, _RETRYABLE)
-                or bool(getattr(exc, "connection_invalidated", False)),
-                per_row=isinstance(exc, _ROW_ERRORS)
-                and not isinstance(exc, _RETRYABLE),
+                retryable=not per_row
+                and (
+                    isinstance(exc, _RETRYABLE)
+                    or bool(getattr(exc, "connection_invalidated", False))
+                ),
+                per_row=per_row,
             ) from exc
         except Exception as exc:  # a driver bug must not escape either
             raise StorageFailure(
