@@ -78,7 +78,7 @@ def test_child_process_writes_its_own_events(make_app: MakeApp) -> None:
     bundle = make_app(**{ConfigVars.DELIVERY: "async", ConfigVars.FLUSH_INTERVAL: 60.0})
     telemetry = bundle.telemetry
     with bundle.app.app_context():
-        for i in range(30):
+        for _ in range(30):
             telemetry.record(EventType.WORKER_JOB_START, metadata={"who": "parent"})
         read, write = os.pipe()
         pid = os.fork()
