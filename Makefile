@@ -28,5 +28,12 @@ lint: $(VENV)/.installed
 test: lint
 	$(VENV)/bin/pytest
 
+# make bench [BENCH_ARGS=--quick]: overhead next to bare Flask and peers; needs
+# PostgreSQL and MariaDB on 127.0.0.1 (see benchmarks/README.rst); writes the
+# Performance section of README.rst and docs/_static/benchmark.png.
+bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

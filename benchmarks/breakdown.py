@@ -1,0 +1,149 @@
+"""Where the time goes: the cost of each step of the async hot path, and
+pyinstrument profiles of the request path and of the writer's batch work.
+
+The steps are timed one by one, in a loop, in microseconds per event of CPU
+wall time on this machine; compare them with the bare request measured in
+the same run. They reach into flask_telemetry's internals (the extension
+state, recorder, delivery and writer): a step whose internals changed shows
+as ``n/a`` instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+import typing as t
+
+from flask_telemetry import EventType
+
+from .apps import Variant, build
+from .common import Urls
+from .ingest import METADATA, USER_AGENT
+
+BATCH = 500
+
+
+def _per_call(call: t.Callable[[], object], repeat: int) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        call()
+    return (time.perf_counter() - start) / repeat * 1e6
+
+
+def steps(urls: Urls, repeat: int) -> list[tuple[str, float | None]]:
+    """Microseconds per call of each step, best of three loops."""
+    bare = build(Variant(kind="bare"), None).app.test_client()
+    built = build(Variant(kind="async-idle", db="sqlite"), urls.sqlite("breakdown"))
+    app, telemetry = built.app, built.telemetry
+    assert telemetry is not None
+    client = app.test_client()
+    state: t.Any = app.extensions["telemetry"]
+    out: list[tuple[str, float | None]] = []
+
+    def best(label: str, call: t.Callable[[], object], count: int = repeat) -> None:
+        try:
+            call()
+            value: float | None = min(_per_call(call, count) for _ in range(3))
+        except Exception as exc:  # internals moved: report, do not fail
+            print(f"  breakdown: {label}: n/a ({exc!r})")
+            value = None
+        out.append((label, value))
+        built.settle()
+
+    best("bare request (reference)", lambda: bare.get("/hello"), repeat // 4)
+    best(
+        "request with telemetry, writer idle", lambda: client.get("/hello"), repeat // 4
+    )
+    with app.test_request_context("/hello", headers={"User-Agent": USER_AGENT}):
+        app.preprocess_request()
+        request = state.request
+        recorder = state.recorder
+        delivery = state.delivery
+        writer = delivery.store.writer
+        best("  before_request hook (RequestContext)", request._before_request)
+        best(
+            "  teardown hook: http_request_end end to end",
+            lambda: request._teardown_request(None),
+        )
+        best(
+            "  record(): public call end to end",
+            lambda: telemetry.record(EventType.CACHE_MISS, metadata=METADATA),
+        )
+        from flask_telemetry.domain import TraceIntent
+
+        intent = TraceIntent(
+            event_type=EventType.CACHE_MISS,
+            severity="info",
+            actor_type="anonymous",
+            metadata=METADATA,
+            request_id="0" * 36,
+            route_name="hello",
+            ip_address="127.0.0.1",
+            user_agent=USER_AGENT,
+        )
+        best(
+            "    Recorder._map: checks + to_trace_event", lambda: recorder._map(intent)
+        )
+        event = recorder._map(intent)
+        best("    delivery.deliver: enqueue", lambda: delivery.deliver(event))
+        built.settle()
+        events = [event] * BATCH
+        from flask_telemetry.storage import event as ev
+
+        best("  writer: validate, per event", lambda: writer.validate(events), 20)
+        out[-1] = (out[-1][0], None if out[-1][1] is None else out[-1][1] / BATCH)
+        rows = [ev.as_row(e) for e in events]
+        best(
+            "    schema.validate(many=True), per event",
+            lambda: writer.schema.validate(rows, many=True),
+            20,
+        )
+        out[-1] = (out[-1][0], None if out[-1][1] is None else out[-1][1] / BATCH)
+        best("    as_row, per event", lambda: ev.as_row(event))
+        good, _ = writer.validate(events)
+        best("  writer: insert, per row (SQLite)", lambda: writer.insert(good), 10)
+        out[-1] = (out[-1][0], None if out[-1][1] is None else out[-1][1] / BATCH)
+    with app.app_context():
+        telemetry.shutdown(5.0)
+    return out
+
+
+def profiles(urls: Urls, folder: str, requests: int) -> list[str]:
+    """pyinstrument text profiles of the request path and of the writer's work."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return []
+    os.makedirs(folder, exist_ok=True)
+    built = build(
+        Variant(kind="async-idle", db="sqlite", extra=True), urls.sqlite("profile")
+    )
+    app, telemetry = built.app, built.telemetry
+    assert telemetry is not None
+    client = app.test_client()
+    written = []
+    profiler = Profiler(interval=0.0001)
+    with profiler:
+        for _ in range(requests):
+            client.get("/hello")
+    path = os.path.join(folder, "profile-request-path.txt")
+    with open(path, "w") as out:
+        out.write(profiler.output_text(unicode=True, show_all=False))
+    written.append(path)
+    # The writer's work, run on this thread so that the profiler sees it.
+    delivery: t.Any = app.extensions["telemetry"].delivery
+    queued = list(delivery._queue)
+    delivery._queue.clear()
+    profiler = Profiler(interval=0.0001)
+    with profiler:
+        for start in range(0, len(queued), BATCH):
+            delivery._store(queued[start : start + BATCH])
+    path = os.path.join(folder, "profile-writer.txt")
+    with open(path, "w") as out:
+        out.write(profiler.output_text(unicode=True, show_all=False))
+    written.append(path)
+    with app.app_context():
+        telemetry.shutdown(5.0)
+    return written

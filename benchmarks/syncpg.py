@@ -1,0 +1,63 @@
+"""Sync delivery on PostgreSQL next to a raw single-row INSERT and COMMIT.
+
+Three sides, interleaved: ``record()`` in sync mode inside a request
+context; the same row inserted with ``engine.connect()``, ``execute``,
+``commit``; and that raw insert preceded by the ``SET LOCAL`` timeouts the
+writer sends, to show what the timeouts cost on their own.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+
+from flask_telemetry import EventType
+
+from .apps import Variant, build
+from .common import Urls
+from .ingest import METADATA, USER_AGENT, _raw_rows
+
+
+def run(urls: Urls, *, rounds: int, events: int) -> dict[str, list[float]]:
+    """Per round: time per event of sync record() and of raw + timeouts, over raw."""
+    built = build(Variant(kind="sync", db="postgresql"), urls.postgres)
+    app, telemetry = built.app, built.telemetry
+    assert telemetry is not None
+    with app.app_context():
+        engine = app.extensions["sqlalchemy"].engine
+    insert = telemetry.trace_model.__table__.insert()
+    row = _raw_rows("postgresql", 1)[0]
+    timeouts = "SET LOCAL lock_timeout = 500; SET LOCAL statement_timeout = 2000"
+
+    def ours(count: int) -> float:
+        with app.test_request_context("/hello", headers={"User-Agent": USER_AGENT}):
+            app.preprocess_request()
+            gc.collect()
+            start = time.perf_counter()
+            for _ in range(count):
+                telemetry.record(EventType.CACHE_MISS, metadata=METADATA)
+            return (time.perf_counter() - start) / count
+
+    def raw(count: int, *, with_timeouts: bool = False) -> float:
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(count):
+            with engine.connect() as conn:
+                if with_timeouts:
+                    conn.exec_driver_sql(timeouts)
+                conn.execute(insert, row)
+                conn.commit()
+        return (time.perf_counter() - start) / count
+
+    ours(50)
+    raw(50)
+    out: dict[str, list[float]] = {"sync": [], "timeouts": []}
+    for _ in range(rounds):
+        first = raw(events)
+        mine = ours(events)
+        middle = raw(events)
+        set_local = raw(events, with_timeouts=True)
+        last = raw(events)
+        out["sync"].append(mine / ((first + middle) / 2))
+        out["timeouts"].append(set_local / ((middle + last) / 2))
+    return out
