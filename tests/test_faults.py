@@ -113,7 +113,7 @@ def test_postgresql_stopped_mid_load_then_restarted(
         # Back up: keep going until an event recorded now is stored (the
         # breaker probes again after its cool-down), without restarting.
         deadline = time.monotonic() + 20
-        stored_after = set()
+        stored_after: set[str] = set()
         i = 0
         while not stored_after and time.monotonic() < deadline:
             _latencies(base, f"after{i}", 10)
