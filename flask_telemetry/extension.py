@@ -10,6 +10,7 @@ import weakref
 
 from flask import Flask, current_app, has_app_context
 
+from .cli import telemetry_cli
 from .config import DEFAULTS, ConfigVars, Settings, load_settings
 from .domain import (
     ActorType,
@@ -89,6 +90,7 @@ class Telemetry:
         model = trace_model(db, settings.bind_key)
         state = self._build_state(app, db, settings, model)
         app.extensions["telemetry"] = state
+        app.cli.add_command(telemetry_cli)
         self._states.add(state)
         if settings.enabled:
             state.request.register(app)
