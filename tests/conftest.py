@@ -111,6 +111,8 @@ class Bundle:
     db: SQLAlchemy
     telemetry: Telemetry
     note: type[t.Any]
+    #: Binds pointing at a server that is down on purpose: never created.
+    unreachable_binds: frozenset[str | None] = frozenset()
 
     @property
     def traces(self) -> sa.Table:
@@ -148,7 +150,7 @@ def make_app(db_url: str) -> t.Iterator[MakeApp]:
             TESTING=True,
             **{ConfigVars.DELIVERY: "sync"},
         )
-        app.config.update(config)
+        app.config.update({k: v for k, v in config.items() if k.isupper()})
         db = SQLAlchemy()
 
         class Note(db.Model):  # type: ignore[name-defined, misc]
@@ -158,11 +160,19 @@ def make_app(db_url: str) -> t.Iterator[MakeApp]:
 
         db.init_app(app)
         telemetry = Telemetry(app)
-        bundle = Bundle(app=app, db=db, telemetry=telemetry, note=Note)
+        bundle = Bundle(
+            app=app,
+            db=db,
+            telemetry=telemetry,
+            note=Note,
+            unreachable_binds=frozenset(config.pop("unreachable_binds", ())),
+        )
         built.append(bundle)
         if create:
             with app.app_context():
-                db.create_all()
+                for key in db.engines:
+                    if key not in bundle.unreachable_binds:
+                        db.create_all(bind_key=key)
         return bundle
 
     yield build
@@ -170,8 +180,9 @@ def make_app(db_url: str) -> t.Iterator[MakeApp]:
         with bundle.app.app_context():
             bundle.telemetry.shutdown(5)
             bundle.db.session.remove()
-            bundle.db.drop_all()
-            for engine in bundle.db.engines.values():
+            for key, engine in bundle.db.engines.items():
+                if key not in bundle.unreachable_binds:
+                    bundle.db.drop_all(bind_key=key)
                 engine.dispose()
 
 

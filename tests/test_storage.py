@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import typing as t
 
 import pytest
 import sqlalchemy as sa
@@ -43,15 +44,19 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
-def _writer(bundle: Bundle) -> TraceWriter:
+@pytest.fixture
+def writer(bundle: Bundle) -> t.Iterator[TraceWriter]:
+    """A writer on the test's database, its own engine disposed afterwards."""
     with bundle.app.app_context():
         engine = bundle.db.engines[None]
-    return TraceWriter(lambda: engine, bundle.traces)
+    writer = TraceWriter(lambda: engine, bundle.traces)
+    yield writer
+    writer.dispose()
 
 
-def test_every_column_round_trips(bundle: Bundle) -> None:
+def test_every_column_round_trips(bundle: Bundle, writer: TraceWriter) -> None:
     event = _event()
-    _writer(bundle).write(event)
+    writer.write(event)
     (row,) = bundle.rows()
     assert row.actor_type == "user"
     assert row.actor_id == 2**40 + 7
@@ -67,8 +72,8 @@ def test_every_column_round_trips(bundle: Bundle) -> None:
     assert _as_utc(row.occurred_at).microsecond == 123456
 
 
-def test_nulls_round_trip(bundle: Bundle) -> None:
-    _writer(bundle).write(
+def test_nulls_round_trip(bundle: Bundle, writer: TraceWriter) -> None:
+    writer.write(
         _event(
             actor_id=None,
             request_id=None,
@@ -138,16 +143,16 @@ def test_record_round_trips_through_the_extension(
     ],
 )
 def test_schema_rejection_raises_storage_exception(
-    bundle: Bundle, change: dict[str, object], field: str
+    bundle: Bundle, writer: TraceWriter, change: dict[str, object], field: str
 ) -> None:
     with pytest.raises(TelemetryStorageException, match=field) as caught:
-        _writer(bundle).write(_event(**change))
+        writer.write(_event(**change))
     assert caught.value.__cause__ is not None
     assert bundle.rows() == []
 
 
-def test_schema_rejects_unknown_fields(bundle: Bundle) -> None:
-    schema = _writer(bundle).schema
+def test_schema_rejects_unknown_fields(bundle: Bundle, writer: TraceWriter) -> None:
+    schema = writer.schema
     row = {name: getattr(_event(), name) for name in _event().__slots__}
     errors = schema.validate({**row, "surprise": 1})
     assert "surprise" in errors
@@ -155,6 +160,10 @@ def test_schema_rejects_unknown_fields(bundle: Bundle) -> None:
 
 def test_database_failure_raises_with_cause(make_app: MakeApp) -> None:
     bundle = make_app(False)  # no table
+    with bundle.app.app_context():
+        engine = bundle.db.engines[None]
+    writer = TraceWriter(lambda: engine, bundle.traces)
     with pytest.raises(TelemetryStorageException) as caught:
-        _writer(bundle).write(_event())
+        writer.write(_event())
+    writer.dispose()
     assert isinstance(caught.value.__cause__, sa.exc.DBAPIError)

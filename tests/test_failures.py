@@ -1,0 +1,156 @@
+"""A storage failure in any form never reaches the view; it is counted."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import Bundle, MakeApp
+from flask_telemetry import EventType, Severity
+from flask_telemetry.domain import BatchStore, RateLimitedLog, Stats
+from flask_telemetry.domain.store import Outcome
+from flask_telemetry.storage import TraceEvent, TraceWriter
+
+UNREACHABLE = {
+    "sqlite": "sqlite:////nonexistent-directory/telemetry.db",
+    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:9/none?connect_timeout=2",
+    "mariadb": "mysql+pymysql://root@127.0.0.1:9/none?connect_timeout=2",
+}
+FAST_FAIL = {"TELEMETRY_MAX_RETRIES": 0, "TELEMETRY_RETRY_BACKOFF": 0.0}
+
+
+def _view_records(bundle: Bundle, **metadata: object) -> None:
+    @bundle.app.get("/view")
+    def view() -> tuple[str, int]:
+        bundle.telemetry.record(EventType.EXTERNAL_CALL_FAIL, metadata=metadata)
+        return "the view's own answer", 202
+
+
+def _assert_view_answered_and_counted(bundle: Bundle, requests: int = 3) -> None:
+    client = bundle.client()
+    for _ in range(requests):
+        response = client.get("/view")
+        assert response.status_code == 202
+        assert response.text == "the view's own answer"
+    with bundle.app.app_context():
+        bundle.telemetry.flush(10)
+        stats = bundle.telemetry.stats()
+    lost = stats["dropped"]["storage_error"] + stats["dropped"]["breaker_open"]
+    assert lost == 2 * requests
+    assert stats["accepted"] == stats["written"] + sum(stats["dropped"].values())
+
+
+@pytest.mark.parametrize("delivery", ["sync", "async"])
+def test_table_dropped(make_app: MakeApp, delivery: str) -> None:
+    bundle = make_app(False, TELEMETRY_DELIVERY=delivery, **FAST_FAIL)
+    _view_records(bundle)
+    _assert_view_answered_and_counted(bundle)
+
+
+@pytest.mark.parametrize("delivery", ["sync", "async"])
+def test_server_unreachable(make_app: MakeApp, backend: str, delivery: str) -> None:
+    bundle = make_app(
+        TELEMETRY_DELIVERY=delivery,
+        TELEMETRY_BIND_KEY="telemetry",
+        SQLALCHEMY_BINDS={"telemetry": UNREACHABLE[backend]},
+        unreachable_binds={"telemetry"},
+        **FAST_FAIL,
+    )
+    _view_records(bundle)
+    _assert_view_answered_and_counted(bundle)
+
+
+@pytest.mark.parametrize("delivery", ["sync", "async"])
+def test_value_the_database_rejects(make_app: MakeApp, delivery: str) -> None:
+    """A CHECK constraint added by the operator refuses some rows: those are
+    dropped and counted, the other rows are stored."""
+    bundle = make_app(TELEMETRY_DELIVERY=delivery, **FAST_FAIL)
+    with bundle.app.app_context(), bundle.db.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            # SQLite cannot add a constraint to a table: rebuild it with one.
+            bundle.traces.drop(conn)
+            bundle.traces.append_constraint(
+                sa.CheckConstraint("severity <> 'critical'", name="no_critical")
+            )
+            bundle.traces.create(conn)
+        else:
+            conn.execute(
+                sa.text(
+                    "ALTER TABLE telemetry_traces ADD CONSTRAINT no_critical "
+                    "CHECK (severity <> 'critical')"
+                )
+            )
+
+    @bundle.app.get("/view")
+    def view() -> str:
+        bundle.telemetry.record(EventType.SYSTEM_EXCEPTION, Severity.CRITICAL)
+        bundle.telemetry.record(EventType.SYSTEM_EXCEPTION, Severity.ERROR)
+        return "fine"
+
+    try:
+        assert bundle.client().get("/view").text == "fine"
+        rows = bundle.rows()
+        assert [(r.event_type, r.severity) for r in rows] == [
+            ("system_exception", "error"),
+            ("http_request_end", "info"),
+        ]
+        assert bundle.telemetry.stats()["dropped"]["storage_error"] == 1
+    finally:
+        if bundle.traces.constraints:
+            for constraint in list(bundle.traces.constraints):
+                if constraint.name == "no_critical":
+                    bundle.traces.constraints.remove(constraint)
+
+
+def test_nul_byte_on_postgresql_costs_only_its_row(
+    bundle: Bundle, backend: str
+) -> None:
+    """PostgreSQL refuses NUL in text: a batch with one such row keeps the rest."""
+    if backend != "postgresql":
+        pytest.skip("only PostgreSQL refuses NUL bytes in text")
+    with bundle.app.app_context():
+        engine = bundle.db.engine
+    writer = TraceWriter(lambda: engine, bundle.traces)
+    stats = Stats()
+    store = BatchStore(writer, stats, RateLimitedLog())
+    events = [
+        _event(user_agent="ok 1"),
+        _event(user_agent="bad \x00 agent"),
+        _event(user_agent="ok 2"),
+    ]
+    outcome = Outcome()
+    try:
+        store.insert(store.validate(events, outcome), outcome)
+    finally:
+        writer.dispose()
+    store.count(outcome)
+    assert sorted(r.user_agent for r in bundle.rows()) == ["ok 1", "ok 2"]
+    assert stats.snapshot()["dropped"]["storage_error"] == 1
+    assert stats.snapshot()["written"] == 2
+
+
+def test_nul_byte_in_a_request_never_reaches_the_view(bundle: Bundle) -> None:
+    @bundle.app.get("/view")
+    def view() -> str:
+        bundle.telemetry.record(EventType.CACHE_MISS, metadata={"key": "a\x00b"})
+        return "fine"
+
+    response = bundle.client().get("/view", headers={"User-Agent": "evil\x00agent"})
+    assert response.text == "fine"
+    rows = bundle.rows()
+    assert all("\x00" not in (r.user_agent or "") for r in rows)
+    stats = bundle.telemetry.stats()
+    assert stats["accepted"] == stats["written"] + sum(stats["dropped"].values())
+
+
+def _event(**changes: object) -> TraceEvent:
+    import datetime as dt
+
+    values: dict[str, object] = {
+        "actor_type": "system",
+        "event_type": "cache_miss",
+        "severity": "info",
+        "occurred_at": dt.datetime.now(dt.UTC),
+    }
+    values.update(changes)
+    return TraceEvent(**values)  # type: ignore[arg-type]
