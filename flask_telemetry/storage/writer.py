@@ -135,11 +135,16 @@ class TraceWriter:
         Only meaningful when :attr:`shares_connection`; writing then would
         commit the application's pending work, so the caller must wait.
         """
-        raw = self.engine.raw_connection()
-        try:
-            return bool(getattr(raw.driver_connection, "in_transaction", False))
-        finally:
-            raw.close()
+        # Looked up on the pool, not checked out: returning a checked-out
+        # connection to the pool rolls it back, which would undo the very
+        # work this check protects.
+        pool = self.engine.pool
+        record = getattr(pool, "connection", None)  # StaticPool
+        if record is None and hasattr(pool, "_conn"):  # SingletonThreadPool
+            current = getattr(pool._conn, "current", None)
+            record = current() if current is not None else None
+        dbapi = getattr(record, "dbapi_connection", None)
+        return bool(getattr(dbapi, "in_transaction", False))
 
     def validate(
         self, events: t.Sequence[ev.TraceEvent]
