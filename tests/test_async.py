@@ -8,9 +8,9 @@ import os
 import typing as t
 
 import pytest
-from fault_app import add_event_view, get, serve
 
 from conftest import MakeApp
+from fault_app import add_event_view, get, serve
 from flask_telemetry import ConfigVars, EventType
 
 pytestmark = pytest.mark.slow

@@ -16,13 +16,13 @@ import typing as t
 
 import pytest
 import sqlalchemy as sa
-from fault_app import add_event_view, get, serve
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from pgcluster import PgCluster, pg_cluster
 
 from conftest import MakeApp
+from fault_app import add_event_view, get, serve
 from flask_telemetry import ConfigVars, EventType, Telemetry
+from pgcluster import PgCluster, pg_cluster
 
 pytestmark = pytest.mark.slow
 

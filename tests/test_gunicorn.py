@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from fault_app import get
-from pgcluster import free_port, pg_cluster
 
 from conftest import MakeApp
+from fault_app import get
 from flask_telemetry import ConfigVars
+from pgcluster import free_port, pg_cluster
 
 pytestmark = pytest.mark.slow
 
