@@ -6,6 +6,7 @@ from .config import ConfigVars
 from .domain import ActorType
 from .exceptions import TelemetryError, TelemetryStorageException
 from .extension import Telemetry
+from .http import Correlation, RequestIdFilter, current_request_id
 from .storage import EventType, Severity
 
 __version__ = "0.1.0"
@@ -13,9 +14,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorType",
     "ConfigVars",
+    "Correlation",
     "EventType",
+    "RequestIdFilter",
     "Severity",
     "Telemetry",
     "TelemetryError",
     "TelemetryStorageException",
+    "current_request_id",
 ]

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import re
+import types
 import typing as t
+
+from .domain.privacy import DEFAULT_REDACT_KEYS, IP_MODES
 
 
 class ConfigVars:
@@ -28,7 +33,27 @@ class ConfigVars:
     RETRY_BACKOFF = "TELEMETRY_RETRY_BACKOFF"
     BREAKER_THRESHOLD = "TELEMETRY_BREAKER_THRESHOLD"
     BREAKER_COOLDOWN = "TELEMETRY_BREAKER_COOLDOWN"
+    # Correlation, sampling and privacy.
+    TRACEPARENT = "TELEMETRY_TRACEPARENT"
+    EXCLUDE = "TELEMETRY_EXCLUDE"
+    SLOW_REQUEST_MS_BY_ENDPOINT = "TELEMETRY_SLOW_REQUEST_MS_BY_ENDPOINT"
+    SAMPLE_RATE = "TELEMETRY_SAMPLE_RATE"
+    SAMPLE_KEEP_STATUS = "TELEMETRY_SAMPLE_KEEP_STATUS"
+    REDACT_KEYS = "TELEMETRY_REDACT_KEYS"
+    METADATA_MAX_BYTES = "TELEMETRY_METADATA_MAX_BYTES"
+    IP_MODE = "TELEMETRY_IP_MODE"
+    IP_HASH_KEY = "TELEMETRY_IP_HASH_KEY"
 
+
+#: Requests telemetry ignores by default: static files and health checks.
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    "static",
+    "*.static",
+    "/health",
+    "/healthz",
+    "/livez",
+    "/readyz",
+)
 
 #: Every key with its default, in documentation order.
 DEFAULTS: dict[str, t.Any] = {
@@ -50,6 +75,15 @@ DEFAULTS: dict[str, t.Any] = {
     ConfigVars.RETRY_BACKOFF: 0.2,
     ConfigVars.BREAKER_THRESHOLD: 5,
     ConfigVars.BREAKER_COOLDOWN: 10.0,
+    ConfigVars.TRACEPARENT: True,
+    ConfigVars.EXCLUDE: DEFAULT_EXCLUDE,
+    ConfigVars.SLOW_REQUEST_MS_BY_ENDPOINT: types.MappingProxyType({}),
+    ConfigVars.SAMPLE_RATE: 1.0,
+    ConfigVars.SAMPLE_KEEP_STATUS: 400,
+    ConfigVars.REDACT_KEYS: DEFAULT_REDACT_KEYS,
+    ConfigVars.METADATA_MAX_BYTES: 8192,
+    ConfigVars.IP_MODE: "full",
+    ConfigVars.IP_HASH_KEY: None,
 }
 
 _HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
@@ -77,6 +111,17 @@ class Settings:
     retry_backoff: float
     breaker_threshold: int
     breaker_cooldown: float
+    traceparent: bool = True
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    slow_request_ms_by_endpoint: t.Mapping[str, float] = dataclasses.field(
+        default_factory=dict
+    )
+    sample_rate: float = 1.0
+    sample_keep_status: int = 400
+    redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
+    metadata_max_bytes: int = 8192
+    ip_mode: str = "full"
+    ip_hash_key: bytes | None = dataclasses.field(default=None, repr=False)
 
 
 def _bool(config: t.Mapping[str, t.Any], key: str) -> bool:
@@ -141,4 +186,90 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
         retry_backoff=num(ConfigVars.RETRY_BACKOFF),
         breaker_threshold=num(ConfigVars.BREAKER_THRESHOLD, integer=True, minimum=1),
         breaker_cooldown=num(ConfigVars.BREAKER_COOLDOWN),
+        **_signal_settings(config),
     )
+
+
+def _strings(config: t.Mapping[str, t.Any], key: str) -> tuple[str, ...]:
+    value = config[key]
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"{key} must be a list of strings, not {value!r}.")
+    if not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{key} must hold non-empty strings only, not {value!r}.")
+    return tuple(value)
+
+
+def _signal_settings(config: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """Correlation, sampling and privacy keys, validated."""
+    slow_by = config[ConfigVars.SLOW_REQUEST_MS_BY_ENDPOINT]
+    key = ConfigVars.SLOW_REQUEST_MS_BY_ENDPOINT
+    if not isinstance(slow_by, t.Mapping) or not all(
+        isinstance(k, str)
+        and k
+        and not isinstance(v, bool)
+        and isinstance(v, (int, float))
+        and v >= 0
+        for k, v in slow_by.items()
+    ):
+        raise ValueError(
+            f"{key} must map endpoint names (or patterns such as 'admin.*') to "
+            f"milliseconds >= 0, not {slow_by!r}."
+        )
+    rate = config[ConfigVars.SAMPLE_RATE]
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, float))
+        or not (0 <= rate <= 1)
+    ):
+        raise ValueError(
+            f"{ConfigVars.SAMPLE_RATE} must be a number from 0.0 to 1.0, not {rate!r}."
+        )
+    keep = config[ConfigVars.SAMPLE_KEEP_STATUS]
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 100 <= keep <= 600:
+        raise ValueError(
+            f"{ConfigVars.SAMPLE_KEEP_STATUS} must be an HTTP status from 100 to "
+            f"600 (600 keeps no status), not {keep!r}."
+        )
+    max_bytes = _number(
+        config, ConfigVars.METADATA_MAX_BYTES, integer=True, minimum=256
+    )
+    mode = config[ConfigVars.IP_MODE]
+    if mode not in IP_MODES:
+        raise ValueError(
+            f"{ConfigVars.IP_MODE} must be one of {', '.join(map(repr, IP_MODES))}, "
+            f"not {mode!r}."
+        )
+    secret = config[ConfigVars.IP_HASH_KEY]
+    if secret is not None and not (isinstance(secret, (str, bytes)) and secret):
+        raise ValueError(
+            f"{ConfigVars.IP_HASH_KEY} must be a non-empty str or bytes, or None."
+        )
+    if mode == "hash" and secret is None:
+        app_secret = config.get("SECRET_KEY") or None
+        if not isinstance(app_secret, (str, bytes)):
+            raise ValueError(
+                f"{ConfigVars.IP_MODE} = 'hash' needs a secret: set "
+                f"{ConfigVars.IP_HASH_KEY} (or the app's SECRET_KEY)."
+            )
+        # A key of its own, derived from SECRET_KEY: hashes made with it
+        # reveal nothing about the application's signing key.
+        raw = app_secret.encode() if isinstance(app_secret, str) else app_secret
+        secret = hmac.new(raw, b"flask_telemetry.ip_hash", hashlib.sha256).digest()
+    exclude = _strings(config, ConfigVars.EXCLUDE)
+    for selector in exclude:
+        if selector.startswith("/") and "*" in selector[:-1]:
+            raise ValueError(
+                f"{ConfigVars.EXCLUDE}: a path prefix may only end with '*', "
+                f"not {selector!r}."
+            )
+    return {
+        "traceparent": _bool(config, ConfigVars.TRACEPARENT),
+        "exclude": exclude,
+        "slow_request_ms_by_endpoint": types.MappingProxyType(dict(slow_by)),
+        "sample_rate": float(rate),
+        "sample_keep_status": keep,
+        "redact_keys": _strings(config, ConfigVars.REDACT_KEYS),
+        "metadata_max_bytes": max_bytes,
+        "ip_mode": mode,
+        "ip_hash_key": secret.encode() if isinstance(secret, str) else secret,
+    }

@@ -24,7 +24,15 @@ from .domain import (
     SyncDelivery,
     logger,
 )
-from .http import ActorLoader, RequestTelemetry
+from .domain.privacy import Privacy
+from .http import (
+    ActorLoader,
+    Correlation,
+    RequestTelemetry,
+    Timed,
+    current_correlation,
+    request_telemetry,
+)
 from .storage import EventType, Severity, TraceWriter, trace_model
 
 if t.TYPE_CHECKING:
@@ -137,14 +145,14 @@ class Telemetry:
             log,
             event_types=self._event_values,
             strict=settings.strict,
+            privacy=Privacy(
+                redact_keys=settings.redact_keys,
+                max_bytes=settings.metadata_max_bytes,
+                ip_mode=settings.ip_mode,
+                ip_key=settings.ip_hash_key,
+            ),
         )
-        request = RequestTelemetry(
-            recorder,
-            header=settings.request_id_header,
-            record_requests=settings.record_requests,
-            slow_request_ms=settings.slow_request_ms,
-            actor_loader=lambda: self._actor_loader,
-        )
+        request = request_telemetry(recorder, settings, lambda: self._actor_loader)
         return _State(
             owner=self,
             settings=settings,
@@ -184,6 +192,49 @@ class Telemetry:
             actor_type=actor_type,
             actor_id=actor_id,
         )
+
+    def timed(
+        self,
+        event_type: EventType | enum.Enum | str,
+        *,
+        threshold_ms: float,
+        severity: Severity | str = Severity.WARNING,
+        metadata: t.Mapping[str, t.Any] | None = None,
+        on_error: EventType | enum.Enum | str | None = None,
+        error_severity: Severity | str = Severity.ERROR,
+    ) -> Timed:
+        """Time a block (``with``) or every call of a function (decorator).
+
+        Records ``event_type`` only when it took longer than
+        ``threshold_ms``, with ``duration_ms`` and ``threshold_ms`` in the
+        metadata; records ``on_error`` (for example
+        ``EventType.EXTERNAL_CALL_FAIL``) when it raised, if given. The
+        exception always propagates::
+
+            with telemetry.timed(EventType.EXTERNAL_CALL_SLOW, threshold_ms=300,
+                                 metadata={"service": "billing"},
+                                 on_error=EventType.EXTERNAL_CALL_FAIL):
+                billing.charge(order)
+        """
+        return Timed(
+            self.record,
+            event_type,
+            threshold_ms=threshold_ms,
+            severity=severity,
+            metadata=metadata,
+            on_error=on_error,
+            error_severity=error_severity,
+        )
+
+    def context(self) -> Correlation:
+        """The current request's ids, to carry into a thread or a job.
+
+        Returns a :class:`Correlation` (request id and W3C trace id): pass it
+        along and wrap the work in ``with corr.activate():`` so that its
+        events and log records carry the request id. Outside a request it
+        returns the active correlation, or a new one.
+        """
+        return current_correlation() or Correlation.new()
 
     def actor_loader(self, callback: ActorLoader) -> ActorLoader:
         """Register a function returning ``(actor_type, actor_id)`` or None.

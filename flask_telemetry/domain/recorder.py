@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import json
 import typing as t
 
 from ..exceptions import TelemetryError, TelemetryStorageException
@@ -13,6 +12,7 @@ from .actor import ActorType
 from .intent import TraceIntent
 from .log import RateLimitedLog
 from .mapping import to_trace_event
+from .privacy import Privacy
 from .stats import Stats
 
 
@@ -40,6 +40,9 @@ class Recorder:
     ``invalid`` and logged, or raised as :class:`TelemetryError` when
     ``strict``. Storage failures are counted and logged by the delivery and
     swallowed here as a last resort.
+
+    Metadata is cleaned here, before the event is queued, by ``privacy``:
+    redacted, size-limited, copied deeply into plain JSON values.
     """
 
     def __init__(
@@ -50,26 +53,30 @@ class Recorder:
         *,
         event_types: t.Iterable[str] = (),
         strict: bool = False,
+        privacy: Privacy | None = None,
     ) -> None:
         self.delivery = delivery
         self.stats = stats
         self.log = log
         self.strict = strict
+        self.privacy = Privacy() if privacy is None else privacy
         self._event_types = _lookup([e.value for e in EventType] + list(event_types))
         self._severities = _lookup(s.value for s in Severity)
         self._actor_types = _lookup(a.value for a in ActorType)
 
-    def record(self, intent: TraceIntent) -> None:
-        """Record one event; returns once it is stored (sync) or queued (async)."""
-        self.stats.accept()
+    def record(self, intent: TraceIntent, *, trusted: bool = False) -> None:
+        """Record one event; returns once it is stored (sync) or queued (async).
+
+        ``trusted`` is for metadata built by flask_telemetry itself from
+        values it already checked (the ``http_request_end`` timing): it is
+        copied without the privacy walk.
+        """
         try:
-            event = self._map(intent)
-        except TelemetryError as exc:
-            self.stats.drop("invalid")
-            if self.strict:
-                raise
-            self.log.error("invalid", "Dropped telemetry event: %s", exc)
+            event = self._map(intent, trusted)
+        except Exception as exc:  # hostile arguments included: never raise
+            self.reject(exc)
             return
+        self.stats.accept()
         try:
             self.delivery.deliver(event)
         except TelemetryStorageException as exc:
@@ -79,7 +86,23 @@ class Recorder:
             self.stats.drop("storage_error")
             self.log.error("bug", "Telemetry delivery failed: %r", exc, exc=True)
 
-    def _map(self, intent: TraceIntent) -> TraceEvent:
+    def reject(self, exc: Exception) -> None:
+        """Count and log an event whose arguments were bad (raise when strict)."""
+        self.stats.accept()
+        self.stats.drop("invalid")
+        if self.strict:
+            if isinstance(exc, TelemetryError):
+                raise exc
+            raise TelemetryError(f"Bad telemetry event: {_text(exc)}") from exc
+        self.log.error("invalid", "Dropped telemetry event: %s", _text(exc))
+
+    def skip(self, reason: str) -> None:
+        """Count an event left out on purpose (``sampled_out``) as accepted
+        and dropped, so that ``accepted == written + dropped`` still holds."""
+        self.stats.accept()
+        self.stats.drop(reason)
+
+    def _map(self, intent: TraceIntent, trusted: bool) -> TraceEvent:
         event_type = _resolve(self._event_types, intent.event_type)
         if event_type is None:
             raise TelemetryError(f"Unknown event type {_shown(intent.event_type)}.")
@@ -97,20 +120,27 @@ class Recorder:
             raise TelemetryError(
                 f"actor_id must be an int, not {type(actor_id).__name__}."
             )
+        if actor_id is not None and not -(2**63) <= actor_id < 2**63:
+            raise TelemetryError("actor_id does not fit in a BIGINT column.")
         metadata = intent.metadata
+        clean: dict[str, t.Any] | None = None
         if metadata is not None:
-            if not isinstance(metadata, t.Mapping):
+            if trusted:  # a dict flask_telemetry built for this event
+                clean = t.cast("dict[str, t.Any]", metadata)
+            elif not isinstance(metadata, t.Mapping):
                 raise TelemetryError(
                     f"metadata must be a mapping, not {type(metadata).__name__}."
                 )
-            if self.strict:
-                _check_json(metadata)
+            else:
+                clean = self.privacy.metadata(metadata)
         return to_trace_event(
             intent,
             dt.datetime.now(dt.UTC),
             event_type=event_type,
             severity=severity,
             actor_type=actor_type,
+            metadata=clean,
+            privacy=self.privacy,
         )
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -131,8 +161,8 @@ def _shown(value: object) -> str:
     return repr(value)[:80]
 
 
-def _check_json(metadata: t.Mapping[str, t.Any]) -> None:
+def _text(exc: BaseException) -> str:
     try:
-        json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise TelemetryError(f"metadata is not JSON-serialisable: {exc}") from exc
+        return str(exc)[:300]
+    except Exception:  # a hostile __str__
+        return type(exc).__name__

