@@ -135,7 +135,7 @@ class RequestTelemetry:
 
     def _before_request(self) -> None:
         try:
-            req = request._get_current_object()  # one proxy lookup, not five
+            req = request._get_current_object()  # type: ignore[attr-defined]
             environ = req.environ
             rule = req.url_rule
             endpoint = rule.endpoint if rule is not None else None
