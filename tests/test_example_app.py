@@ -15,6 +15,9 @@ from example_app.extensions import db, telemetry
 UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:9/none"
 
 
+_made: list[Flask] = []
+
+
 def _make(db_url: str, **config: t.Any) -> Flask:
     app = create_app(
         {
@@ -27,12 +30,19 @@ def _make(db_url: str, **config: t.Any) -> Flask:
     with app.app_context():
         upgrade()
         seed_data()
+    _made.append(app)
     return app
 
 
 @pytest.fixture
 def example_url(db_url: str) -> t.Iterator[str]:
     yield db_url
+    while _made:
+        with _made.pop().app_context():
+            telemetry.shutdown(5)
+            db.session.remove()
+            for bound in db.engines.values():
+                bound.dispose()
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
         for table in ("telemetry_traces", "users", "products", "alembic_version"):
@@ -81,7 +91,6 @@ def test_flows_record_the_auth_events(example_url: str) -> None:
         assert (mutation.actor_type, mutation.actor_id) == ("admin", 2)
         assert mutation.metadata_["new"] == 1999
         assert all("correct horse" not in str(r.metadata_) for r in rows)
-        db.engine.dispose()
 
 
 @pytest.mark.parametrize("delivery", ["sync", "async"])
@@ -95,7 +104,6 @@ def test_flows_work_with_the_table_dropped(example_url: str, delivery: str) -> N
         stats = telemetry.stats()
         assert stats["written"] == 0
         assert stats["dropped"]["storage_error"] + stats["dropped"]["breaker_open"] > 0
-        db.engine.dispose()
 
 
 @pytest.mark.parametrize("delivery", ["sync", "async"])
@@ -116,4 +124,3 @@ def test_flows_work_with_the_telemetry_database_unreachable(
         assert (
             stats["accepted"] == sum(stats["dropped"].values()) + stats["queue_depth"]
         )
-        db.engine.dispose()
