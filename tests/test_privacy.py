@@ -1,0 +1,206 @@
+"""Privacy: redaction, size limits, clean strings and client address modes."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import pytest
+
+from conftest import Bundle, MakeApp
+from flask_telemetry import ConfigVars, EventType
+from flask_telemetry.domain.privacy import MAX_DEPTH, REDACTED, TOO_DEEP, Privacy
+
+
+def _record(bundle: Bundle, **kwargs: t.Any) -> None:
+    with bundle.app.app_context():
+        bundle.telemetry.record(EventType.CACHE_MISS, **kwargs)
+
+
+def test_secret_keys_are_redacted_at_any_depth(bundle: Bundle) -> None:
+    metadata = {
+        "user": "ann",
+        "Password": "hunter2",
+        "nested": {"deeper": [{"X-API-Key": "k-123", "ok": 1}], "SessionId": "s-9"},
+        "headers": {"Authorization": {"scheme": "Bearer", "value": "t-1"}},
+        "access_token": ["a", "b"],
+        "creditCard": 4111111111111111,
+    }
+    _record(bundle, metadata=metadata)
+    (row,) = bundle.rows()
+    assert row.metadata == {
+        "user": "ann",
+        "Password": REDACTED,
+        "nested": {"deeper": [{"X-API-Key": REDACTED, "ok": 1}], "SessionId": REDACTED},
+        "headers": {"Authorization": REDACTED},
+        "access_token": REDACTED,
+        "creditCard": REDACTED,
+    }
+    stored = json.dumps(row.metadata)
+    for secret in ("hunter2", "k-123", "s-9", "t-1", "4111111111111111"):
+        assert secret not in stored
+    assert metadata["Password"] == "hunter2"  # the caller's dict is untouched
+
+
+def test_redact_keys_are_configurable(make_app: MakeApp) -> None:
+    bundle = make_app(**{ConfigVars.REDACT_KEYS: ["SSN", "pin_code"]})
+    _record(bundle, metadata={"ssn": "1", "user_PIN-code": "2", "password": "3"})
+    (row,) = bundle.rows()
+    assert row.metadata == {"ssn": REDACTED, "user_PIN-code": REDACTED, "password": "3"}
+
+
+def test_redaction_happens_before_the_queue_in_async_mode(make_app: MakeApp) -> None:
+    bundle = make_app(**{ConfigVars.DELIVERY: "async"})
+    inner = {"token": "t-1", "n": 1}
+    with bundle.app.app_context():
+        bundle.telemetry.record(EventType.CACHE_MISS, metadata={"inner": inner})
+        inner["token"] = "changed-after-record"
+        inner["n"] = 2
+    (row,) = bundle.rows()
+    assert row.metadata == {"inner": {"token": REDACTED, "n": 1}}
+
+
+def test_oversized_metadata_becomes_a_marker_with_its_size(make_app: MakeApp) -> None:
+    bundle = make_app(**{ConfigVars.METADATA_MAX_BYTES: 1024})
+    big = {"blob": "é" * 2000}
+    _record(bundle, metadata=big)
+    _record(bundle, metadata={"small": "x" * 900})
+    marker, small = bundle.rows()
+    exact = len(json.dumps(big, ensure_ascii=False).encode())
+    assert marker.metadata == {
+        "metadata_truncated": True,
+        "original_bytes": exact,
+        "max_bytes": 1024,
+    }
+    assert small.metadata == {"small": "x" * 900}
+
+
+def test_metadata_size_is_counted_exactly() -> None:
+    privacy = Privacy(max_bytes=10**9)
+    samples: list[dict[t.Any, t.Any]] = [
+        {},
+        {"a": 1, "b": [1, 2.5, None, True, False], "c": {"d": 'e"\\\n\t'}},
+        {"ü": "日本語", "emoji": "🚀", 1: "int key", None: "none key", 2.5: [[], {}]},
+    ]
+    for sample in samples:
+        clean = privacy.metadata(sample)
+        size = len(json.dumps(clean, ensure_ascii=False).encode())
+        # The limit is inclusive, to the byte.
+        assert Privacy(max_bytes=size).metadata(sample) == clean
+        marker = Privacy(max_bytes=size - 1).metadata(sample)
+        assert marker["original_bytes"] == size
+
+
+def test_deep_nesting_is_cut_and_non_json_is_dropped(bundle: Bundle) -> None:
+    deep: dict[str, t.Any] = {}
+    node = deep
+    for _ in range(500):
+        node["d"] = {}
+        node = node["d"]
+    cycle: dict[str, t.Any] = {"a": 1}
+    cycle["self"] = cycle
+    _record(bundle, metadata=deep)
+    _record(bundle, metadata=cycle)
+    _record(bundle, metadata={"b": b"bytes"})
+    _record(bundle, metadata={"n": float("nan")})
+    _record(bundle, metadata={(1, 2): "tuple key"})
+    _record(bundle, metadata={1: "one", True: "yes", None: "none"})
+    rows = bundle.rows()
+    assert len(rows) == 2
+    depth, node = 0, rows[0].metadata
+    while isinstance(node, dict):
+        depth, node = depth + 1, node["d"]
+    assert (depth, node) == (MAX_DEPTH, TOO_DEEP)
+    assert rows[1].metadata == {"1": "yes", "null": "none"}
+    with bundle.app.app_context():
+        assert bundle.telemetry.stats()["dropped"]["invalid"] == 4
+
+
+def test_control_characters_are_removed_and_strings_cut(bundle: Bundle) -> None:
+    @bundle.app.get("/ua")
+    def ua() -> str:
+        bundle.telemetry.record(
+            EventType.CACHE_MISS, metadata={"k\x00ey": "va\x00l\x1bue\nline\ud800"}
+        )
+        return "ok"
+
+    hostile = "Mozilla\x00/5.0\r\n\x1b[31m" + "A" * 600 + "\xff\xfe"
+    bundle.client().get("/ua", environ_overrides={"HTTP_USER_AGENT": hostile})
+    miss, end = bundle.rows()
+    assert miss.metadata == {"key": "value\nline"}
+    for row in (miss, end):
+        assert row.user_agent.startswith("Mozilla/5.0[31mAAA")
+        assert len(row.user_agent) == 512
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in row.user_agent)
+
+
+def test_user_agent_is_read_as_utf8(bundle: Bundle) -> None:
+    @bundle.app.get("/")
+    def index() -> str:
+        return "ok"
+
+    raw = "Café/1.0 ".encode().decode("latin-1") + "\xf0\x28"  # invalid UTF-8 tail
+    bundle.client().get("/", environ_overrides={"HTTP_USER_AGENT": raw})
+    (row,) = bundle.rows()
+    assert row.user_agent == "Café/1.0 \ufffd("
+
+
+@pytest.mark.parametrize(
+    ("mode", "address", "stored"),
+    [
+        ("full", "203.0.113.77", "203.0.113.77"),
+        ("truncate", "203.0.113.77", "203.0.113.0"),
+        ("truncate", "2001:db8:abcd:12:1:2:3:4", "2001:db8:abcd::"),
+        ("truncate", "::ffff:198.51.100.9", "198.51.100.0"),
+        ("truncate", "not an address", None),
+        ("none", "203.0.113.77", None),
+    ],
+)
+def test_ip_modes(
+    make_app: MakeApp, mode: str, address: str, stored: str | None
+) -> None:
+    bundle = make_app(**{ConfigVars.IP_MODE: mode})
+
+    @bundle.app.get("/")
+    def index() -> str:
+        return "ok"
+
+    bundle.client().get("/", environ_overrides={"REMOTE_ADDR": address})
+    (row,) = bundle.rows()
+    assert row.ip_address == stored
+
+
+def test_ip_hash_is_keyed(make_app: MakeApp) -> None:
+    def stored(key: str, address: str) -> str:
+        bundle = make_app(**{ConfigVars.IP_MODE: "hash", ConfigVars.IP_HASH_KEY: key})
+
+        @bundle.app.get("/")
+        def index() -> str:
+            return "ok"
+
+        bundle.client().get("/", environ_overrides={"REMOTE_ADDR": address})
+        ip: str = bundle.rows()[-1].ip_address
+        with bundle.app.app_context():
+            bundle.db.drop_all()
+        return ip
+
+    first = stored("key-one", "203.0.113.77")
+    assert len(first) == 32 and int(first, 16) >= 0
+    assert "203.0.113" not in first
+    assert stored("key-one", "203.0.113.77") == first
+    assert stored("key-two", "203.0.113.77") != first
+    assert stored("key-one", "203.0.113.78") != first
+
+
+def test_proxy_headers_are_not_trusted(bundle: Bundle) -> None:
+    @bundle.app.get("/")
+    def index() -> str:
+        return "ok"
+
+    bundle.client().get(
+        "/",
+        headers={"X-Forwarded-For": "198.51.100.1", "X-Real-IP": "198.51.100.2"},
+        environ_overrides={"REMOTE_ADDR": "203.0.113.5"},
+    )
+    (row,) = bundle.rows()
+    assert row.ip_address == "203.0.113.5"
