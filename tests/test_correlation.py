@@ -160,6 +160,7 @@ def test_correlation_carries_the_request_id_into_a_thread(bundle: Bundle) -> Non
     assert seen == [None, TRACE_ID, None]
     assert stream.getvalue() == f"{TRACE_ID} working\nnone done\n"
     job_row, end = bundle.rows()
+    assert end.request_id == TRACE_ID
     assert (job_row.event_type, job_row.request_id) == ("worker_job_end", TRACE_ID)
     assert job_row.actor_type == "system"
     assert job_row.metadata == {"trace_id": TRACE_ID}

@@ -104,14 +104,14 @@ def test_deep_nesting_is_cut_and_non_json_is_dropped(bundle: Bundle) -> None:
     _record(bundle, metadata={"b": b"bytes"})
     _record(bundle, metadata={"n": float("nan")})
     _record(bundle, metadata={(1, 2): "tuple key"})
-    _record(bundle, metadata={1: "one", True: "yes", None: "none"})
+    _record(bundle, metadata={2: "two", False: "no", None: "none"})
     rows = bundle.rows()
     assert len(rows) == 2
     depth, node = 0, rows[0].metadata
     while isinstance(node, dict):
         depth, node = depth + 1, node["d"]
     assert (depth, node) == (MAX_DEPTH, TOO_DEEP)
-    assert rows[1].metadata == {"1": "yes", "null": "none"}
+    assert rows[1].metadata == {"2": "two", "false": "no", "null": "none"}
     with bundle.app.app_context():
         assert bundle.telemetry.stats()["dropped"]["invalid"] == 4
 
@@ -185,7 +185,8 @@ def test_ip_hash_is_keyed(make_app: MakeApp) -> None:
         return ip
 
     first = stored("key-one", "203.0.113.77")
-    assert len(first) == 32 and int(first, 16) >= 0
+    assert len(first) == 32
+    assert set(first) <= set("0123456789abcdef")
     assert "203.0.113" not in first
     assert stored("key-one", "203.0.113.77") == first
     assert stored("key-two", "203.0.113.77") != first
