@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import os
 import shutil
@@ -18,6 +19,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ActorType, ConfigVars, EventType, Severity, Telemetry
+from flask_telemetry.storage import TraceEvent
 from flask_telemetry.testing import TelemetryCapture, capture
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "capture"
@@ -72,19 +74,26 @@ def test_capture_needs_no_database(tmp_path: Path, delivery: str) -> None:
 
 def test_events_the_writer_would_reject_are_kept_apart(tmp_path: Path) -> None:
     app, telemetry = _offline_app(tmp_path)
+    # A row past the recorder's checks that the storage schema refuses, as
+    # the writer would: an actor id beyond BIGINT.
+    row = TraceEvent(
+        actor_type="system",
+        actor_id=2**63,
+        event_type="cache_miss",
+        severity="info",
+        occurred_at=dt.datetime.now(dt.UTC),
+    )
     with capture(app) as captured, app.app_context():
-        # Not strict: the recorder lets this through and the writer's schema
-        # refuses it, exactly as it would before an INSERT.
-        telemetry.record(EventType.CACHE_MISS, metadata={"when": object()})
+        app.extensions["telemetry"].delivery.deliver(row)
         stats = telemetry.stats()
     assert captured.events == []
     [(event, errors)] = captured.rejected
-    assert event.event_type == "cache_miss"
-    assert "metadata" in errors
+    assert event is row
+    assert "actor_id" in errors
     assert stats["dropped"]["invalid"] == 1
     with pytest.raises(AssertionError, match="Rejected by the schema") as info:
         captured.assert_recorded(EventType.CACHE_MISS)
-    assert "Not JSON-serialisable" in str(info.value)
+    assert "cache_miss (info, system 9223372036854775808)" in str(info.value)
 
 
 def test_bad_arguments_never_reach_the_capture(tmp_path: Path) -> None:
