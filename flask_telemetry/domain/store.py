@@ -22,11 +22,13 @@ class Outcome:
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def drop(self, reason: str, count: int = 1) -> None:
+        """Note ``count`` events not stored for ``reason``."""
         if count:
             self.dropped[reason] = self.dropped.get(reason, 0) + count
 
     @property
     def written(self) -> int:
+        """Rows stored, over every INSERT of the batch."""
         return sum(self.writes)
 
 
