@@ -218,7 +218,7 @@ def memory_table(results: dict[str, dict[str, t.Any]], events: int) -> report.Ta
 
 
 def breakdown_table(steps: list[tuple[str, float | None]]) -> report.Table:
-    bare = steps[0][1] or float("nan")
+    bare = steps[0][1] if steps and steps[0][1] else float("nan")
     rows = [
         [
             label,
@@ -344,7 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         _log("memory")
         memory_results = memory.run(urls.postgres, scale.memory_events)
         _log("hot path breakdown and profiles")
-        steps = breakdown.steps(urls, 4000 if not args.quick else 2000)
+        try:
+            steps = breakdown.steps(urls, 4000 if not args.quick else 2000)
+        except Exception as exc:  # internals moved: keep the run's results
+            _log(f"breakdown skipped: {exc!r}")
+            steps = [("bare request (reference)", None)]
         try:
             profile_files = breakdown.profiles(urls, RESULTS, 3000)
         except Exception as exc:  # internals moved: keep the run's results
