@@ -215,3 +215,18 @@ def client(bundle: Bundle) -> FlaskClient:
 @pytest.fixture
 def runner(bundle: Bundle) -> FlaskCliRunner:
     return bundle.runner()
+
+
+#: Tables the migration tests create: the example app's and Alembic's.
+MIGRATED_TABLES = ("telemetry_traces", "users", "products", "alembic_version")
+
+
+@pytest.fixture
+def clean_url(db_url: str) -> t.Iterator[str]:
+    """``db_url``, with whatever migrations created there dropped afterwards."""
+    yield db_url
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        for table in MIGRATED_TABLES:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()

@@ -7,9 +7,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-import typing as t
 
-import pytest
 import sqlalchemy as sa
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -60,17 +58,6 @@ def _flask(project: pathlib.Path, url: str, app: str, *args: str) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     return output
-
-
-@pytest.fixture
-def clean_url(db_url: str) -> t.Iterator[str]:
-    """``db_url``, with whatever the migrations created dropped afterwards."""
-    yield db_url
-    engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        for table in ("telemetry_traces", "users", "products", "alembic_version"):
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-    engine.dispose()
 
 
 def _assert_table(url: str) -> None:
