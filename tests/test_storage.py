@@ -167,3 +167,40 @@ def test_database_failure_raises_with_cause(make_app: MakeApp) -> None:
         writer.write(_event())
     writer.dispose()
     assert isinstance(caught.value.__cause__, sa.exc.DBAPIError)
+
+
+def test_batch_validation_matches_row_by_row(tmp_path: t.Any) -> None:
+    """The writer validates repeated columns once per batch and the rest
+    column by column: the verdict on every row must be the row-by-row one."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    table = sa.Table("telemetry_traces", sa.MetaData())
+    writer = TraceWriter(lambda: engine, table)
+    bad_changes: list[dict[str, object]] = [
+        {"request_id": "r" * 65},
+        {"severity": "loud"},
+        {"event_type": "no_such_event"},
+        {"actor_type": "Robot Overlord"},
+        {"actor_id": 2**63},
+        {"metadata": {"x": float("nan")}},
+        {"metadata": {1: "not a str key"}},
+        {"occurred_at": dt.datetime(2026, 1, 1)},
+        {"user_agent": "u" * 513, "request_id": "r" * 70},
+    ]
+    events = []
+    for i in range(60):
+        change = bad_changes[i % len(bad_changes)] if i % 3 == 0 else {}
+        events.append(_event(**{"request_id": f"req-{i}", **change}))
+    good, bad = writer.validate(events)
+    expected = {
+        i
+        for i, e in enumerate(events)
+        if writer.schema.validate({n: getattr(e, n) for n in e.__slots__})
+    }
+    assert {id(e) for e, _ in bad} == {id(events[i]) for i in expected}
+    assert len(good) + len(bad) == len(events)
+    assert len(bad) == 20
+    for event, why in bad:
+        full = writer.schema.validate({n: getattr(event, n) for n in event.__slots__})
+        for field in full:
+            assert field in why
+    engine.dispose()

@@ -38,6 +38,10 @@ class TraceEvent:
 
 #: Field names in column order.
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TraceEvent))
+#: Fields that differ from row to row, validated for every row.
+PER_ROW_FIELDS: tuple[str, ...] = ("request_id", "metadata", "occurred_at")
+#: Fields a batch mostly repeats, validated once per distinct combination.
+SHARED_FIELDS: tuple[str, ...] = tuple(f for f in FIELDS if f not in PER_ROW_FIELDS)
 
 
 def as_row(event: TraceEvent) -> dict[str, t.Any]:

@@ -16,7 +16,9 @@ BIGINT_MAX = 2**63 - 1
 
 
 def _json_object(value: t.Any) -> None:
-    """Reject metadata that the JSON column could not store."""
+    """Reject metadata that the JSON column could not store as an object."""
+    if not all(type(key) is str for key in value):
+        raise ma.ValidationError("Keys must be strings.")
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -64,9 +66,7 @@ class TelemetryEventSchema(ma.Schema):
     user_agent = ma.fields.String(
         allow_none=True, validate=ma.validate.Length(max=ev.USER_AGENT_LENGTH)
     )
-    metadata = ma.fields.Dict(
-        keys=ma.fields.String(), allow_none=True, validate=_json_object
-    )
+    metadata = ma.fields.Dict(allow_none=True, validate=_json_object)
     occurred_at = ma.fields.AwareDateTime(required=True)
 
     def __init__(self, *, event_types: t.Iterable[str] = (), **kwargs: t.Any) -> None:
@@ -83,3 +83,19 @@ class TelemetryEventSchema(ma.Schema):
     @ma.post_load
     def _make_event(self, data: dict[str, t.Any], **_: t.Any) -> ev.TraceEvent:
         return ev.TraceEvent(**data)
+
+
+def columns_schema(names: t.Iterable[str]) -> ma.Schema:
+    """A schema validating whole columns: ``{name: [value per row, ...]}``.
+
+    Each column is a ``List`` of the same field :class:`TelemetryEventSchema`
+    declares, so a value passes here exactly when it passes there; errors
+    come back by row index. Validating a batch column by column costs a
+    fraction of validating it row by row (the per-row schema machinery runs
+    once per column instead of once per row).
+    """
+    declared = TelemetryEventSchema._declared_fields
+    fields: dict[str, ma.fields.Field[t.Any]] = {
+        name: ma.fields.List(declared[name]) for name in names
+    }
+    return ma.Schema.from_dict(fields, name="TelemetryColumnsSchema")()
