@@ -295,8 +295,7 @@ def capture(app: Flask) -> t.Iterator[TelemetryCapture]:
             "Telemetry is not initialised on this app: call telemetry.init_app(app) "
             "before capturing its events."
         )
-    # The recorder knows every accepted event type, the app's own included.
-    event_types = list(state.recorder._event_types)
+    event_types = list(state.recorder.event_types)
     captured = TelemetryCapture(event_types=event_types, stats=state.stats)
     delivery = state.delivery
     state.delivery = state.recorder.delivery = captured

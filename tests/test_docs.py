@@ -110,29 +110,13 @@ def _public_names() -> t.Iterator[tuple[str, object]]:
                     yield f"{module.__name__}.{name}.{attr}", member
 
 
-#: Public names still without a docstring, in modules maintained elsewhere;
-#: remove a name once it has one. The list may only shrink.
-KNOWN_UNDOCUMENTED = frozenset(
-    {
-        "flask_telemetry.domain.recorder.Delivery.deliver",
-        "flask_telemetry.domain.recorder.Delivery.flush",
-        "flask_telemetry.domain.recorder.Delivery.depth",
-        "flask_telemetry.domain.recorder.Delivery.close",
-        "flask_telemetry.domain.recorder.Delivery.after_fork",
-        "flask_telemetry.domain.store.Outcome.drop",
-        "flask_telemetry.domain.store.Outcome.written",
-    }
-)
-
-
 def test_every_public_name_has_a_docstring() -> None:
     missing = {
         name
         for name, value in _public_names()
         if not (getattr(value, "__doc__", None) or "").strip()
     }
-    new = sorted(missing - KNOWN_UNDOCUMENTED)
-    assert new == [], f"public names without a docstring: {new}"
+    assert sorted(missing) == [], f"public names without a docstring: {missing}"
 
 
 def _example(name: str) -> types.ModuleType:

@@ -119,10 +119,7 @@ def test_nul_byte_on_postgresql_costs_only_its_row(
         _event(user_agent="ok 2"),
     ]
     outcome = Outcome()
-    try:
-        store.insert(store.validate(events, outcome), outcome)
-    finally:
-        writer.dispose()
+    store.insert(store.validate(events, outcome), outcome)
     store.count(outcome)
     assert sorted(r.user_agent for r in bundle.rows()) == ["ok 1", "ok 2"]
     assert stats.snapshot()["dropped"]["storage_error"] == 1

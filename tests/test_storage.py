@@ -45,13 +45,11 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
 
 
 @pytest.fixture
-def writer(bundle: Bundle) -> t.Iterator[TraceWriter]:
-    """A writer on the test's database, its own engine disposed afterwards."""
+def writer(bundle: Bundle) -> TraceWriter:
+    """A writer on the test's database (the app's engine, disposed by the app)."""
     with bundle.app.app_context():
         engine = bundle.db.engines[None]
-    writer = TraceWriter(lambda: engine, bundle.traces)
-    yield writer
-    writer.dispose()
+    return TraceWriter(lambda: engine, bundle.traces)
 
 
 def test_every_column_round_trips(bundle: Bundle, writer: TraceWriter) -> None:
@@ -165,7 +163,6 @@ def test_database_failure_raises_with_cause(make_app: MakeApp) -> None:
     writer = TraceWriter(lambda: engine, bundle.traces)
     with pytest.raises(TelemetryStorageException) as caught:
         writer.write(_event())
-    writer.dispose()
     assert isinstance(caught.value.__cause__, sa.exc.DBAPIError)
 
 

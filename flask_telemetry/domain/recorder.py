@@ -19,11 +19,20 @@ from .stats import Stats
 class Delivery(t.Protocol):
     """Where the recorder hands events: sync or background delivery."""
 
-    def deliver(self, event: TraceEvent) -> None: ...
-    def flush(self, timeout: float | None = None) -> bool: ...
-    def depth(self) -> int: ...
-    def close(self, timeout: float | None = None) -> None: ...
-    def after_fork(self) -> None: ...
+    def deliver(self, event: TraceEvent) -> None:
+        """Store or queue one event; never raise for a storage failure."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until what was delivered is stored or counted as dropped."""
+
+    def depth(self) -> int:
+        """Events delivered and not yet stored or dropped."""
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush with a deadline and stop; count what is left as dropped."""
+
+    def after_fork(self) -> None:
+        """Start afresh in a child process: the parent keeps its events."""
 
 
 def _lookup(values: t.Iterable[str]) -> dict[str, str]:
@@ -61,6 +70,8 @@ class Recorder:
         self.strict = strict
         self.privacy = Privacy() if privacy is None else privacy
         self._event_types = _lookup([e.value for e in EventType] + list(event_types))
+        #: Every event type value this recorder accepts, the app's own included.
+        self.event_types: frozenset[str] = frozenset(self._event_types)
         self._severities = _lookup(s.value for s in Severity)
         self._actor_types = _lookup(a.value for a in ActorType)
 

@@ -124,10 +124,6 @@ class TraceWriter:
         engine = self._engine if self._engine is not None else self._engine_source()
         engine.dispose(close=False)
 
-    def dispose(self) -> None:
-        """Release what the writer holds: nothing of its own, as it borrows the
-        application's engine, whose pool the application disposes."""
-
     @property
     def shares_connection(self) -> bool:
         """True for an in-memory SQLite database: one connection for everyone."""
