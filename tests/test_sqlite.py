@@ -12,12 +12,13 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_telemetry import EventType, Telemetry
 
+AppParts = tuple[Flask, SQLAlchemy, Telemetry, type[t.Any]]
 
-@pytest.fixture
-def memory_app() -> t.Iterator[tuple[Flask, SQLAlchemy, Telemetry, type[t.Any]]]:
-    app = Flask("memory")
-    # async is asked for, but an in-memory database makes delivery synchronous.
-    app.config.update(SQLALCHEMY_DATABASE_URI="sqlite://", TELEMETRY_DELIVERY="async")
+
+def _item_app(uri: str, **config: t.Any) -> AppParts:
+    """An app with one table of its own (``Item``) and telemetry, tables made."""
+    app = Flask("sqlite_app")
+    app.config.update(SQLALCHEMY_DATABASE_URI=uri, **config)
     db = SQLAlchemy(app)
 
     class Item(db.Model):  # type: ignore[name-defined, misc]
@@ -26,7 +27,14 @@ def memory_app() -> t.Iterator[tuple[Flask, SQLAlchemy, Telemetry, type[t.Any]]]
     telemetry = Telemetry(app)
     with app.app_context():
         db.create_all()
-    yield app, db, telemetry, Item
+    return app, db, telemetry, Item
+
+
+@pytest.fixture
+def memory_app() -> t.Iterator[AppParts]:
+    # async is asked for, but an in-memory database makes delivery synchronous.
+    app, db, telemetry, item = _item_app("sqlite://", TELEMETRY_DELIVERY="async")
+    yield app, db, telemetry, item
     with app.app_context():
         db.engine.dispose()
 
@@ -36,7 +44,7 @@ def _count(db: SQLAlchemy, model: t.Any) -> int:
 
 
 def test_in_memory_never_commits_the_apps_pending_work(
-    memory_app: tuple[Flask, SQLAlchemy, Telemetry, type[t.Any]],
+    memory_app: AppParts,
 ) -> None:
     app, db, telemetry, item = memory_app
     with app.app_context():
@@ -52,7 +60,7 @@ def test_in_memory_never_commits_the_apps_pending_work(
 
 
 def test_in_memory_app_commit_still_lands(
-    memory_app: tuple[Flask, SQLAlchemy, Telemetry, type[t.Any]],
+    memory_app: AppParts,
 ) -> None:
     app, db, telemetry, item = memory_app
     with app.app_context():
@@ -71,21 +79,13 @@ def test_in_memory_app_commit_still_lands(
 def test_sync_does_not_wait_out_the_busy_timeout(tmp_path: t.Any) -> None:
     """The app holds SQLite's write lock: sync telemetry gives up after
     TELEMETRY_LOCK_TIMEOUT_MS (not the driver's 5 s), drops and counts."""
-    app = Flask("locked")
-    app.config.update(
-        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'locked.db'}",
+    app, db, telemetry, item = _item_app(
+        f"sqlite:///{tmp_path / 'locked.db'}",
         TELEMETRY_DELIVERY="sync",
         TELEMETRY_LOCK_TIMEOUT_MS=100,
     )
-    db = SQLAlchemy(app)
-
-    class Item(db.Model):  # type: ignore[name-defined, misc]
-        id = sa.Column(sa.Integer, primary_key=True)
-
-    telemetry = Telemetry(app)
     with app.app_context():
-        db.create_all()
-        db.session.add(Item())
+        db.session.add(item())
         db.session.flush()  # write lock held by the app's connection
         started = time.perf_counter()
         telemetry.record(EventType.RESOURCE_MUTATION)
