@@ -29,6 +29,7 @@ class ConfigVars:
     SHUTDOWN_TIMEOUT = "TELEMETRY_SHUTDOWN_TIMEOUT"
     LOCK_TIMEOUT_MS = "TELEMETRY_LOCK_TIMEOUT_MS"
     STATEMENT_TIMEOUT_MS = "TELEMETRY_STATEMENT_TIMEOUT_MS"
+    CONNECT_TIMEOUT_MS = "TELEMETRY_CONNECT_TIMEOUT_MS"
     MAX_RETRIES = "TELEMETRY_MAX_RETRIES"
     RETRY_BACKOFF = "TELEMETRY_RETRY_BACKOFF"
     BREAKER_THRESHOLD = "TELEMETRY_BREAKER_THRESHOLD"
@@ -70,6 +71,7 @@ DEFAULTS: dict[str, t.Any] = {
     ConfigVars.FLUSH_INTERVAL: 0.5,
     ConfigVars.SHUTDOWN_TIMEOUT: 5.0,
     ConfigVars.LOCK_TIMEOUT_MS: 500,
+    ConfigVars.CONNECT_TIMEOUT_MS: 2000,
     ConfigVars.STATEMENT_TIMEOUT_MS: 2000,
     ConfigVars.MAX_RETRIES: 3,
     ConfigVars.RETRY_BACKOFF: 0.2,
@@ -106,6 +108,7 @@ class Settings:
     flush_interval: float
     shutdown_timeout: float
     lock_timeout_ms: int
+    connect_timeout_ms: int
     statement_timeout_ms: int
     max_retries: int
     retry_backoff: float
@@ -179,6 +182,7 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
         flush_interval=num(ConfigVars.FLUSH_INTERVAL, minimum=0.001),
         shutdown_timeout=num(ConfigVars.SHUTDOWN_TIMEOUT),
         lock_timeout_ms=num(ConfigVars.LOCK_TIMEOUT_MS, integer=True, minimum=1),
+        connect_timeout_ms=num(ConfigVars.CONNECT_TIMEOUT_MS, integer=True, minimum=1),
         statement_timeout_ms=num(
             ConfigVars.STATEMENT_TIMEOUT_MS, integer=True, minimum=1
         ),

@@ -118,6 +118,11 @@ class Telemetry:
             event_types=self._event_values,
             lock_timeout_ms=settings.lock_timeout_ms,
             statement_timeout_ms=settings.statement_timeout_ms,
+            # Only a bind of telemetry's own: the application's default
+            # engine keeps the connect timeout the application gave it.
+            connect_timeout_ms=(
+                settings.connect_timeout_ms if settings.bind_key is not None else None
+            ),
         )
         stats = Stats()
         log = RateLimitedLog()

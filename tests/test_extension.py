@@ -83,6 +83,7 @@ def test_explicit_db_and_deferred_init() -> None:
         (ConfigVars.STRICT, 1, "True or False"),
         (ConfigVars.SLOW_REQUEST_MS, -1, ">= 0"),
         (ConfigVars.QUEUE_SIZE, 0, "integer >= 1"),
+        (ConfigVars.CONNECT_TIMEOUT_MS, 0, "integer >= 1"),
         (ConfigVars.BATCH_SIZE, 2.5, "integer"),
         (ConfigVars.RETENTION_DAYS, "7", "integer"),
         (ConfigVars.REQUEST_ID_HEADER, "Bad Header", "header name"),

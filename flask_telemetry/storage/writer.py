@@ -61,13 +61,14 @@ class TraceWriter:
     transaction on PostgreSQL, set and restored around it on MySQL/MariaDB,
     and the SQLite busy timeout is set and restored the same way.
 
-    The connect timeout is the engine's: telemetry shares the application's
-    pool and cannot give its own connections a different one. Set it where
-    the engine is configured, e.g. ``?connect_timeout=2`` in the URL or
-    ``{"connect_args": {"connect_timeout": 2}}`` in the bind's options;
-    without one, a server that does not answer at all (not one that refuses)
-    holds the writer until the operating system gives up. The circuit
-    breaker bounds how many times that is paid.
+    The connect timeout: on a bind of telemetry's own, ``connect_timeout_ms``
+    is given to new connections unless the bind's options set one. On the
+    application's default engine telemetry shares the application's pool
+    and leaves its connect options alone: set one there, e.g.
+    ``?connect_timeout=2`` in the URL; without one, a server that does not
+    answer at all (not one that refuses) holds a sync insert or the writer
+    until the operating system gives up. The circuit breaker bounds how many
+    times that is paid, and async delivery never makes a request wait for it.
 
     In a process forked after the writer was made (a pre-fork server that
     loads the app first), the engine's pool is replaced on first use
@@ -83,6 +84,7 @@ class TraceWriter:
         event_types: t.Iterable[str] = (),
         lock_timeout_ms: int = 500,
         statement_timeout_ms: int = 2000,
+        connect_timeout_ms: int | None = None,
     ) -> None:
         self._engine_source = engine_source
         self._engine: sa.Engine | None = None
@@ -96,6 +98,7 @@ class TraceWriter:
         )
         self.lock_timeout_ms = lock_timeout_ms
         self.statement_timeout_ms = statement_timeout_ms
+        self.connect_timeout_ms = connect_timeout_ms
         self._insert = table.insert()
 
     @property
@@ -109,8 +112,36 @@ class TraceWriter:
                 engine.url.database in (None, "", ":memory:")
                 or "mode=memory" in str(engine.url)
             )
+            self._limit_connects(engine)
             self._engine = engine
         return self._engine
+
+    def _limit_connects(self, engine: sa.Engine) -> None:
+        # Only for an engine given to telemetry alone (a bind of its own):
+        # new connections get the connect timeout unless the bind's options
+        # already set one.
+        if self.connect_timeout_ms is None or engine.dialect.name == "sqlite":
+            return
+        if engine.dialect.driver not in ("psycopg", "psycopg2", "pymysql", "mysqldb"):
+            return
+        seconds = max(1, -(-int(self.connect_timeout_ms) // 1000))
+        # The MySQL drivers' connect timeout covers the TCP connect only, not
+        # the server's greeting: a read timeout bounds that (and any read,
+        # so it leaves room for the lock and statement timeouts).
+        reads = None
+        if engine.dialect.driver in ("pymysql", "mysqldb"):
+            waits_ms = self.lock_timeout_ms + self.statement_timeout_ms
+            reads = max(seconds, -(-waits_ms // 1000) + 1)
+
+        def connect_timeout(
+            dialect: t.Any, record: t.Any, cargs: t.Any, cparams: dict[str, t.Any]
+        ) -> None:
+            cparams.setdefault("connect_timeout", seconds)
+            if reads is not None:
+                cparams.setdefault("read_timeout", reads)
+
+        if not sa.event.contains(engine, "do_connect", connect_timeout):
+            sa.event.listen(engine, "do_connect", connect_timeout)
 
     def forget_engine(self) -> None:
         """Drop the engine's pooled connections inherited from a parent process.
