@@ -154,10 +154,6 @@ class Recorder:
             privacy=self.privacy,
         )
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait for the delivery to store what was accepted so far."""
-        return self.delivery.flush(timeout)
-
 
 def _resolve(table: dict[str, str], value: object) -> str | None:
     try:

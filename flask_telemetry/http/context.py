@@ -21,6 +21,7 @@ class RequestContext:
     request_id: str
     route_name: str | None
     ip_address: str | None
+    #: Decoded once per request (WSGI's latin-1 text read as UTF-8).
     user_agent: str | None
     method: str
     started: float

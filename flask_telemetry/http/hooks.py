@@ -44,19 +44,18 @@ class RequestTelemetry:
         *,
         header: str,
         record_requests: bool,
-        slow_request_ms: float,
         actor_loader: t.Callable[[], ActorLoader | None],
-        rules: RouteRules | None = None,
-        sampler: Sampler | None = None,
-        keep_status: int = 400,
-        traceparent: bool = True,
+        rules: RouteRules,
+        sampler: Sampler,
+        keep_status: int,
+        traceparent: bool,
     ) -> None:
         self.recorder = recorder
         self.header = header
         self._environ_key = "HTTP_" + header.upper().replace("-", "_")
         self.record_requests = record_requests
-        self.rules = rules or RouteRules(slow_ms=slow_request_ms)
-        self.sampler = sampler or Sampler(1.0)
+        self.rules = rules
+        self.sampler = sampler
         self.keep_status = keep_status
         self.traceparent = traceparent
         self._actor_loader = actor_loader
@@ -110,7 +109,7 @@ class RequestTelemetry:
                 request_id=request_id,
                 route_name=ctx.route_name if ctx else None,
                 ip_address=ctx.ip_address if ctx else None,
-                user_agent=_user_agent(ctx.user_agent) if ctx else None,
+                user_agent=ctx.user_agent if ctx else None,
             )
         except Exception as exc:  # hostile arguments: count, never raise
             self.recorder.reject(exc)
@@ -157,7 +156,7 @@ class RequestTelemetry:
                 request_id=request_id,
                 route_name=endpoint,
                 ip_address=environ.get("REMOTE_ADDR"),
-                user_agent=environ.get("HTTP_USER_AGENT"),
+                user_agent=_user_agent(environ.get("HTTP_USER_AGENT")),
                 method=environ.get("REQUEST_METHOD", ""),
                 started=_now(),
                 trace_id=trace[0] if trace is not None else None,
@@ -250,7 +249,7 @@ class RequestTelemetry:
                 request_id=ctx.request_id,
                 route_name=ctx.route_name,
                 ip_address=ctx.ip_address,
-                user_agent=_user_agent(ctx.user_agent),
+                user_agent=ctx.user_agent,
             ),
             trusted=True,
         )

@@ -21,7 +21,6 @@ def request_telemetry(
         recorder,
         header=settings.request_id_header,
         record_requests=settings.record_requests,
-        slow_request_ms=settings.slow_request_ms,
         actor_loader=actor_loader,
         rules=RouteRules(
             settings.exclude,
