@@ -31,6 +31,7 @@ import typing as t
 import marshmallow as ma
 from flask import Flask
 
+from .domain.mapping import Pending, build_event
 from .storage import TelemetryEventSchema, TraceEvent
 from .storage.event import as_row
 
@@ -92,6 +93,10 @@ class TelemetryCapture:
             self.events.append(loaded)
         if self._stats is not None:
             self._stats.wrote(1)
+
+    def deliver_later(self, pending: Pending) -> None:
+        """Build the event now and keep it as :meth:`deliver` does."""
+        self.deliver(build_event(pending))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Nothing is ever pending: always True."""

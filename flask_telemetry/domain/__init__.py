@@ -11,8 +11,9 @@ from .background import BackgroundDelivery
 from .breaker import CircuitBreaker
 from .intent import TraceIntent
 from .log import RateLimitedLog, logger
-from .mapping import to_trace_event
+from .mapping import Pending, build_event
 from .recorder import Delivery, Recorder
+from .request_end import RequestEnd
 from .stats import DROP_REASONS, Stats
 from .store import BatchStore
 from .sync import SyncDelivery
@@ -24,11 +25,13 @@ __all__ = [
     "BatchStore",
     "CircuitBreaker",
     "Delivery",
+    "Pending",
     "RateLimitedLog",
     "Recorder",
+    "RequestEnd",
     "Stats",
     "SyncDelivery",
     "TraceIntent",
+    "build_event",
     "logger",
-    "to_trace_event",
 ]

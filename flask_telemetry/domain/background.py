@@ -12,7 +12,11 @@ import weakref
 
 from ..storage import TraceEvent
 from .breaker import CircuitBreaker
+from .mapping import Pending, build_event
 from .store import BatchStore, DatabaseDown, Outcome
+
+#: What the queue holds: an event, or the checked values the writer builds it from.
+_Item: t.TypeAlias = "TraceEvent | Pending"
 
 
 def weak_method(obj: object, name: str) -> t.Callable[..., None]:
@@ -80,7 +84,7 @@ class BackgroundDelivery:
 
     def _setup(self) -> None:
         self._pid = os.getpid()
-        self._queue: collections.deque[TraceEvent] = collections.deque()
+        self._queue: collections.deque[_Item] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Condition()
@@ -93,6 +97,13 @@ class BackgroundDelivery:
 
     def deliver(self, event: TraceEvent) -> None:
         """Queue one event; never blocks, never raises for a full queue."""
+        self._put(event)
+
+    def deliver_later(self, pending: Pending) -> None:
+        """Queue checked values; the writer thread builds the event from them."""
+        self._put(pending)
+
+    def _put(self, event: _Item) -> None:
         if self._pid != os.getpid():
             self.after_fork()
         queue = self._queue
@@ -110,7 +121,7 @@ class BackgroundDelivery:
         elif len(queue) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
 
-    def _reclaim(self, event: TraceEvent) -> None:
+    def _reclaim(self, event: _Item) -> None:
         # Queued while close() ran: whoever takes the event out counts it.
         try:
             self._queue.remove(event)
@@ -213,8 +224,8 @@ class BackgroundDelivery:
             with self._idle:
                 self._idle.notify_all()
 
-    def _store(self, batch: list[TraceEvent], outcome: Outcome) -> None:
-        rows = self.store.validate(batch, outcome)
+    def _store(self, batch: list[_Item], outcome: Outcome) -> None:
+        rows = self.store.validate(self._build(batch, outcome), outcome)
         attempt = 0
         while rows:
             wait = self.breaker.remaining()
@@ -246,3 +257,18 @@ class BackgroundDelivery:
             self.store.log.error(
                 "db", "Dropped %d telemetry event(s): storage failed", len(rows)
             )
+
+    def _build(self, batch: list[_Item], outcome: Outcome) -> list[TraceEvent]:
+        events = []
+        for item in batch:
+            if type(item) is tuple:
+                try:
+                    item = build_event(item)
+                except Exception as exc:  # our own bug: count it, keep the rest
+                    outcome.drop("invalid")
+                    self.store.log.error(
+                        "build", "Telemetry could not build an event: %r", exc, exc=True
+                    )
+                    continue
+            events.append(t.cast(TraceEvent, item))
+        return events

@@ -1,4 +1,17 @@
-"""Pure mapping from the domain DTO to the storage DTO."""
+"""Mapping to the storage DTO, in two steps: checked values, then the row.
+
+The recorder checks the caller's values and cleans the metadata on the
+caller's thread, and keeps the result as a :data:`Pending` tuple. The row
+(:class:`~flask_telemetry.storage.TraceEvent`) is built from it by
+:func:`build_event`: on the writer thread in async mode, so the request
+thread only pays for the checks.
+
+A tuple of strings and numbers is also the cheapest thing to keep in a
+queue: Python's garbage collector stops tracking it at its first collection,
+so a long queue costs the application's collections nothing. That is why the
+metadata of ``http_request_end`` waits as a tuple of ``(key, value)`` pairs
+(a dict would keep the whole tuple tracked).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +19,30 @@ import datetime as dt
 import typing as t
 
 from ..storage import event as ev
-from .intent import TraceIntent
-from .privacy import Privacy, clean_text
+from .privacy import clean_text
+from .request_end import RequestEnd
+
+#: ``(event_type, severity, actor_type, actor_id, request_id, route_name,
+#: ip_address, user_agent, metadata, occurred_at)``: values in column order,
+#: event type, severity and actor type resolved to their strings, metadata
+#: cleaned, the client address as the privacy settings store it, and
+#: ``occurred_at`` in seconds since the epoch. The metadata is a dict, or a
+#: tuple of ``(key, value)`` pairs of plain values.
+Pending: t.TypeAlias = tuple[
+    str,
+    str,
+    str,
+    "int | None",
+    "str | None",
+    "str | None",
+    "str | None",
+    "str | None",
+    "dict[str, t.Any] | tuple[tuple[str, t.Any], ...] | None",
+    float,
+]
+
+_UTC = dt.UTC
+_from_timestamp = dt.datetime.fromtimestamp
 
 
 def _text(value: str | None, size: int) -> str | None:
@@ -22,33 +57,62 @@ def _text(value: str | None, size: int) -> str | None:
     return clean_text(value, size) or None
 
 
-def to_trace_event(
-    intent: TraceIntent,
-    occurred_at: dt.datetime,
-    *,
-    event_type: str,
-    severity: str,
-    actor_type: str,
-    metadata: dict[str, t.Any] | None,
-    privacy: Privacy,
-) -> ev.TraceEvent:
-    """Map an intent to the row to store.
+def build_event(pending: Pending) -> ev.TraceEvent:
+    """Build the row to store from a :data:`Pending` tuple.
 
-    ``event_type``, ``severity`` and ``actor_type`` are the plain string
-    values the recorder resolved, ``metadata`` the copy it cleaned. Free-text
-    fields lose their control characters and are cut to their column sizes
-    rather than rejected; the client address is stored as the privacy
-    settings say.
+    Free-text fields lose their control characters and are cut to their
+    column sizes rather than rejected; ``occurred_at`` becomes an aware UTC
+    datetime with microseconds.
     """
+    (
+        event_type,
+        severity,
+        actor_type,
+        actor_id,
+        request_id,
+        route_name,
+        ip_address,
+        user_agent,
+        metadata,
+        occurred_at,
+    ) = pending
     return ev.TraceEvent(
         actor_type=actor_type,
-        actor_id=intent.actor_id,
+        actor_id=actor_id,
         event_type=event_type,
         severity=severity,
-        request_id=_text(intent.request_id, ev.REQUEST_ID_LENGTH),
-        route_name=_text(intent.route_name, ev.ROUTE_NAME_LENGTH),
-        ip_address=_text(privacy.ip(intent.ip_address), ev.IP_ADDRESS_LENGTH),
-        user_agent=_text(intent.user_agent, ev.USER_AGENT_LENGTH),
-        metadata=metadata,
-        occurred_at=occurred_at,
+        request_id=_text(request_id, ev.REQUEST_ID_LENGTH),
+        route_name=_text(route_name, ev.ROUTE_NAME_LENGTH),
+        ip_address=_text(ip_address, ev.IP_ADDRESS_LENGTH),
+        user_agent=_text(user_agent, ev.USER_AGENT_LENGTH),
+        metadata=dict(metadata) if isinstance(metadata, tuple) else metadata,
+        occurred_at=_from_timestamp(occurred_at, _UTC),
     )
+
+
+def request_end_metadata(end: RequestEnd) -> tuple[tuple[str, t.Any], ...]:
+    """The metadata of ``http_request_end``, as ``(key, value)`` pairs.
+
+    ``method``, ``status`` and ``duration_ms`` (rounded to the microsecond),
+    then ``exception`` (the class name) or ``slow``, then ``sample_rate``
+    when sampling is on, then ``trace_id`` and ``parent_id`` when the request
+    carried a ``traceparent``.
+    """
+    method = end.method
+    if not (len(method) <= 16 and method.isascii() and method.isalpha()):
+        method = clean_text(method, 16)
+    status = end.status_code
+    metadata: tuple[tuple[str, t.Any], ...] = (
+        ("method", method),
+        ("status", 500 if status is None else status),
+        ("duration_ms", round(end.duration_ms, 3)),
+    )
+    if end.exception is not None:
+        metadata += (("exception", end.exception),)
+    elif end.slow:
+        metadata += (("slow", True),)
+    if end.sample_rate is not None:
+        metadata += (("sample_rate", end.sample_rate),)
+    if end.trace_id is not None:
+        metadata += (("trace_id", end.trace_id), ("parent_id", end.parent_id))
+    return metadata

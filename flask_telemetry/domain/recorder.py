@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
+import time
 import typing as t
 
 from ..exceptions import TelemetryError, TelemetryStorageException
@@ -11,9 +11,13 @@ from ..storage import EventType, Severity, TraceEvent
 from .actor import ActorType
 from .intent import TraceIntent
 from .log import RateLimitedLog
-from .mapping import to_trace_event
+from .mapping import Pending, request_end_metadata
 from .privacy import Privacy
+from .request_end import RequestEnd
 from .stats import Stats
+
+_wall = time.time
+_ANONYMOUS: str = ActorType.ANONYMOUS.value
 
 
 class Delivery(t.Protocol):
@@ -21,6 +25,11 @@ class Delivery(t.Protocol):
 
     def deliver(self, event: TraceEvent) -> None:
         """Store or queue one event; never raise for a storage failure."""
+
+    def deliver_later(self, pending: Pending) -> None:
+        """Store or queue the event built from ``pending`` (see
+        :func:`~flask_telemetry.domain.mapping.build_event`), like
+        :meth:`deliver`; the background writer builds it on its own thread."""
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until what was delivered is stored or counted as dropped."""
@@ -75,25 +84,61 @@ class Recorder:
         self._severities = _lookup(s.value for s in Severity)
         self._actor_types = _lookup(a.value for a in ActorType)
 
-    def record(self, intent: TraceIntent, *, trusted: bool = False) -> None:
-        """Record one event; returns once it is stored (sync) or queued (async).
-
-        ``trusted`` is for metadata built by flask_telemetry itself from
-        values it already checked (the ``http_request_end`` timing): it is
-        copied without the privacy walk.
-        """
+    def record(self, intent: TraceIntent) -> None:
+        """Record one event; returns once it is stored (sync) or queued (async)."""
         try:
-            event = self._map(intent, trusted)
+            pending = self._check(intent)
         except Exception as exc:  # hostile arguments included: never raise
             self.reject(exc)
             return
         self.stats.accept()
         try:
-            self.delivery.deliver(event)
-        except TelemetryStorageException as exc:
+            self.delivery.deliver_later(pending)
+        except Exception as exc:
+            self._failed(exc)
+
+    def record_request_end(
+        self, end: RequestEnd, actor: tuple[t.Any, t.Any] | None = None
+    ) -> None:
+        """Record ``http_request_end`` from the facts the request hooks gathered.
+
+        Those facts were produced by flask_telemetry itself and are not
+        checked again; ``actor`` is what the actor loader returned, checked
+        like a ``record()`` argument (``None`` is anonymous).
+        """
+        try:
+            actor_type, actor_id = _ANONYMOUS, None
+            if actor is not None:
+                resolved = _resolve(self._actor_types, actor[0])
+                if resolved is None:
+                    raise TelemetryError(f"Unknown actor type {_shown(actor[0])}.")
+                actor_type, actor_id = resolved, _actor_id(actor[1])
+            pending = (
+                "http_request_end",
+                end.severity,
+                actor_type,
+                actor_id,
+                end.request_id,
+                end.route_name,
+                self.privacy.ip(end.ip_address),
+                end.user_agent,
+                request_end_metadata(end),
+                end.ended_at,
+            )
+        except Exception as exc:  # a hostile actor loader: count, never raise
+            self.reject(exc)
+            return
+        self.stats.accept()
+        try:
+            self.delivery.deliver_later(pending)
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, TelemetryStorageException):
             self.stats.drop("storage_error")
             self.log.error("db", "Telemetry storage failed: %s", exc)
-        except Exception as exc:  # the best-effort promise covers our own bugs
+        else:  # the best-effort promise covers our own bugs
             self.stats.drop("storage_error")
             self.log.error("bug", "Telemetry delivery failed: %r", exc, exc=True)
 
@@ -113,7 +158,7 @@ class Recorder:
         self.stats.accept()
         self.stats.drop(reason)
 
-    def _map(self, intent: TraceIntent, trusted: bool) -> TraceEvent:
+    def _check(self, intent: TraceIntent) -> Pending:
         event_type = _resolve(self._event_types, intent.event_type)
         if event_type is None:
             raise TelemetryError(f"Unknown event type {_shown(intent.event_type)}.")
@@ -126,32 +171,24 @@ class Recorder:
         actor_type = _resolve(self._actor_types, intent.actor_type)
         if actor_type is None:
             raise TelemetryError(f"Unknown actor type {_shown(intent.actor_type)}.")
-        actor_id = intent.actor_id
-        if actor_id is not None and (type(actor_id) is not int):
-            raise TelemetryError(
-                f"actor_id must be an int, not {type(actor_id).__name__}."
-            )
-        if actor_id is not None and not -(2**63) <= actor_id < 2**63:
-            raise TelemetryError("actor_id does not fit in a BIGINT column.")
         metadata = intent.metadata
-        clean: dict[str, t.Any] | None = None
         if metadata is not None:
-            if trusted:  # a dict flask_telemetry built for this event
-                clean = t.cast("dict[str, t.Any]", metadata)
-            elif not isinstance(metadata, t.Mapping):
+            if not isinstance(metadata, t.Mapping):
                 raise TelemetryError(
                     f"metadata must be a mapping, not {type(metadata).__name__}."
                 )
-            else:
-                clean = self.privacy.metadata(metadata)
-        return to_trace_event(
-            intent,
-            dt.datetime.now(dt.UTC),
-            event_type=event_type,
-            severity=severity,
-            actor_type=actor_type,
-            metadata=clean,
-            privacy=self.privacy,
+            metadata = self.privacy.metadata(metadata)
+        return (
+            event_type,
+            severity,
+            actor_type,
+            _actor_id(intent.actor_id),
+            intent.request_id,
+            intent.route_name,
+            self.privacy.ip(intent.ip_address),
+            intent.user_agent,
+            metadata,
+            _wall(),
         )
 
 
@@ -160,6 +197,16 @@ def _resolve(table: dict[str, str], value: object) -> str | None:
         return table.get(value)  # type: ignore[call-overload, no-any-return]
     except TypeError:  # unhashable
         return None
+
+
+def _actor_id(actor_id: object) -> int | None:
+    if actor_id is None:
+        return None
+    if type(actor_id) is not int:
+        raise TelemetryError(f"actor_id must be an int, not {type(actor_id).__name__}.")
+    if not -(2**63) <= actor_id < 2**63:
+        raise TelemetryError("actor_id does not fit in a BIGINT column.")
+    return actor_id
 
 
 def _shown(value: object) -> str:

@@ -8,6 +8,7 @@ import threading
 from ..storage import TraceEvent
 from .background import weak_method
 from .breaker import CircuitBreaker
+from .mapping import Pending, build_event
 from .store import BatchStore, DatabaseDown, Outcome
 
 
@@ -51,6 +52,10 @@ class SyncDelivery:
             self._drain()
             return
         self._write([event])
+
+    def deliver_later(self, pending: Pending) -> None:
+        """Build the event now and store it as :meth:`deliver` does."""
+        self.deliver(build_event(pending))
 
     def _write(self, events: list[TraceEvent]) -> None:
         store = self.store

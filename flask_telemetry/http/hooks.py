@@ -24,6 +24,7 @@ ActorLoader = t.Callable[[], "tuple[ActorType | str, int | None] | None"]
 
 _valid_id = REQUEST_ID_PATTERN.fullmatch
 _now = time.perf_counter
+_wall = time.time
 _Generator = types.GeneratorType
 
 
@@ -83,11 +84,15 @@ class RequestTelemetry:
         request id and trace id.
         """
         try:
-            ctx: RequestContext | None = (
-                g.get("_telemetry") if has_request_context() else None
-            )
+            ctx = _context() if has_request_context() else None
             if actor_type is None:
-                actor_type, actor_id = self._actor(ctx is not None, actor_id)
+                actor = self._loaded_actor() if ctx is not None else None
+                if actor is not None:
+                    actor_type, actor_id = actor
+                elif ctx is not None:
+                    actor_type = ActorType.ANONYMOUS
+                else:
+                    actor_type = ActorType.SYSTEM
             request_id: str | None
             if ctx is not None:
                 request_id, trace_id = ctx.request_id, ctx.trace_id
@@ -116,21 +121,12 @@ class RequestTelemetry:
             return
         self.recorder.record(intent)
 
-    def _actor(
-        self, in_request: bool, actor_id: int | None
-    ) -> tuple[ActorType | str, int | None]:
-        loader = self._actor_loader()
-        if loader is not None and in_request:
-            try:
-                actor = loader()
-            except Exception:
-                logger.exception("The telemetry actor_loader failed")
-                actor = None
-            if actor is not None:
-                return actor
-        return (ActorType.ANONYMOUS if in_request else ActorType.SYSTEM), actor_id
-
     # -- hooks ----------------------------------------------------------------
+    #
+    # The hooks run on every request, so they reach flask.g and flask.request
+    # once each through ``_get_current_object()`` (an attribute read through
+    # the proxies costs ten times more) and leave the row to be built off
+    # the request path (see Recorder.record_request_end).
 
     def _before_request(self) -> None:
         try:
@@ -152,22 +148,23 @@ class RequestTelemetry:
                 request_id = trace[0]
             else:
                 request_id = new_request_id()
-            g._telemetry = RequestContext(
+            ctx = RequestContext(
                 request_id=request_id,
                 route_name=endpoint,
                 ip_address=environ.get("REMOTE_ADDR"),
                 user_agent=_user_agent(environ.get("HTTP_USER_AGENT")),
                 method=environ.get("REQUEST_METHOD", ""),
                 started=_now(),
-                trace_id=trace[0] if trace is not None else None,
-                parent_id=trace[1] if trace is not None else None,
             )
+            if trace is not None:
+                ctx.trace_id, ctx.parent_id = trace
+            g._get_current_object()._telemetry = ctx
         except Exception:
             logger.exception("Telemetry could not read the request")
 
     def _after_request(self, response: Response) -> Response:
         try:
-            ctx: RequestContext | None = g.get("_telemetry")
+            ctx = _context()
             if ctx is not None:
                 ctx.status_code = response.status_code
                 response.headers[self.header] = ctx.request_id
@@ -185,74 +182,66 @@ class RequestTelemetry:
         if not self.record_requests:
             return
         try:
-            ctx: RequestContext | None = g.get("_telemetry")
+            ctx = _context()
             if ctx is None:
                 return
             if exc is not None:
                 ctx.exception = clean_text(type(exc).__name__, 200)
             if ctx.streamed:
                 if ctx.actor is None:  # while the request context is here
-                    ctx.actor = self._actor(True, None)
+                    ctx.actor = self._loaded_actor() or _ANONYMOUS
                 return
-            self._finish(ctx, self._actor(True, None))
+            self._finish(ctx, self._loaded_actor())
         except Exception:
             logger.exception("Telemetry could not record the end of a request")
 
     def _closed(self, ctx: RequestContext) -> None:
         try:
-            self._finish(ctx, ctx.actor or self._actor(False, None))
+            self._finish(ctx, ctx.actor)
         except Exception:
             logger.exception("Telemetry could not record the end of a request")
 
-    def _finish(
-        self, ctx: RequestContext, actor: tuple[ActorType | str, int | None]
-    ) -> None:
-        duration_ms = round((_now() - ctx.started) * 1000.0, 3)
-        status = ctx.status_code if ctx.status_code is not None else 500
-        method = ctx.method
-        if not (len(method) <= 16 and method.isascii() and method.isalpha()):
-            method = clean_text(method, 16)
-        metadata: dict[str, t.Any] = {
-            "method": method,
-            "status": status,
-            "duration_ms": duration_ms,
-        }
+    def _loaded_actor(self) -> tuple[t.Any, t.Any] | None:
+        """What the actor loader says of the current request (None: anonymous)."""
+        loader = self._actor_loader()
+        if loader is None:
+            return None
+        try:
+            return loader()
+        except Exception:
+            logger.exception("The telemetry actor_loader failed")
+            return None
+
+    def _finish(self, ctx: RequestContext, actor: tuple[t.Any, t.Any] | None) -> None:
+        ctx.ended_at = _wall()
+        duration_ms = ctx.duration_ms = (_now() - ctx.started) * 1000.0
         keep = True
         if ctx.exception is not None:
-            severity = Severity.ERROR
-            metadata["exception"] = ctx.exception
+            ctx.severity = "error"
         elif duration_ms > self.rules.slow_threshold(ctx.route_name):
-            severity = Severity.WARNING
-            metadata["slow"] = True
+            ctx.severity = "warning"
+            ctx.slow = True
         else:
-            severity = Severity.INFO
-            keep = status >= self.keep_status
+            status = ctx.status_code
+            keep = (500 if status is None else status) >= self.keep_status
         sampler = self.sampler
         if sampler.rate < 1.0:
             if keep:
-                metadata["sample_rate"] = 1.0
+                ctx.sample_rate = 1.0
             elif sampler.keep(ctx.trace_id):
-                metadata["sample_rate"] = sampler.rate
+                ctx.sample_rate = sampler.rate
             else:
                 self.recorder.skip("sampled_out")
                 return
-        if ctx.trace_id is not None:
-            metadata["trace_id"] = ctx.trace_id
-            metadata["parent_id"] = ctx.parent_id
-        self.recorder.record(
-            TraceIntent(
-                event_type=EventType.HTTP_REQUEST_END,
-                severity=severity,
-                actor_type=actor[0],
-                actor_id=actor[1],
-                metadata=metadata,
-                request_id=ctx.request_id,
-                route_name=ctx.route_name,
-                ip_address=ctx.ip_address,
-                user_agent=ctx.user_agent,
-            ),
-            trusted=True,
-        )
+        self.recorder.record_request_end(ctx, actor)
+
+
+_ANONYMOUS = (ActorType.ANONYMOUS, None)
+
+
+def _context() -> RequestContext | None:
+    ctx: RequestContext | None = getattr(g._get_current_object(), "_telemetry", None)
+    return ctx
 
 
 def _user_agent(value: str | None) -> str | None:
