@@ -198,6 +198,9 @@ class TraceWriter:
         return good, bad
 
     def _batch_errors(self, rows: list[dict[str, t.Any]]) -> dict[int, t.Any]:
+        if len(rows) == 1:  # one event (sync delivery): the plain schema is cheaper
+            single: dict[t.Any, t.Any] = self.schema.validate(rows, many=True)
+            return single
         columns = {name: [row[name] for row in rows] for name in ev.PER_ROW_FIELDS}
         errors: dict[int, t.Any] = {}
         found: dict[str, t.Any] = self._columns_schema.validate(columns)
@@ -240,9 +243,13 @@ class TraceWriter:
         if not rows:
             return
         try:
-            with self.engine.connect() as conn, self._timeouts(conn):
-                conn.execute(self._insert, rows)
-                conn.commit()
+            with self.engine.connect() as conn:
+                if conn.dialect.driver == "psycopg":
+                    self._insert_psycopg(conn, rows)
+                else:
+                    with self._timeouts(conn):
+                        conn.execute(self._insert, rows)
+                        conn.commit()
         except sa_exc.SQLAlchemyError as exc:
             cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
             per_row = _is_row_error(exc)
@@ -271,6 +278,26 @@ class TraceWriter:
             # DATETIME columns have no zone: store naive UTC.
             row["occurred_at"] = occurred.astimezone(dt.UTC).replace(tzinfo=None)
         return row
+
+    def _insert_psycopg(
+        self, conn: sa.Connection, rows: list[dict[str, t.Any]]
+    ) -> None:
+        # The transaction and its timeouts in one round trip: BEGIN and the
+        # SET LOCALs go as one simple query, which psycopg's own implicit
+        # BEGIN would otherwise precede. psycopg 3 commits and rolls back by
+        # the server's transaction status, autocommit or not, and the pool
+        # puts the connection's isolation level back when it is returned.
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql(
+            f"BEGIN; SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}; "
+            f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"
+        )
+        try:
+            conn.execute(self._insert, rows)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
     @contextlib.contextmanager
     def _timeouts(self, conn: sa.Connection) -> t.Iterator[None]:
