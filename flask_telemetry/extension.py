@@ -282,7 +282,10 @@ class Telemetry:
 
     def _state(self) -> _State | None:
         if has_app_context():
-            state = current_app.extensions.get("telemetry")
+            # Through _get_current_object(): an attribute read through the
+            # proxy costs about as much as the rest of this method.
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            state = app.extensions.get("telemetry")
             if state is not None and state.owner is self:
                 return t.cast(_State, state)
         states = list(self._states)
