@@ -87,6 +87,7 @@ class BackgroundDelivery:
         self._queue: collections.deque[_Item] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._stopped = False  # _stop.is_set(), read without a call on each put
         self._idle = threading.Condition()
         self._busy = 0  # events taken by the writer and not yet counted
         self._abandoned = False
@@ -97,26 +98,24 @@ class BackgroundDelivery:
 
     def deliver(self, event: TraceEvent) -> None:
         """Queue one event; never blocks, never raises for a full queue."""
-        self._put(event)
+        self.deliver_later(event)
 
-    def deliver_later(self, pending: Pending) -> None:
-        """Queue checked values; the writer thread builds the event from them."""
-        self._put(pending)
-
-    def _put(self, event: _Item) -> None:
+    def deliver_later(self, event: _Item) -> None:
+        """Queue checked values (a :data:`~.mapping.Pending`); the writer thread
+        builds the event from them. Never blocks, never raises for a full queue."""
         if self._pid != os.getpid():
             self.after_fork()
         queue = self._queue
         if len(queue) >= self.queue_size:
             self.store.stats.drop("queue_full")
             return
-        if self._stop.is_set():
+        if self._stopped:
             self.store.stats.drop("shutdown")
             return
         queue.append(event)
         if self._thread is None:
             self._start()
-        if self._stop.is_set():
+        if self._stopped:
             self._reclaim(event)
         elif len(queue) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
@@ -163,6 +162,7 @@ class BackgroundDelivery:
         budget = self.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         self.flush(budget)
+        self._stopped = True
         self._stop.set()
         self._wake.set()
         thread = self._thread

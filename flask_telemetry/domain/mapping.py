@@ -9,8 +9,9 @@ thread only pays for the checks.
 A tuple of strings and numbers is also the cheapest thing to keep in a
 queue: Python's garbage collector stops tracking it at its first collection,
 so a long queue costs the application's collections nothing. That is why the
-metadata of ``http_request_end`` waits as a tuple of ``(key, value)`` pairs
-(a dict would keep the whole tuple tracked).
+metadata of ``http_request_end`` waits as a tuple of the request's facts (a
+dict would keep the whole tuple tracked), and is made into its dict by the
+writer.
 """
 
 from __future__ import annotations
@@ -26,8 +27,20 @@ from .request_end import RequestEnd
 #: ip_address, user_agent, metadata, occurred_at)``: values in column order,
 #: event type, severity and actor type resolved to their strings, metadata
 #: cleaned, the client address as the privacy settings store it, and
-#: ``occurred_at`` in seconds since the epoch. The metadata is a dict, or a
-#: tuple of ``(key, value)`` pairs of plain values.
+#: ``occurred_at`` in seconds since the epoch. The metadata is a dict, or
+#: for ``http_request_end`` the :data:`EndFacts` its dict is made from.
+#: ``(method, status, duration_ms, exception, slow, sample_rate, trace_id,
+#: parent_id)`` of a finished request: see :func:`request_end_metadata`.
+EndFacts: t.TypeAlias = tuple[
+    str,
+    "int | None",
+    float,
+    "str | None",
+    bool,
+    "float | None",
+    "str | None",
+    "str | None",
+]
 Pending: t.TypeAlias = tuple[
     str,
     str,
@@ -37,7 +50,7 @@ Pending: t.TypeAlias = tuple[
     "str | None",
     "str | None",
     "str | None",
-    "dict[str, t.Any] | tuple[tuple[str, t.Any], ...] | None",
+    "dict[str, t.Any] | EndFacts | None",
     float,
 ]
 
@@ -85,34 +98,50 @@ def build_event(pending: Pending) -> ev.TraceEvent:
         route_name=_text(route_name, ev.ROUTE_NAME_LENGTH),
         ip_address=_text(ip_address, ev.IP_ADDRESS_LENGTH),
         user_agent=_text(user_agent, ev.USER_AGENT_LENGTH),
-        metadata=dict(metadata) if isinstance(metadata, tuple) else metadata,
+        metadata=(
+            request_end_metadata(metadata) if isinstance(metadata, tuple) else metadata
+        ),
         occurred_at=_from_timestamp(occurred_at, _UTC),
     )
 
 
-def request_end_metadata(end: RequestEnd) -> tuple[tuple[str, t.Any], ...]:
-    """The metadata of ``http_request_end``, as ``(key, value)`` pairs.
+def request_end_facts(end: RequestEnd) -> EndFacts:
+    """What the metadata of ``http_request_end`` is made of, as a tuple."""
+    return (
+        end.method,
+        end.status_code,
+        end.duration_ms,
+        end.exception,
+        end.slow,
+        end.sample_rate,
+        end.trace_id,
+        end.parent_id,
+    )
+
+
+def request_end_metadata(facts: EndFacts) -> dict[str, t.Any]:
+    """The metadata of ``http_request_end``.
 
     ``method``, ``status`` and ``duration_ms`` (rounded to the microsecond),
     then ``exception`` (the class name) or ``slow``, then ``sample_rate``
     when sampling is on, then ``trace_id`` and ``parent_id`` when the request
     carried a ``traceparent``.
     """
-    method = end.method
+    method, status, duration_ms, exception, slow, sample_rate, trace_id, parent = facts
     if not (len(method) <= 16 and method.isascii() and method.isalpha()):
         method = clean_text(method, 16)
-    status = end.status_code
-    metadata: tuple[tuple[str, t.Any], ...] = (
-        ("method", method),
-        ("status", 500 if status is None else status),
-        ("duration_ms", round(end.duration_ms, 3)),
-    )
-    if end.exception is not None:
-        metadata += (("exception", end.exception),)
-    elif end.slow:
-        metadata += (("slow", True),)
-    if end.sample_rate is not None:
-        metadata += (("sample_rate", end.sample_rate),)
-    if end.trace_id is not None:
-        metadata += (("trace_id", end.trace_id), ("parent_id", end.parent_id))
+    metadata: dict[str, t.Any] = {
+        "method": method,
+        "status": 500 if status is None else status,
+        "duration_ms": round(duration_ms, 3),
+    }
+    if exception is not None:
+        metadata["exception"] = exception
+    elif slow:
+        metadata["slow"] = True
+    if sample_rate is not None:
+        metadata["sample_rate"] = sample_rate
+    if trace_id is not None:
+        metadata["trace_id"] = trace_id
+        metadata["parent_id"] = parent
     return metadata

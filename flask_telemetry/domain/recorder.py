@@ -11,7 +11,7 @@ from ..storage import EventType, Severity, TraceEvent
 from .actor import ActorType
 from .intent import TraceIntent
 from .log import RateLimitedLog
-from .mapping import Pending, request_end_metadata
+from .mapping import Pending, request_end_facts
 from .privacy import Privacy
 from .request_end import RequestEnd
 from .stats import Stats
@@ -122,7 +122,7 @@ class Recorder:
                 end.route_name,
                 self.privacy.ip(end.ip_address),
                 end.user_agent,
-                request_end_metadata(end),
+                request_end_facts(end),
                 end.ended_at,
             )
         except Exception as exc:  # a hostile actor loader: count, never raise

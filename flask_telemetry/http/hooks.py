@@ -136,11 +136,8 @@ class RequestTelemetry:
             endpoint = rule.endpoint if rule is not None else None
             if self.rules.excluded(endpoint, environ.get("PATH_INFO", "")):
                 return
-            trace = (
-                parse_traceparent(environ.get(TRACEPARENT_ENVIRON))
-                if self.traceparent
-                else None
-            )
+            header = environ.get(TRACEPARENT_ENVIRON) if self.traceparent else None
+            trace = parse_traceparent(header) if header else None
             incoming = environ.get(self._environ_key)
             if incoming and _valid_id(incoming):
                 request_id = incoming
@@ -148,11 +145,14 @@ class RequestTelemetry:
                 request_id = trace[0]
             else:
                 request_id = new_request_id()
+            user_agent = environ.get("HTTP_USER_AGENT")
+            if user_agent is not None and not user_agent.isascii():
+                user_agent = _user_agent(user_agent)
             ctx = RequestContext(
                 request_id=request_id,
                 route_name=endpoint,
                 ip_address=environ.get("REMOTE_ADDR"),
-                user_agent=_user_agent(environ.get("HTTP_USER_AGENT")),
+                user_agent=user_agent,
                 method=environ.get("REQUEST_METHOD", ""),
                 started=_now(),
             )
@@ -244,9 +244,7 @@ def _context() -> RequestContext | None:
     return ctx
 
 
-def _user_agent(value: str | None) -> str | None:
+def _user_agent(value: str) -> str:
     # WSGI gives header bytes as latin-1 text; read them as the UTF-8 they
     # usually are (invalid sequences become U+FFFD).
-    if value is None or value.isascii():
-        return value
     return value.encode("latin-1", "replace").decode("utf-8", "replace")
