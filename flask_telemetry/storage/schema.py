@@ -15,12 +15,18 @@ BIGINT_MIN = -(2**63)
 BIGINT_MAX = 2**63 - 1
 
 
+# One encoder for every check: json.dumps(value, allow_nan=False) would build
+# a new encoder per call, which costs more than encoding a small object.
+_encode = json.JSONEncoder(allow_nan=False).encode
+
+
 def _json_object(value: t.Any) -> None:
     """Reject metadata that the JSON column could not store as an object."""
-    if not all(type(key) is str for key in value):
-        raise ma.ValidationError("Keys must be strings.")
+    for key in value:
+        if type(key) is not str:
+            raise ma.ValidationError("Keys must be strings.")
     try:
-        json.dumps(value, allow_nan=False)
+        _encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ma.ValidationError(f"Not JSON-serialisable: {exc}") from exc
 

@@ -28,6 +28,10 @@ _RETRYABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutErro
 _MYSQL_ROW_ERRNOS = frozenset({4025, 3819, 1048, 1406, 1366, 1264})
 
 
+def _same(row: dict[str, t.Any]) -> dict[str, t.Any]:
+    return row
+
+
 def _is_row_error(exc: sa_exc.SQLAlchemyError) -> bool:
     """Whether the content of a row, not the database, made the INSERT fail."""
     if isinstance(exc, _ROW_ERRORS):
@@ -191,9 +195,14 @@ class TraceWriter:
         """
         rows = [ev.as_row(e) for e in events]
         errors = self._batch_errors(rows)
+        db_row = self._db_row
+        if self.engine.dialect.name == "postgresql":
+            db_row = _same
+        elif self.engine.dialect.name == "sqlite":
+            db_row = self._sqlite_row
         if not errors:
-            return [self._db_row(r) for r in rows], []
-        good = [self._db_row(r) for i, r in enumerate(rows) if i not in errors]
+            return [db_row(r) for r in rows], []
+        good = [db_row(r) for i, r in enumerate(rows) if i not in errors]
         bad = [(events[i], str(errors[i])) for i in sorted(errors)]
         return good, bad
 
@@ -270,14 +279,25 @@ class TraceWriter:
                 per_row=True,
             ) from exc
 
-    def _db_row(self, row: dict[str, t.Any]) -> dict[str, t.Any]:
-        # The model's attribute for the ``metadata`` column is ``metadata_``
-        # but a Core insert binds by column key, which is ``metadata``.
+    @staticmethod
+    def _db_row(row: dict[str, t.Any]) -> dict[str, t.Any]:
+        # DATETIME columns (MySQL, MariaDB, SQLite) have no zone: naive UTC.
+        # (The model's attribute for the ``metadata`` column is ``metadata_``,
+        # but a Core insert binds by column key, which is ``metadata``.)
         occurred = row["occurred_at"]
-        if self.engine.dialect.name != "postgresql" and occurred.tzinfo is not None:
-            # DATETIME columns have no zone: store naive UTC.
-            row["occurred_at"] = occurred.astimezone(dt.UTC).replace(tzinfo=None)
+        if occurred.tzinfo is not None:
+            if occurred.tzinfo is not dt.UTC:
+                occurred = occurred.astimezone(dt.UTC)
+            row["occurred_at"] = occurred.replace(tzinfo=None)
         return row
+
+    @classmethod
+    def _sqlite_row(cls, row: dict[str, t.Any]) -> dict[str, t.Any]:
+        # SQLAlchemy's SQLite DATETIME stores the fields and ignores the
+        # zone, so a UTC datetime needs no copy.
+        if row["occurred_at"].tzinfo is dt.UTC:
+            return row
+        return cls._db_row(row)
 
     def _insert_psycopg(
         self, conn: sa.Connection, rows: list[dict[str, t.Any]]
