@@ -201,3 +201,33 @@ def test_batch_validation_matches_row_by_row(tmp_path: t.Any) -> None:
         for field in full:
             assert field in why
     engine.dispose()
+
+
+def test_validation_verdicts_are_per_value_across_batches(tmp_path: t.Any) -> None:
+    """The writer remembers its verdicts on shared values between batches;
+    values that compare equal but validate differently (1, 1.0, True) must
+    each get their own verdict, in single-event and in batched validation."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    table = sa.Table("telemetry_traces", sa.MetaData())
+    writer = TraceWriter(lambda: engine, table)
+    changes: list[dict[str, object]] = [
+        {"actor_id": 1},
+        {"actor_id": 1.0},
+        {"actor_id": True},
+        {"actor_id": 2**63},
+        {"severity": "loud"},
+        {},
+    ]
+    rejected = 0
+    for _ in range(2):
+        for size in (1, 3):
+            for change in changes:
+                events = [_event(request_id=f"r{i}", **change) for i in range(size)]
+                row = {n: getattr(events[0], n) for n in events[0].__slots__}
+                invalid = bool(writer.schema.validate(row))
+                good, bad = writer.validate(events)
+                assert len(bad) == (size if invalid else 0), change
+                assert len(good) == (0 if invalid else size), change
+                rejected += invalid
+    assert rejected >= 8  # 1.0, 2**63 and "loud" at least, each size, twice
+    engine.dispose()

@@ -28,6 +28,10 @@ _RETRYABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutErro
 _MYSQL_ROW_ERRNOS = frozenset({4025, 3819, 1048, 1406, 1366, 1264})
 
 
+#: How many verdicts on shared values a writer keeps.
+_VERDICTS = 1024
+
+
 def _same(row: dict[str, t.Any]) -> dict[str, t.Any]:
     return row
 
@@ -100,6 +104,12 @@ class TraceWriter:
         self._shared_schema = TelemetryEventSchema(
             event_types=event_types, only=ev.SHARED_FIELDS
         )
+        self._row_schema = TelemetryEventSchema(
+            event_types=event_types, only=ev.PER_ROW_FIELDS
+        )
+        # The schema's verdict on each combination of shared values seen
+        # lately: an application sends few (event type, actor, endpoint...).
+        self._verdicts: dict[tuple[t.Any, ...], dict[str, t.Any]] = {}
         self.lock_timeout_ms = lock_timeout_ms
         self.statement_timeout_ms = statement_timeout_ms
         self.connect_timeout_ms = connect_timeout_ms
@@ -207,31 +217,44 @@ class TraceWriter:
         return good, bad
 
     def _batch_errors(self, rows: list[dict[str, t.Any]]) -> dict[int, t.Any]:
-        if len(rows) == 1:  # one event (sync delivery): the plain schema is cheaper
-            single: dict[t.Any, t.Any] = self.schema.validate(rows, many=True)
-            return single
-        columns = {name: [row[name] for row in rows] for name in ev.PER_ROW_FIELDS}
         errors: dict[int, t.Any] = {}
-        found: dict[str, t.Any] = self._columns_schema.validate(columns)
-        for name, by_row in found.items():
-            for index, messages in by_row.items():
-                errors.setdefault(int(index), {})[name] = messages
+        if len(rows) == 1:  # one event (sync delivery): no columns to gain from
+            row = rows[0]
+            found = self._row_schema.validate({n: row[n] for n in ev.PER_ROW_FIELDS})
+            if found:
+                errors[0] = found
+        else:
+            columns = {n: [row[n] for row in rows] for n in ev.PER_ROW_FIELDS}
+            found_columns: dict[str, t.Any] = self._columns_schema.validate(columns)
+            for name, by_row in found_columns.items():
+                for index, messages in by_row.items():
+                    errors.setdefault(int(index), {})[name] = messages
         groups: dict[tuple[t.Any, ...], list[int]] = {}
         try:
             for index, row in enumerate(rows):
-                key = tuple(row[name] for name in ev.SHARED_FIELDS)
+                key = (*(row[n] for n in ev.SHARED_FIELDS), type(row["actor_id"]))
                 groups.setdefault(key, []).append(index)
         except TypeError:  # an unhashable value: no sharing possible
             full: dict[t.Any, t.Any] = self.schema.validate(rows, many=True)
             return full
         for key, indexes in groups.items():
-            shared = self._shared_schema.validate(
-                dict(zip(ev.SHARED_FIELDS, key, strict=True))
-            )
+            shared = self._shared_verdict(key)
             if shared:
                 for index in indexes:
                     errors.setdefault(index, {}).update(shared)
         return errors
+
+    def _shared_verdict(self, key: tuple[t.Any, ...]) -> dict[str, t.Any]:
+        # ``key`` is the shared values in field order, then the type of
+        # actor_id (1, 1.0 and True are equal keys but not equal verdicts).
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            values = dict(zip(ev.SHARED_FIELDS, key, strict=False))
+            verdict = self._shared_schema.validate(values)
+            if len(self._verdicts) >= _VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        return verdict
 
     def write(self, event: ev.TraceEvent) -> None:
         """Validate and insert one event; raise TelemetryStorageException."""
