@@ -30,6 +30,7 @@ class ConfigVars:
     LOCK_TIMEOUT_MS = "TELEMETRY_LOCK_TIMEOUT_MS"
     STATEMENT_TIMEOUT_MS = "TELEMETRY_STATEMENT_TIMEOUT_MS"
     CONNECT_TIMEOUT_MS = "TELEMETRY_CONNECT_TIMEOUT_MS"
+    DURABLE_COMMIT = "TELEMETRY_DURABLE_COMMIT"
     MAX_RETRIES = "TELEMETRY_MAX_RETRIES"
     RETRY_BACKOFF = "TELEMETRY_RETRY_BACKOFF"
     BREAKER_THRESHOLD = "TELEMETRY_BREAKER_THRESHOLD"
@@ -73,6 +74,7 @@ DEFAULTS: dict[str, t.Any] = {
     ConfigVars.LOCK_TIMEOUT_MS: 500,
     ConfigVars.CONNECT_TIMEOUT_MS: 2000,
     ConfigVars.STATEMENT_TIMEOUT_MS: 2000,
+    ConfigVars.DURABLE_COMMIT: False,
     ConfigVars.MAX_RETRIES: 3,
     ConfigVars.RETRY_BACKOFF: 0.2,
     ConfigVars.BREAKER_THRESHOLD: 5,
@@ -125,6 +127,7 @@ class Settings:
     metadata_max_bytes: int = 8192
     ip_mode: str = "full"
     ip_hash_key: bytes | None = dataclasses.field(default=None, repr=False)
+    durable_commit: bool = False
 
 
 def _bool(config: t.Mapping[str, t.Any], key: str) -> bool:
@@ -186,6 +189,7 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
         statement_timeout_ms=num(
             ConfigVars.STATEMENT_TIMEOUT_MS, integer=True, minimum=1
         ),
+        durable_commit=_bool(config, ConfigVars.DURABLE_COMMIT),
         max_retries=num(ConfigVars.MAX_RETRIES, integer=True),
         retry_backoff=num(ConfigVars.RETRY_BACKOFF),
         breaker_threshold=num(ConfigVars.BREAKER_THRESHOLD, integer=True, minimum=1),

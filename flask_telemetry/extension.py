@@ -118,6 +118,7 @@ class Telemetry:
             event_types=self._event_values,
             lock_timeout_ms=settings.lock_timeout_ms,
             statement_timeout_ms=settings.statement_timeout_ms,
+            durable_commit=settings.durable_commit,
             # Only a bind of telemetry's own: the application's default
             # engine keeps the connect timeout the application gave it.
             connect_timeout_ms=(

@@ -141,3 +141,44 @@ def test_rows_written_by_telemetry_only_go_to_its_table(bundle: Bundle) -> None:
     """The writer's INSERT names telemetry_traces and nothing else."""
     statement = str(bundle.traces.insert())
     assert statement.startswith("INSERT INTO telemetry_traces ")
+
+
+@pytest.mark.parametrize("delivery", ["sync", "async"])
+@pytest.mark.parametrize("durable", [False, True])
+def test_postgresql_commit_durability_is_telemetry_s_own(
+    make_app: MakeApp, backend: str, delivery: str, durable: bool
+) -> None:
+    """Telemetry commits with synchronous_commit off unless
+    TELEMETRY_DURABLE_COMMIT, for its own transaction only: a trigger sees
+    the setting telemetry's INSERT runs under, the view sees its own."""
+    if backend != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    bundle = make_app(TELEMETRY_DELIVERY=delivery, TELEMETRY_DURABLE_COMMIT=durable)
+    function = f"ft_seen_commit_{delivery}_{int(durable)}"
+    with bundle.app.app_context(), bundle.db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger AS $$ "
+            "BEGIN NEW.user_agent := current_setting('synchronous_commit'); "
+            "RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {function} BEFORE INSERT ON telemetry_traces "
+            f"FOR EACH ROW EXECUTE FUNCTION {function}()"
+        )
+
+    @bundle.app.get("/view")
+    def view() -> str:
+        show = sa.text("SHOW synchronous_commit")
+        before = bundle.db.session.execute(show).scalar()
+        bundle.telemetry.record(EventType.CACHE_MISS)
+        after = bundle.db.session.execute(show).scalar()
+        return f"{before} {after}"
+
+    try:
+        assert bundle.client().get("/view").text == "on on"
+        seen = {r.user_agent for r in bundle.rows()}
+        assert seen == {"on" if durable else "off"}
+        assert len(bundle.rows()) == 2  # cache_miss and http_request_end
+    finally:
+        with bundle.app.app_context(), bundle.db.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {function}() CASCADE")

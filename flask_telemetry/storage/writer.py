@@ -93,6 +93,7 @@ class TraceWriter:
         lock_timeout_ms: int = 500,
         statement_timeout_ms: int = 2000,
         connect_timeout_ms: int | None = None,
+        durable_commit: bool = False,
     ) -> None:
         self._engine_source = engine_source
         self._engine: sa.Engine | None = None
@@ -113,7 +114,18 @@ class TraceWriter:
         self.lock_timeout_ms = lock_timeout_ms
         self.statement_timeout_ms = statement_timeout_ms
         self.connect_timeout_ms = connect_timeout_ms
+        self.durable_commit = durable_commit
         self._insert = table.insert()
+        # PostgreSQL settings of telemetry's own transactions.
+        self._pg_settings = (
+            f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}; "
+            f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
+        )
+        if not durable_commit:
+            # Best-effort rows need not wait for the WAL flush: a database
+            # crash may lose the last moments of telemetry, never the
+            # application's data, whose transactions keep their own setting.
+            self._pg_settings += "; SET LOCAL synchronous_commit = off"
 
     @property
     def engine(self) -> sa.Engine:
@@ -331,10 +343,7 @@ class TraceWriter:
         # the server's transaction status, autocommit or not, and the pool
         # puts the connection's isolation level back when it is returned.
         conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql(
-            f"BEGIN; SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}; "
-            f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"
-        )
+        conn.exec_driver_sql("BEGIN; " + self._pg_settings)
         try:
             conn.execute(self._insert, rows)
             conn.commit()
@@ -346,10 +355,7 @@ class TraceWriter:
     def _timeouts(self, conn: sa.Connection) -> t.Iterator[None]:
         dialect = conn.dialect.name
         if dialect == "postgresql":
-            conn.exec_driver_sql(
-                f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}; "
-                f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}"
-            )
+            conn.exec_driver_sql(self._pg_settings)
             yield
         elif dialect in ("mysql", "mariadb"):
             yield from self._mysql_timeouts(conn)
