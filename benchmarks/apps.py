@@ -105,20 +105,31 @@ def _base(extra_call: t.Callable[[], None] | None) -> Flask:
     return app
 
 
-def build(variant: Variant, url: str | None, *, create: bool = True) -> Built:
-    """Build the app of ``variant``; its tracer stores into ``url``."""
+def build(
+    variant: Variant,
+    url: str | None,
+    *,
+    create: bool = True,
+    config: t.Mapping[str, t.Any] | None = None,
+) -> Built:
+    """Build the app of ``variant``; its tracer stores into ``url``.
+
+    ``config`` adds ``TELEMETRY_*`` settings to a flask_telemetry variant.
+    """
     if variant.kind == "bare":
         return Built(app=_base(None), drain=_nothing, settle=_nothing)
     if variant.kind in ("sync", "async", "async-idle"):
         assert url is not None
-        return _telemetry_app(variant, url, create=create)
+        return _telemetry_app(variant, url, create=create, config=config or {})
     if variant.kind == "otel":
         return _otel_app(variant)
     assert url is not None
     return _fmd_app(url)
 
 
-def _telemetry_app(variant: Variant, url: str, *, create: bool) -> Built:
+def _telemetry_app(
+    variant: Variant, url: str, *, create: bool, config: t.Mapping[str, t.Any]
+) -> Built:
     telemetry = Telemetry()
 
     def extra() -> None:
@@ -132,6 +143,7 @@ def _telemetry_app(variant: Variant, url: str, *, create: bool) -> Built:
         app.config["TELEMETRY_FLUSH_INTERVAL"] = 3600.0
         app.config["TELEMETRY_BATCH_SIZE"] = 10_000_000
         app.config["TELEMETRY_QUEUE_SIZE"] = 10_000_000
+    app.config.update(config)
     db = SQLAlchemy()
     db.init_app(app)
     telemetry.init_app(app)

@@ -1,9 +1,11 @@
 """Sync delivery on PostgreSQL next to a raw single-row INSERT and COMMIT.
 
-Three sides, interleaved: ``record()`` in sync mode inside a request
-context; the same row inserted with ``engine.connect()``, ``execute``,
-``commit``; and that raw insert preceded by the ``SET LOCAL`` timeouts the
-writer sends, to show what the timeouts cost on their own.
+Four sides, interleaved: ``record()`` in sync mode inside a request
+context, with the default settings (telemetry commits with
+``synchronous_commit = off``) and with ``TELEMETRY_DURABLE_COMMIT``; the
+same row inserted with ``engine.connect()``, ``execute``, ``commit``; and
+that raw insert preceded by ``SET LOCAL`` timeouts, to show what a round
+trip of settings costs on its own.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 
 from flask_telemetry import EventType
 
-from .apps import Variant, build
+from .apps import Built, Variant, build
 from .common import Urls
 from .ingest import METADATA, USER_AGENT, _raw_rows
 
@@ -23,19 +25,29 @@ def run(urls: Urls, *, rounds: int, events: int) -> dict[str, list[float]]:
     built = build(Variant(kind="sync", db="postgresql"), urls.postgres)
     app, telemetry = built.app, built.telemetry
     assert telemetry is not None
+    durable = build(
+        Variant(kind="sync", db="postgresql"),
+        urls.postgres,
+        create=False,
+        config={"TELEMETRY_DURABLE_COMMIT": True},
+    )
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engine
     insert = telemetry.trace_model.__table__.insert()
     row = _raw_rows("postgresql", 1)[0]
     timeouts = "SET LOCAL lock_timeout = 500; SET LOCAL statement_timeout = 2000"
 
-    def ours(count: int) -> float:
-        with app.test_request_context("/hello", headers={"User-Agent": USER_AGENT}):
-            app.preprocess_request()
+    def ours(count: int, side: Built = built) -> float:
+        tracer = side.telemetry
+        assert tracer is not None
+        with side.app.test_request_context(
+            "/hello", headers={"User-Agent": USER_AGENT}
+        ):
+            side.app.preprocess_request()
             gc.collect()
             start = time.perf_counter()
             for _ in range(count):
-                telemetry.record(EventType.CACHE_MISS, metadata=METADATA)
+                tracer.record(EventType.CACHE_MISS, metadata=METADATA)
             return (time.perf_counter() - start) / count
 
     def raw(count: int, *, with_timeouts: bool = False) -> float:
@@ -50,14 +62,18 @@ def run(urls: Urls, *, rounds: int, events: int) -> dict[str, list[float]]:
         return (time.perf_counter() - start) / count
 
     ours(50)
+    ours(50, durable)
     raw(50)
-    out: dict[str, list[float]] = {"sync": [], "timeouts": []}
+    out: dict[str, list[float]] = {"sync": [], "durable": [], "timeouts": []}
     for _ in range(rounds):
         first = raw(events)
         mine = ours(events)
-        middle = raw(events)
+        second = raw(events)
+        mine_durable = ours(events, durable)
+        third = raw(events)
         set_local = raw(events, with_timeouts=True)
         last = raw(events)
-        out["sync"].append(mine / ((first + middle) / 2))
-        out["timeouts"].append(set_local / ((middle + last) / 2))
+        out["sync"].append(mine / ((first + second) / 2))
+        out["durable"].append(mine_durable / ((second + third) / 2))
+        out["timeouts"].append(set_local / ((third + last) / 2))
     return out
