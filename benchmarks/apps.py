@@ -26,9 +26,11 @@ from flask_telemetry import EventType, Telemetry
 class Variant:
     """One configuration of the app.
 
-    ``kind`` is ``bare``, ``sync``, ``async`` (default settings: the writer
-    catches up inside the timed block), ``async-idle`` (the writer waits
-    until after the block: the request path alone), ``otel`` or ``fmd``.
+    ``kind`` is ``bare``, ``sqla`` (bare plus Flask-SQLAlchemy, which
+    flask_telemetry needs: a reference), ``sync``, ``async`` (default
+    settings: the writer catches up inside the timed block), ``async-idle``
+    (the writer waits until after the block: the request path alone),
+    ``otel`` or ``fmd``.
     """
 
     kind: str
@@ -48,6 +50,8 @@ class Variant:
         db = names.get(self.db or "", "")
         if self.kind == "bare":
             return "bare Flask"
+        if self.kind == "sqla":
+            return "bare Flask + Flask-SQLAlchemy (no tracer; reference)"
         if self.kind == "sync":
             return f"flask_telemetry sync, {db}"
         if self.kind == "async":
@@ -66,6 +70,7 @@ class Variant:
         )
         return {
             "bare": "bare",
+            "sqla": "+ Flask-SQLAlchemy",
             "sync": f"sync {db}",
             "async": f"async {db} sat.",
             "async-idle": f"async {db} path",
@@ -118,6 +123,13 @@ def build(
     """
     if variant.kind == "bare":
         return Built(app=_base(None), drain=_nothing, settle=_nothing)
+    if variant.kind == "sqla":
+        # What every flask_telemetry user already runs: Flask-SQLAlchemy
+        # removes its session at the end of each request.
+        app = _base(None)
+        app.config["SQLALCHEMY_DATABASE_URI"] = url
+        SQLAlchemy(app)
+        return Built(app=app, drain=_nothing, settle=_nothing)
     if variant.kind in ("sync", "async", "async-idle"):
         assert url is not None
         return _telemetry_app(variant, url, create=create, config=config or {})

@@ -13,7 +13,7 @@ DATABASES = ("sqlite", "postgresql", "mariadb")
 
 def variants() -> list[Variant]:
     """Every configuration of the main table, in table order (bare excluded)."""
-    out: list[Variant] = []
+    out: list[Variant] = [Variant(kind="sqla", db="sqlite")]
     for extra in (False, True):
         out += [
             Variant(kind="sync", db=db, extra=extra) for db in ("sqlite", "postgresql")

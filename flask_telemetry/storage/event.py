@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import operator
 import typing as t
 
 #: Column sizes, shared by the model and the schema.
@@ -44,6 +45,9 @@ PER_ROW_FIELDS: tuple[str, ...] = ("request_id", "metadata", "occurred_at")
 SHARED_FIELDS: tuple[str, ...] = tuple(f for f in FIELDS if f not in PER_ROW_FIELDS)
 
 
+_values = operator.attrgetter(*FIELDS)
+
+
 def as_row(event: TraceEvent) -> dict[str, t.Any]:
     """Return the event as a plain dict keyed by field name (no deep copy)."""
-    return {name: getattr(event, name) for name in FIELDS}
+    return dict(zip(FIELDS, _values(event), strict=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import operator
 import os
 import typing as t
 
@@ -28,6 +29,7 @@ _RETRYABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutErro
 _MYSQL_ROW_ERRNOS = frozenset({4025, 3819, 1048, 1406, 1366, 1264})
 
 
+_shared = operator.itemgetter(*ev.SHARED_FIELDS)
 #: How many verdicts on shared values a writer keeps.
 _VERDICTS = 1024
 
@@ -244,7 +246,7 @@ class TraceWriter:
         groups: dict[tuple[t.Any, ...], list[int]] = {}
         try:
             for index, row in enumerate(rows):
-                key = (*(row[n] for n in ev.SHARED_FIELDS), type(row["actor_id"]))
+                key = (*_shared(row), type(row["actor_id"]))
                 groups.setdefault(key, []).append(index)
         except TypeError:  # an unhashable value: no sharing possible
             full: dict[t.Any, t.Any] = self.schema.validate(rows, many=True)
