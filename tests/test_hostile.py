@@ -162,9 +162,8 @@ def _schema_row(row: sa.Row[t.Any]) -> dict[str, t.Any]:
     data = row._asdict()
     data.pop("id")
     occurred = data["occurred_at"]
-    if occurred.tzinfo is None:
+    if occurred.tzinfo is None:  # DATETIME columns give naive UTC back
         data["occurred_at"] = occurred.replace(tzinfo=dt.UTC)
-    data["occurred_at"] = data["occurred_at"].isoformat()
     assert set(data) == set(FIELDS)
     return data
 
@@ -223,7 +222,8 @@ def test_hostile_input_cannot_hurt(
     }
     for target in ("/v/x", _to_latin1(path)):
         response = client.get("/", environ_overrides={**environ, "PATH_INFO": target})
-        assert response.status_code in (200, 404, 405)
+        # 308: Werkzeug redirects a path with "//" in it to the merged path.
+        assert response.status_code in (200, 308, 404, 405)
         if response.status_code == 200:
             assert response.text == "ok"
     with hostile.app.app_context():
@@ -236,7 +236,7 @@ def test_hostile_input_cannot_hurt(
     for row in rows:
         data = _schema_row(row)
         assert schema.validate(data) == {}, data
-        stored = json.dumps(data, ensure_ascii=False)
+        stored = json.dumps(data, ensure_ascii=False, default=str)
         for secret in secrets:
             assert secret not in stored
     with hostile.app.app_context():

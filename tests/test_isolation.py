@@ -143,6 +143,7 @@ def test_rows_written_by_telemetry_only_go_to_its_table(bundle: Bundle) -> None:
     assert statement.startswith("INSERT INTO telemetry_traces ")
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("delivery", ["sync", "async"])
 @pytest.mark.parametrize("durable", [False, True])
 def test_postgresql_commit_durability_is_telemetry_s_own(
@@ -151,8 +152,7 @@ def test_postgresql_commit_durability_is_telemetry_s_own(
     """Telemetry commits with synchronous_commit off unless
     TELEMETRY_DURABLE_COMMIT, for its own transaction only: a trigger sees
     the setting telemetry's INSERT runs under, the view sees its own."""
-    if backend != "postgresql":
-        pytest.skip("synchronous_commit is PostgreSQL's")
+    assert backend == "postgresql"
     bundle = make_app(TELEMETRY_DELIVERY=delivery, TELEMETRY_DURABLE_COMMIT=durable)
     function = f"ft_seen_commit_{delivery}_{int(durable)}"
     with bundle.app.app_context(), bundle.db.engine.begin() as conn:

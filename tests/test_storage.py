@@ -231,3 +231,30 @@ def test_validation_verdicts_are_per_value_across_batches(tmp_path: t.Any) -> No
                 rejected += invalid
     assert rejected >= 8  # 1.0, 2**63 and "loud" at least, each size, twice
     engine.dispose()
+
+
+def test_single_event_validation_matches_the_schema(tmp_path: t.Any) -> None:
+    """One event at a time (sync delivery) is validated field by field: the
+    verdict and the fields named must be the whole schema's."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    table = sa.Table("telemetry_traces", sa.MetaData())
+    writer = TraceWriter(lambda: engine, table)
+    changes: list[dict[str, object]] = [
+        {},
+        {"request_id": "r" * 65},
+        {"request_id": 12},
+        {"metadata": {"x": float("inf")}},
+        {"metadata": {1: "not a str key"}},
+        {"metadata": ["not", "a", "dict"]},
+        {"occurred_at": dt.datetime(2026, 1, 1)},
+        {"occurred_at": "2026-01-01T00:00:00+00:00"},
+        {"severity": "loud", "request_id": "r" * 70},
+    ]
+    for change in changes:
+        event = _event(**change)
+        good, bad = writer.validate([event])
+        full = writer.schema.validate({n: getattr(event, n) for n in event.__slots__})
+        assert (len(good), len(bad)) == ((0, 1) if full else (1, 0)), change
+        for field in full:
+            assert field in bad[0][1], (change, field)
+    engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import typing as t
 
@@ -29,6 +30,18 @@ def _json_object(value: t.Any) -> None:
         _encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ma.ValidationError(f"Not JSON-serialisable: {exc}") from exc
+
+
+class _AwareDateTimeValue(ma.fields.AwareDateTime):
+    """An aware ``datetime`` object: the row is inserted as it is, so a
+    string that would parse as one is not accepted in its place."""
+
+    def _deserialize(
+        self, value: t.Any, attr: t.Any, data: t.Any, **kwargs: t.Any
+    ) -> dt.datetime:
+        if not isinstance(value, dt.datetime):
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class TelemetryEventSchema(ma.Schema):
@@ -73,7 +86,7 @@ class TelemetryEventSchema(ma.Schema):
         allow_none=True, validate=ma.validate.Length(max=ev.USER_AGENT_LENGTH)
     )
     metadata = ma.fields.Dict(allow_none=True, validate=_json_object)
-    occurred_at = ma.fields.AwareDateTime(required=True)
+    occurred_at = _AwareDateTimeValue(required=True)
 
     def __init__(self, *, event_types: t.Iterable[str] = (), **kwargs: t.Any) -> None:
         super().__init__(**kwargs)

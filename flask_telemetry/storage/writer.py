@@ -107,9 +107,10 @@ class TraceWriter:
         self._shared_schema = TelemetryEventSchema(
             event_types=event_types, only=ev.SHARED_FIELDS
         )
-        self._row_schema = TelemetryEventSchema(
-            event_types=event_types, only=ev.PER_ROW_FIELDS
-        )
+        # The schema's own fields for the per-row columns, for one event at a
+        # time: calling them directly gives the schema's verdict and messages
+        # (no schema-level validator looks at these fields) at half the cost.
+        self._row_fields = [(n, self.schema.fields[n]) for n in ev.PER_ROW_FIELDS]
         # The schema's verdict on each combination of shared values seen
         # lately: an application sends few (event type, actor, endpoint...).
         self._verdicts: dict[tuple[t.Any, ...], dict[str, t.Any]] = {}
@@ -234,9 +235,11 @@ class TraceWriter:
         errors: dict[int, t.Any] = {}
         if len(rows) == 1:  # one event (sync delivery): no columns to gain from
             row = rows[0]
-            found = self._row_schema.validate({n: row[n] for n in ev.PER_ROW_FIELDS})
-            if found:
-                errors[0] = found
+            for name, field in self._row_fields:
+                try:
+                    field.deserialize(row[name], name, row)
+                except ma.ValidationError as exc:
+                    errors.setdefault(0, {})[name] = exc.messages
         else:
             columns = {n: [row[n] for row in rows] for n in ev.PER_ROW_FIELDS}
             found_columns: dict[str, t.Any] = self._columns_schema.validate(columns)
