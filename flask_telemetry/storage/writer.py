@@ -34,6 +34,29 @@ _shared = operator.itemgetter(*ev.SHARED_FIELDS)
 _VERDICTS = 1024
 
 
+def _raise_as_sqlalchemy(
+    conn: sa.Connection, dbapi: t.Any, exc: Exception, statement: str
+) -> t.NoReturn:
+    """Raise a driver error met outside SQLAlchemy as SQLAlchemy would have:
+    wrapped in its DBAPIError class, the connection invalidated on a
+    disconnect."""
+    dialect = conn.dialect
+    base = dialect.loaded_dbapi.Error
+    if not isinstance(exc, base):
+        raise exc
+    disconnect = dialect.is_disconnect(exc, dbapi, None)
+    if disconnect:
+        conn.invalidate(exc)
+    raise sa_exc.DBAPIError.instance(
+        statement,
+        None,
+        exc,
+        base,
+        connection_invalidated=disconnect,
+        dialect=dialect,
+    ) from exc
+
+
 def _same(row: dict[str, t.Any]) -> dict[str, t.Any]:
     return row
 
@@ -342,19 +365,33 @@ class TraceWriter:
     def _insert_psycopg(
         self, conn: sa.Connection, rows: list[dict[str, t.Any]]
     ) -> None:
-        # The transaction and its timeouts in one round trip: BEGIN and the
-        # SET LOCALs go as one simple query, which psycopg's own implicit
-        # BEGIN would otherwise precede. psycopg 3 commits and rolls back by
-        # the server's transaction status, autocommit or not, and the pool
-        # puts the connection's isolation level back when it is returned.
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql("BEGIN; " + self._pg_settings)
+        # The transaction and its settings in one round trip: BEGIN and the
+        # SET LOCALs go to psycopg as one simple query on a connection lent
+        # in autocommit mode, instead of psycopg's own BEGIN and then the
+        # SETs. Sent on the DBAPI connection: through exec_driver_sql the
+        # same query costs SQLAlchemy's execution machinery again, which is
+        # a tenth of a single-row insert. psycopg 3 commits and rolls back by
+        # the server's transaction status, autocommit or not.
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        begin = "BEGIN; " + self._pg_settings
+        dbapi.autocommit = True
         try:
+            try:
+                dbapi.execute(begin)
+            except Exception as exc:
+                _raise_as_sqlalchemy(conn, dbapi, exc, begin)
             conn.execute(self._insert, rows)
             conn.commit()
         except BaseException:
-            conn.rollback()
+            with contextlib.suppress(Exception):
+                dbapi.rollback()
             raise
+        finally:
+            try:
+                dbapi.autocommit = False
+            except Exception:  # a broken connection: never back to the pool
+                conn.invalidate()
 
     @contextlib.contextmanager
     def _timeouts(self, conn: sa.Connection) -> t.Iterator[None]:
