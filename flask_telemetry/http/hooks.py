@@ -6,6 +6,7 @@ import functools
 import time
 import types
 import typing as t
+from collections.abc import Mapping
 
 from flask import Flask, Response, g, has_request_context, request
 
@@ -103,7 +104,9 @@ class RequestTelemetry:
             if trace_id is not None:
                 if metadata is None:
                     metadata = {"trace_id": trace_id}
-                elif isinstance(metadata, t.Mapping) and "trace_id" not in metadata:
+                elif (
+                    type(metadata) is dict or isinstance(metadata, Mapping)
+                ) and "trace_id" not in metadata:
                     metadata = {"trace_id": trace_id, **metadata}
             intent = TraceIntent(
                 event_type=event_type,
