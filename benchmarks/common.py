@@ -45,7 +45,7 @@ class Scale:
 
 FULL = Scale(
     name="full",
-    rounds=7,
+    rounds=9,
     requests=1000,
     http_rounds=4,
     http_requests=800,

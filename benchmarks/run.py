@@ -1,6 +1,6 @@
 """Run every part of the benchmark, print the tables, publish them.
 
-``python -m benchmarks`` (what ``make bench`` runs) takes about 15 minutes
+``python -m benchmarks`` (what ``make bench`` runs) takes about 10 minutes
 on 2 cores; ``--quick`` is a smoke run of a few minutes whose figures are too
 noisy to publish, so it only prints them unless ``--publish`` is given.
 """
