@@ -92,11 +92,7 @@ class Recorder:
         except Exception as exc:  # hostile arguments included: never raise
             self.reject(exc)
             return
-        self.stats.accept()
-        try:
-            self.delivery.deliver_later(pending)
-        except Exception as exc:
-            self._failed(exc)
+        self._deliver(pending)
 
     def record_request_end(
         self, end: RequestEnd, actor: tuple[t.Any, t.Any] | None = None
@@ -129,6 +125,9 @@ class Recorder:
         except Exception as exc:  # a hostile actor loader: count, never raise
             self.reject(exc)
             return
+        self._deliver(pending)
+
+    def _deliver(self, pending: Pending) -> None:
         self.stats.accept()
         try:
             self.delivery.deliver_later(pending)
