@@ -91,8 +91,8 @@ def steps(urls: Urls, repeat: int) -> list[tuple[str, float | None]]:
         )
         pending = recorder._check(intent)
         best(
-            "    delivery.deliver_later: enqueue",
-            lambda: delivery.deliver_later(pending),
+            "    delivery.deliver: enqueue",
+            lambda: delivery.deliver(pending),
         )
         built.settle()
         best("  writer: build_event, per event", lambda: build_event(pending))
@@ -152,10 +152,7 @@ def profiles(urls: Urls, folder: str, requests: int) -> list[str]:
     profiler = Profiler(interval=0.0001)
     with profiler:
         for start in range(0, len(queued), BATCH):
-            events = [
-                build_event(item) if isinstance(item, tuple) else item
-                for item in queued[start : start + BATCH]
-            ]
+            events = [build_event(p) for p in queued[start : start + BATCH]]
             good, _ = writer.validate(events)
             writer.insert(good)
     path = os.path.join(folder, "profile-writer.txt")

@@ -95,7 +95,7 @@ def _before_only(url: str) -> Flask:
 def _no_enqueue(url: str) -> Flask:
     app = _telemetry(url)
     delivery: t.Any = app.extensions["telemetry"].delivery
-    delivery.deliver_later = lambda pending: None  # internals: n/a if moved
+    delivery.deliver = lambda pending: None  # internals: n/a if moved
     return app
 
 

@@ -79,7 +79,11 @@ class TelemetryCapture:
 
     # -- the delivery interface ---------------------------------------------
 
-    def deliver(self, event: TraceEvent) -> None:
+    def deliver(self, pending: Pending) -> None:
+        """Build the event now and :meth:`keep` it."""
+        self.keep(build_event(pending))
+
+    def keep(self, event: TraceEvent) -> None:
         """Validate ``event`` with :class:`TelemetryEventSchema` and keep it."""
         try:
             loaded: TraceEvent = self._schema.load(as_row(event))
@@ -93,10 +97,6 @@ class TelemetryCapture:
             self.events.append(loaded)
         if self._stats is not None:
             self._stats.wrote(1)
-
-    def deliver_later(self, pending: Pending) -> None:
-        """Build the event now and keep it as :meth:`deliver` does."""
-        self.deliver(build_event(pending))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Nothing is ever pending: always True."""

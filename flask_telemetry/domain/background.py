@@ -15,9 +15,6 @@ from .breaker import CircuitBreaker
 from .mapping import Pending, build_event
 from .store import BatchStore, DatabaseDown, Outcome
 
-#: What the queue holds: an event, or the checked values the writer builds it from.
-_Item: t.TypeAlias = "TraceEvent | Pending"
-
 
 def weak_method(obj: object, name: str) -> t.Callable[..., None]:
     """A callback to ``obj.name`` that does nothing once ``obj`` is gone.
@@ -84,7 +81,7 @@ class BackgroundDelivery:
 
     def _setup(self) -> None:
         self._pid = os.getpid()
-        self._queue: collections.deque[_Item] = collections.deque()
+        self._queue: collections.deque[Pending] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._stopped = False  # _stop.is_set(), read without a call on each put
@@ -96,13 +93,9 @@ class BackgroundDelivery:
 
     # -- request thread ---------------------------------------------------
 
-    def deliver(self, event: TraceEvent) -> None:
-        """Queue one event; never blocks, never raises for a full queue."""
-        self.deliver_later(event)
-
-    def deliver_later(self, event: _Item) -> None:
-        """Queue checked values (a :data:`~.mapping.Pending`); the writer thread
-        builds the event from them. Never blocks, never raises for a full queue."""
+    def deliver(self, event: Pending) -> None:
+        """Queue an event's checked values; the writer thread builds the row.
+        Never blocks, never raises for a full queue."""
         if self._pid != os.getpid():
             self.after_fork()
         queue = self._queue
@@ -120,7 +113,7 @@ class BackgroundDelivery:
         elif len(queue) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
 
-    def _reclaim(self, event: _Item) -> None:
+    def _reclaim(self, event: Pending) -> None:
         # Queued while close() ran: whoever takes the event out counts it.
         try:
             self._queue.remove(event)
@@ -224,7 +217,7 @@ class BackgroundDelivery:
             with self._idle:
                 self._idle.notify_all()
 
-    def _store(self, batch: list[_Item], outcome: Outcome) -> None:
+    def _store(self, batch: list[Pending], outcome: Outcome) -> None:
         rows = self.store.validate(self._build(batch, outcome), outcome)
         attempt = 0
         while rows:
@@ -258,17 +251,14 @@ class BackgroundDelivery:
                 "db", "Dropped %d telemetry event(s): storage failed", len(rows)
             )
 
-    def _build(self, batch: list[_Item], outcome: Outcome) -> list[TraceEvent]:
+    def _build(self, batch: list[Pending], outcome: Outcome) -> list[TraceEvent]:
         events = []
-        for item in batch:
-            if type(item) is tuple:
-                try:
-                    item = build_event(item)
-                except Exception as exc:  # our own bug: count it, keep the rest
-                    outcome.drop("invalid")
-                    self.store.log.error(
-                        "build", "Telemetry could not build an event: %r", exc, exc=True
-                    )
-                    continue
-            events.append(t.cast(TraceEvent, item))
+        for pending in batch:
+            try:
+                events.append(build_event(pending))
+            except Exception as exc:  # our own bug: count it, keep the rest
+                outcome.drop("invalid")
+                self.store.log.error(
+                    "build", "Telemetry could not build an event: %r", exc, exc=True
+                )
         return events

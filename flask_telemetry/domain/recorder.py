@@ -8,7 +8,7 @@ import typing as t
 from collections.abc import Mapping
 
 from ..exceptions import TelemetryError, TelemetryStorageException
-from ..storage import EventType, Severity, TraceEvent
+from ..storage import EventType, Severity
 from .actor import ActorType
 from .intent import TraceIntent
 from .log import RateLimitedLog
@@ -24,13 +24,10 @@ _ANONYMOUS: str = ActorType.ANONYMOUS.value
 class Delivery(t.Protocol):
     """Where the recorder hands events: sync or background delivery."""
 
-    def deliver(self, event: TraceEvent) -> None:
-        """Store or queue one event; never raise for a storage failure."""
-
-    def deliver_later(self, pending: Pending) -> None:
+    def deliver(self, pending: Pending) -> None:
         """Store or queue the event built from ``pending`` (see
-        :func:`~flask_telemetry.domain.mapping.build_event`), like
-        :meth:`deliver`; the background writer builds it on its own thread."""
+        :func:`~flask_telemetry.domain.mapping.build_event`); the background
+        writer builds it on its own thread. Never raise for a storage failure."""
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until what was delivered is stored or counted as dropped."""
@@ -130,7 +127,7 @@ class Recorder:
     def _deliver(self, pending: Pending) -> None:
         self.stats.accept()
         try:
-            self.delivery.deliver_later(pending)
+            self.delivery.deliver(pending)
         except Exception as exc:
             self._failed(exc)
 

@@ -34,28 +34,25 @@ class SyncDelivery:
         self.store = store
         self.breaker = breaker
         self.max_pending = max_pending
-        self._pending: list[TraceEvent] = []
+        self._held: list[TraceEvent] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
         os.register_at_fork(after_in_child=weak_method(self, "after_fork"))
 
-    def deliver(self, event: TraceEvent) -> None:
-        """Store one event now (or hold it, on a shared connection)."""
+    def deliver(self, pending: Pending) -> None:
+        """Build the event and store it now (or hold it, on a shared connection)."""
+        event = build_event(pending)
         if self._pid != os.getpid():
             self.after_fork()
         if self.store.writer.shares_connection:
             with self._lock:
-                if len(self._pending) >= self.max_pending:
+                if len(self._held) >= self.max_pending:
                     self.store.stats.drop("queue_full")
                     return
-                self._pending.append(event)
+                self._held.append(event)
             self._drain()
             return
         self._write([event])
-
-    def deliver_later(self, pending: Pending) -> None:
-        """Build the event now and store it as :meth:`deliver` does."""
-        self.deliver(build_event(pending))
 
     def _write(self, events: list[TraceEvent]) -> None:
         store = self.store
@@ -78,11 +75,11 @@ class SyncDelivery:
 
     def _drain(self) -> bool:
         with self._lock:
-            if not self._pending:
+            if not self._held:
                 return True
             if self.store.writer.connection_busy():
                 return False
-            events, self._pending = self._pending, []
+            events, self._held = self._held, []
             self._write(events)
             return True
 
@@ -92,19 +89,19 @@ class SyncDelivery:
 
     def depth(self) -> int:
         """Events held, waiting for the shared connection to be idle."""
-        return len(self._pending)
+        return len(self._held)
 
     def close(self, timeout: float | None = None) -> None:
         """Write what is held if possible; count the rest as dropped at shutdown."""
         if not self._drain():
             with self._lock:
-                self.store.stats.drop("shutdown", len(self._pending))
-                self._pending = []
+                self.store.stats.drop("shutdown", len(self._held))
+                self._held = []
 
     def after_fork(self) -> None:
         """In a child: forget what the parent held (the parent writes it) and
         count from zero. The writer replaces the inherited pool itself."""
         self._pid = os.getpid()
-        self._pending = []
+        self._held = []
         self._lock = threading.Lock()
         self.store.stats.reset()
