@@ -33,7 +33,7 @@ from .request_end import RequestEnd
 #: parent_id)`` of a finished request: see :func:`request_end_metadata`.
 EndFacts: t.TypeAlias = tuple[
     str,
-    "int | None",
+    int,
     float,
     "str | None",
     bool,
@@ -109,7 +109,7 @@ def request_end_facts(end: RequestEnd) -> EndFacts:
     """What the metadata of ``http_request_end`` is made of, as a tuple."""
     return (
         end.method,
-        end.status_code,
+        end.status,
         end.duration_ms,
         end.exception,
         end.slow,
@@ -132,7 +132,7 @@ def request_end_metadata(facts: EndFacts) -> dict[str, t.Any]:
         method = clean_text(method, 16)
     metadata: dict[str, t.Any] = {
         "method": method,
-        "status": 500 if status is None else status,
+        "status": status,
         "duration_ms": round(duration_ms, 3),
     }
     if exception is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import time
 import typing as t
-from collections.abc import Mapping
 
 from ..exceptions import TelemetryError, TelemetryStorageException
 from ..storage import EventType, Severity
@@ -13,7 +12,7 @@ from .actor import ActorType
 from .intent import TraceIntent
 from .log import RateLimitedLog
 from .mapping import Pending, request_end_facts
-from .privacy import Privacy
+from .privacy import Privacy, is_mapping
 from .request_end import RequestEnd
 from .stats import Stats
 
@@ -103,10 +102,7 @@ class Recorder:
         try:
             actor_type, actor_id = _ANONYMOUS, None
             if actor is not None:
-                resolved = _resolve(self._actor_types, actor[0])
-                if resolved is None:
-                    raise TelemetryError(f"Unknown actor type {_shown(actor[0])}.")
-                actor_type, actor_id = resolved, _actor_id(actor[1])
+                actor_type, actor_id = self._actor_type(actor[0]), _actor_id(actor[1])
             pending = (
                 "http_request_end",
                 end.severity,
@@ -155,6 +151,12 @@ class Recorder:
         self.stats.accept()
         self.stats.drop(reason)
 
+    def _actor_type(self, value: object) -> str:
+        actor_type = _resolve(self._actor_types, value)
+        if actor_type is None:
+            raise TelemetryError(f"Unknown actor type {_shown(value)}.")
+        return actor_type
+
     def _check(self, intent: TraceIntent) -> Pending:
         event_type = _resolve(self._event_types, intent.event_type)
         if event_type is None:
@@ -165,14 +167,10 @@ class Recorder:
                 f"Unknown severity {_shown(intent.severity)}; "
                 f"use one of {sorted(self._severities)}."
             )
-        actor_type = _resolve(self._actor_types, intent.actor_type)
-        if actor_type is None:
-            raise TelemetryError(f"Unknown actor type {_shown(intent.actor_type)}.")
+        actor_type = self._actor_type(intent.actor_type)
         metadata = intent.metadata
         if metadata is not None:
-            # The type check first: isinstance() against an ABC costs more
-            # than the rest of this method.
-            if type(metadata) is not dict and not isinstance(metadata, Mapping):
+            if not is_mapping(metadata):
                 raise TelemetryError(
                     f"metadata must be a mapping, not {type(metadata).__name__}."
                 )

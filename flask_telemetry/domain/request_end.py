@@ -33,3 +33,8 @@ class RequestEnd:
     slow: bool = False
     #: Set when sampling is on: 1.0 for a request always kept, else the rate.
     sample_rate: float | None = None
+
+    @property
+    def status(self) -> int:
+        """The response's status; 500 for a request that ended without one."""
+        return 500 if self.status_code is None else self.status_code

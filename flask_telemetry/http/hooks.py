@@ -6,24 +6,22 @@ import functools
 import time
 import types
 import typing as t
-from collections.abc import Mapping
 
 from flask import Flask, Response, g, has_request_context, request
 
 from ..domain import ActorType, Recorder, TraceIntent, logger
-from ..domain.privacy import clean_text
+from ..domain.privacy import clean_text, is_mapping
 from ..domain.sampling import Sampler
 from ..storage import EventType, Severity
 from .context import RequestContext
 from .correlation import carried
-from .request_id import REQUEST_ID_PATTERN, new_request_id
+from .request_id import resolve_request_id
 from .routes import RouteRules
 from .traceparent import TRACEPARENT_ENVIRON, parse_traceparent
 
 #: What an actor loader returns: (actor type, actor id) or None.
 ActorLoader = t.Callable[[], "tuple[ActorType | str, int | None] | None"]
 
-_valid_id = REQUEST_ID_PATTERN.fullmatch
 _now = time.perf_counter
 _wall = time.time
 _Generator = types.GeneratorType
@@ -104,9 +102,7 @@ class RequestTelemetry:
             if trace_id is not None:
                 if metadata is None:
                     metadata = {"trace_id": trace_id}
-                elif (
-                    type(metadata) is dict or isinstance(metadata, Mapping)
-                ) and "trace_id" not in metadata:
+                elif is_mapping(metadata) and "trace_id" not in metadata:
                     metadata = {"trace_id": trace_id, **metadata}
             intent = TraceIntent(
                 event_type=event_type,
@@ -141,13 +137,9 @@ class RequestTelemetry:
                 return
             header = environ.get(TRACEPARENT_ENVIRON) if self.traceparent else None
             trace = parse_traceparent(header) if header else None
-            incoming = environ.get(self._environ_key)
-            if incoming and _valid_id(incoming):
-                request_id = incoming
-            elif trace is not None:
-                request_id = trace[0]
-            else:
-                request_id = new_request_id()
+            request_id = resolve_request_id(
+                environ.get(self._environ_key), trace[0] if trace else None
+            )
             user_agent = environ.get("HTTP_USER_AGENT")
             if user_agent is not None and not user_agent.isascii():
                 user_agent = _user_agent(user_agent)
@@ -225,8 +217,7 @@ class RequestTelemetry:
             ctx.severity = "warning"
             ctx.slow = True
         else:
-            status = ctx.status_code
-            keep = (500 if status is None else status) >= self.keep_status
+            keep = ctx.status >= self.keep_status
         sampler = self.sampler
         if sampler.rate < 1.0:
             if keep:
