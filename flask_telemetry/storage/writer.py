@@ -57,10 +57,6 @@ def _raise_as_sqlalchemy(
     ) from exc
 
 
-def _same(row: dict[str, t.Any]) -> dict[str, t.Any]:
-    return row
-
-
 def _is_row_error(exc: sa_exc.SQLAlchemyError) -> bool:
     """Whether the content of a row, not the database, made the INSERT fail."""
     if isinstance(exc, _ROW_ERRORS):
@@ -243,16 +239,11 @@ class TraceWriter:
         """
         rows = [ev.as_row(e) for e in events]
         errors = self._batch_errors(rows)
-        db_row = self._db_row
-        if self.engine.dialect.name == "postgresql":
-            db_row = _same
-        elif self.engine.dialect.name == "sqlite":
-            db_row = self._sqlite_row
         if not errors:
-            return [db_row(r) for r in rows], []
-        good = [db_row(r) for i, r in enumerate(rows) if i not in errors]
+            return self._db_rows(rows), []
+        good = [r for i, r in enumerate(rows) if i not in errors]
         bad = [(events[i], str(errors[i])) for i in sorted(errors)]
-        return good, bad
+        return self._db_rows(good), bad
 
     def _batch_errors(self, rows: list[dict[str, t.Any]]) -> dict[int, t.Any]:
         errors: dict[int, t.Any] = {}
@@ -342,25 +333,24 @@ class TraceWriter:
                 per_row=True,
             ) from exc
 
-    @staticmethod
-    def _db_row(row: dict[str, t.Any]) -> dict[str, t.Any]:
+    def _db_rows(self, rows: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
         # DATETIME columns (MySQL, MariaDB, SQLite) have no zone: naive UTC.
-        # (The model's attribute for the ``metadata`` column is ``metadata_``,
-        # but a Core insert binds by column key, which is ``metadata``.)
-        occurred = row["occurred_at"]
-        if occurred.tzinfo is not None:
-            if occurred.tzinfo is not dt.UTC:
+        # SQLAlchemy's SQLite DATETIME binds the fields and ignores the zone,
+        # so a UTC value goes as it is there. (The model's attribute for the
+        # ``metadata`` column is ``metadata_``, but a Core insert binds by
+        # column key, which is ``metadata``.)
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return rows
+        for row in rows:
+            occurred = row["occurred_at"]
+            zone = occurred.tzinfo
+            if zone is None or (zone is dt.UTC and dialect == "sqlite"):
+                continue
+            if zone is not dt.UTC:
                 occurred = occurred.astimezone(dt.UTC)
             row["occurred_at"] = occurred.replace(tzinfo=None)
-        return row
-
-    @classmethod
-    def _sqlite_row(cls, row: dict[str, t.Any]) -> dict[str, t.Any]:
-        # SQLAlchemy's SQLite DATETIME stores the fields and ignores the
-        # zone, so a UTC datetime needs no copy.
-        if row["occurred_at"].tzinfo is dt.UTC:
-            return row
-        return cls._db_row(row)
+        return rows
 
     def _insert_psycopg(
         self, conn: sa.Connection, rows: list[dict[str, t.Any]]
