@@ -215,12 +215,10 @@ def test_fixture_comes_from_the_entry_point(
             assert stored.scalar() == 0
 
 
-def test_documented_example_suite_passes(tmp_path: Path) -> None:
-    """The application test in docs/testing.rst runs as a user would run it."""
-    suite = tmp_path / "shop"
-    shutil.copytree(EXAMPLE, suite)
+def _run_pytest(suite: Path) -> subprocess.CompletedProcess[str]:
+    """Run pytest on ``suite`` in a child process, outside this session's plugins."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-W", "error"],
         cwd=suite,
         env=env,
@@ -228,6 +226,13 @@ def test_documented_example_suite_passes(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
+
+
+def test_documented_example_suite_passes(tmp_path: Path) -> None:
+    """The application test in docs/testing.rst runs as a user would run it."""
+    suite = tmp_path / "shop"
+    shutil.copytree(EXAMPLE, suite)
+    result = _run_pytest(suite)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
 
@@ -237,13 +242,7 @@ def test_documented_example_failure_is_readable(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLE, suite)
     test = suite / "test_shop.py"
     test.write_text(test.read_text().replace('"sku-1"}, count=1', '"sku-2"}'))
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-W", "error"],
-        cwd=suite,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _run_pytest(suite)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "No cache_miss metadata ⊇ {'key': 'sku-2'} event" in result.stdout
     assert "metadata['key'] is 'sku-1', expected 'sku-2'" in result.stdout
