@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import gc
 import os
 import typing as t
 
@@ -106,3 +107,35 @@ def test_child_process_writes_its_own_events(make_app: MakeApp) -> None:
     rows = bundle.rows()
     kinds = collections.Counter(r.event_type for r in rows)
     assert kinds == {"worker_job_start": 30, "worker_job_end": 20}
+
+
+def test_queued_request_ends_cost_the_garbage_collector_nothing(
+    make_app: MakeApp,
+) -> None:
+    """A queued http_request_end is a tuple of plain values: once
+    collections have seen it the garbage collector no longer tracks it, so a long queue
+    (an idle or blocked writer) adds nothing to the application's
+    collections."""
+    bundle = make_app(
+        **{
+            ConfigVars.DELIVERY: "async",
+            ConfigVars.FLUSH_INTERVAL: 3600.0,
+            ConfigVars.BATCH_SIZE: 1000,
+        }
+    )
+
+    @bundle.app.get("/x")
+    def x() -> str:
+        return "ok"
+
+    client = bundle.client()
+    for _ in range(5):
+        assert client.get("/x", headers={"traceparent": "junk"}).text == "ok"
+    queued = list(bundle.app.extensions["telemetry"].delivery._queue)
+    assert len(queued) == 5
+    # The first collection untracks the inner tuple of facts, the second
+    # the queued tuple around it; a dict inside would keep both tracked.
+    gc.collect()
+    gc.collect()
+    assert not any(gc.is_tracked(item) for item in queued)
+    assert len(bundle.rows()) == 5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
@@ -151,3 +153,50 @@ def _event(**changes: object) -> TraceEvent:
     }
     values.update(changes)
     return TraceEvent(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_postgresql_connection_closed_by_the_server(
+    make_app: MakeApp, backend: str, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Telemetry sends its BEGIN on the driver's connection itself: a pooled
+    connection the server closed meanwhile costs one event (storage_error)
+    and counts as the database failing (the breaker, at threshold 1, opens),
+    not as a bad row; it leaves the pool, and after the cool-down the next
+    event is written on a fresh connection. Connections go back to the pool
+    out of autocommit and idle."""
+    assert backend == "postgresql"
+    bundle = make_app(TELEMETRY_BREAKER_THRESHOLD=1, TELEMETRY_BREAKER_COOLDOWN=0.2)
+    telemetry = bundle.telemetry
+    admin = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    try:
+        with bundle.app.app_context():
+            engine = bundle.db.engine
+            telemetry.record(EventType.CACHE_MISS)
+            with admin.connect() as conn:
+                killed = conn.exec_driver_sql(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).scalar()
+            assert killed
+            telemetry.record(EventType.CACHE_MISS)
+            assert telemetry.stats()["breaker"] == "open"
+            time.sleep(0.3)
+            telemetry.record(EventType.CACHE_HIT)
+            stats = telemetry.stats()
+            raw = engine.raw_connection()
+            try:
+                driver = raw.driver_connection
+                assert driver is not None
+                assert driver.autocommit is False
+                assert driver.info.transaction_status == 0  # idle
+            finally:
+                raw.close()
+    finally:
+        admin.dispose()
+    assert stats["dropped"]["storage_error"] == 1
+    assert stats["written"] == 2
+    assert [r.event_type for r in bundle.rows()] == ["cache_miss", "cache_hit"]
+    # The dead connection was invalidated when it failed, not found broken
+    # by the pool's reset on its return (which SQLAlchemy logs as an error).
+    assert not [r for r in caplog.records if r.name.startswith("sqlalchemy.pool")]

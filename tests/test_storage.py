@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ActorType, EventType, Severity, TelemetryStorageException
-from flask_telemetry.storage import TraceEvent, TraceWriter
+from flask_telemetry.storage import TelemetryEventSchema, TraceEvent, TraceWriter
+from flask_telemetry.storage import event as ev
 
 NESTED = {
     "service": "billing",
@@ -258,3 +259,13 @@ def test_single_event_validation_matches_the_schema(tmp_path: t.Any) -> None:
         for field in full:
             assert field in bad[0][1], (change, field)
     engine.dispose()
+
+
+def test_occurred_at_must_be_a_datetime_not_a_string() -> None:
+    """The row is inserted as validated: a string that would parse as a
+    datetime is refused, not handed to the DATETIME binding."""
+    schema = TelemetryEventSchema()
+    row = ev.as_row(_event())
+    assert schema.validate(row) == {}
+    row["occurred_at"] = row["occurred_at"].isoformat()
+    assert "occurred_at" in schema.validate(row)

@@ -7,7 +7,8 @@ caller's thread, and keeps the result as a :data:`Pending` tuple. The row
 thread only pays for the checks.
 
 A tuple of strings and numbers is also the cheapest thing to keep in a
-queue: Python's garbage collector stops tracking it at its first collection,
+queue: Python's garbage collector stops tracking it once a collection or
+two have seen it (the tuple of facts inside first, then the outer one),
 so a long queue costs the application's collections nothing. That is why the
 metadata of ``http_request_end`` waits as a tuple of the request's facts (a
 dict would keep the whole tuple tracked), and is made into its dict by the
