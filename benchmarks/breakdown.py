@@ -17,7 +17,7 @@ import time
 import typing as t
 
 from flask_telemetry import EventType
-from flask_telemetry.storage import event as ev
+from flask_telemetry.storage import row as ev
 
 from .apps import Variant, build
 from .common import Urls
@@ -73,7 +73,8 @@ def steps(urls: Urls, repeat: int) -> list[tuple[str, float | None]]:
             "  record(): public call end to end",
             lambda: telemetry.record(EventType.CACHE_MISS, metadata=METADATA),
         )
-        from flask_telemetry.domain import TraceIntent, build_event
+        from flask_telemetry.domain.intent import TraceIntent
+        from flask_telemetry.domain.mapping import build_event
 
         intent = TraceIntent(
             event_type=EventType.CACHE_MISS,
@@ -145,7 +146,7 @@ def profiles(urls: Urls, folder: str, requests: int) -> list[str]:
     # profiler sees it, through the storage layer's TraceWriter.
     delivery: t.Any = app.extensions["telemetry"].delivery
     writer = delivery.store.writer
-    from flask_telemetry.domain import build_event
+    from flask_telemetry.domain.mapping import build_event
 
     queued = list(delivery._queue)
     delivery._queue.clear()

@@ -17,9 +17,15 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy.dialects import mysql
 
-from .config import DEFAULTS, ConfigVars
-from .storage import TABLE_NAME, EventType, Severity, TraceEvent, TraceWriter
-from .storage import event as ev
+if t.TYPE_CHECKING:
+    from ._extension import Telemetry
+
+from ._config import DEFAULTS, ConfigVars
+from .storage import row as ev
+from .storage.model import TABLE_NAME
+from .storage.row import TraceEvent
+from .storage.vocabulary import EventType, Severity
+from .storage.writer import TraceWriter
 
 telemetry_cli = AppGroup(
     "telemetry", help="Check the telemetry table and show the telemetry settings."
@@ -43,16 +49,10 @@ class _Report:
         self.failures.append(message)
 
 
-def _state() -> t.Any:
-    return current_app.extensions["telemetry"]
+def _telemetry() -> Telemetry:
+    from ._extension import Telemetry  # the extension registers this group
 
-
-def _engine(model: type[t.Any], bind_key: str | None) -> sa.Engine:
-    # Flask-SQLAlchemy sets ``__fsa__`` on its models: the SQLAlchemy instance
-    # the table was declared on, whose engines Telemetry writes through.
-    db = getattr(model, "__fsa__", None) or current_app.extensions["sqlalchemy"]
-    engine: sa.Engine = db.engines[bind_key]
-    return engine
+    return Telemetry.of(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
 @telemetry_cli.command("check")
@@ -64,10 +64,10 @@ def check_command() -> None:
     transaction that is rolled back. Exits with status 1 and says what is
     wrong when any of it fails.
     """
-    state = _state()
-    settings = state.settings
-    table: sa.Table = state.model.__table__
-    engine = _engine(state.model, settings.bind_key)
+    telemetry = _telemetry()
+    settings = telemetry.settings
+    table: sa.Table = telemetry.trace_model.__table__
+    engine = telemetry.engine
     where = engine.url.render_as_string(hide_password=True)
     bind = "the default bind" if settings.bind_key is None else settings.bind_key
     click.echo(f"Checking {TABLE_NAME} on {bind} ({where})")
@@ -79,7 +79,7 @@ def check_command() -> None:
             report.ok(f"connected ({engine.dialect.name})")
             if _check_table(conn, table, report):
                 conn.rollback()  # end the transaction the inspection began
-                _probe(conn, table, state, report)
+                _probe(conn, table, settings.statement_timeout_ms, report)
     except sa_exc.SQLAlchemyError as exc:
         cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
@@ -171,7 +171,9 @@ def _shown(type_: sa.types.TypeEngine[t.Any], dialect: sa.Dialect) -> str:
         return type(type_).__name__
 
 
-def _probe(conn: sa.Connection, table: sa.Table, state: t.Any, report: _Report) -> None:
+def _probe(
+    conn: sa.Connection, table: sa.Table, statement_timeout_ms: int, report: _Report
+) -> None:
     """Insert a probe row (every column at its widest) and roll it back."""
     now = dt.datetime.now(dt.UTC)
     probe = TraceEvent(
@@ -179,10 +181,10 @@ def _probe(conn: sa.Connection, table: sa.Table, state: t.Any, report: _Report) 
         actor_id=2**63 - 1,
         event_type=EventType.SYSTEM_EXCEPTION.value,
         severity=Severity.DEBUG.value,
-        request_id="r" * ev.REQUEST_ID_LENGTH,
-        route_name="e" * ev.ROUTE_NAME_LENGTH,
-        ip_address="f" * ev.IP_ADDRESS_LENGTH,
-        user_agent="u" * ev.USER_AGENT_LENGTH,
+        request_id="r" * ev.length("request_id"),
+        route_name="e" * ev.length("route_name"),
+        ip_address="f" * ev.length("ip_address"),
+        user_agent="u" * ev.length("user_agent"),
         metadata={"probe": "flask telemetry check", "n": [1, 2.5, None, True]},
         occurred_at=now,
     )
@@ -195,7 +197,7 @@ def _probe(conn: sa.Connection, table: sa.Table, state: t.Any, report: _Report) 
     with conn.begin() as trans:
         try:
             if conn.dialect.name == "postgresql":
-                timeout = int(state.settings.statement_timeout_ms)
+                timeout = int(statement_timeout_ms)
                 conn.exec_driver_sql(f"SET LOCAL statement_timeout = {timeout}")
             result = conn.execute(table.insert(), rows[0])
             key: t.Any = result.inserted_primary_key
@@ -236,7 +238,7 @@ def config_command(as_json: bool) -> None:
         if key not in DEFAULTS:
             note = "  # not a flask_telemetry setting"
         click.echo(f"{key:<{width}} = {value!r}{note}")
-    delivery = type(_state().delivery).__name__
+    delivery = type(_telemetry().delivery).__name__
     click.echo(f"# delivery in use: {delivery}")
 
 

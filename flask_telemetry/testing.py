@@ -31,14 +31,15 @@ import typing as t
 import marshmallow as ma
 from flask import Flask
 
+from ._extension import Telemetry
 from .domain.mapping import Pending, build_event
-from .storage import TelemetryEventSchema, TraceEvent
-from .storage.event import as_row
+from .storage.row import TraceEvent, as_row
+from .storage.schema import TelemetryEventSchema
 
 if t.TYPE_CHECKING:
-    from .domain import Stats
+    from .domain.delivery.stats import Stats
 
-__all__ = ["TelemetryCapture", "capture"]
+__all__ = ["TelemetryCapture", "TelemetryEventSchema", "TraceEvent", "capture"]
 
 
 class _Unset(enum.Enum):
@@ -63,7 +64,9 @@ class TelemetryCapture:
 
     :param event_types: the application's own event type values, accepted
         beside :class:`~flask_telemetry.EventType` (as the writer does).
-    :param stats: counters to keep exact; captured events count as written.
+    :param stats: counters to keep exact (:attr:`Telemetry.counters
+        <flask_telemetry.Telemetry.counters>`): captured events count as
+        written, rejected ones as dropped (``invalid``).
     """
 
     def __init__(
@@ -294,17 +297,11 @@ def capture(app: Flask) -> t.Iterator[TelemetryCapture]:
 
     :raises RuntimeError: when telemetry is not initialised on ``app``.
     """
-    state = app.extensions.get("telemetry")
-    if state is None:
-        raise RuntimeError(
-            "Telemetry is not initialised on this app: call telemetry.init_app(app) "
-            "before capturing its events."
-        )
-    event_types = list(state.recorder.event_types)
-    captured = TelemetryCapture(event_types=event_types, stats=state.stats)
-    delivery = state.delivery
-    state.delivery = state.recorder.delivery = captured
-    try:
+    telemetry = Telemetry.of(app)
+    with contextlib.ExitStack() as stack:
+        with app.app_context():
+            captured = TelemetryCapture(
+                event_types=telemetry.event_types, stats=telemetry.counters
+            )
+            stack.enter_context(telemetry.delivering_to(captured))
         yield captured
-    finally:
-        state.delivery = state.recorder.delivery = delivery

@@ -16,7 +16,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ConfigVars, Telemetry
-from flask_telemetry.config import DEFAULTS
+from flask_telemetry._config import DEFAULTS
 
 
 def _check(bundle: Bundle) -> Result:

@@ -9,7 +9,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_telemetry import ConfigVars, Telemetry
-from flask_telemetry.config import DEFAULT_EXCLUDE, DEFAULTS
+from flask_telemetry._config import DEFAULT_EXCLUDE, DEFAULTS
 from flask_telemetry.domain.privacy import DEFAULT_REDACT_KEYS
 
 

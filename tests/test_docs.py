@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import flask_telemetry
 from conftest import Bundle, MakeApp, require_backend
 from flask_telemetry import ConfigVars
-from flask_telemetry.config import DEFAULTS
+from flask_telemetry._config import DEFAULTS
 
 DOCS = Path(__file__).parent.parent / "docs"
 

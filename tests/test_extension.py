@@ -18,7 +18,7 @@ from flask_telemetry import (
     Telemetry,
     TelemetryError,
 )
-from flask_telemetry.config import DEFAULTS
+from flask_telemetry._config import DEFAULTS
 
 
 class CheckoutEvent(str, enum.Enum):

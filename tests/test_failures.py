@@ -9,9 +9,11 @@ import sqlalchemy as sa
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import EventType, Severity
-from flask_telemetry.domain import BatchStore, RateLimitedLog, Stats
-from flask_telemetry.domain.store import Outcome
-from flask_telemetry.storage import TraceEvent, TraceWriter
+from flask_telemetry.domain.delivery.batch import BatchStore, Outcome
+from flask_telemetry.domain.delivery.stats import Stats
+from flask_telemetry.domain.log import RateLimitedLog
+from flask_telemetry.storage.row import TraceEvent
+from flask_telemetry.storage.writer import TraceWriter
 
 UNREACHABLE = {
     "sqlite": "sqlite:////nonexistent-directory/telemetry.db",

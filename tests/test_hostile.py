@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from conftest import Bundle, MakeApp, require_backend
 from flask_telemetry import ActorType, EventType, Severity
-from flask_telemetry.storage import TelemetryEventSchema
-from flask_telemetry.storage.event import FIELDS
+from flask_telemetry.storage.row import FIELDS
+from flask_telemetry.storage.schema import TelemetryEventSchema
 
 SECRET_KEYS = ["password", "PassWord", "api-key", "X-Auth-Token", "session", "secret"]
 

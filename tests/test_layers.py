@@ -1,4 +1,5 @@
-"""Imports go one way: http -> domain -> storage; domain imports no Flask."""
+"""Imports follow the layers: http -> domain -> storage; reading -> storage;
+dashboard -> reading; integrations use the public API only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,28 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "flask_telemetry"
 LAYERS = ["http", "domain", "storage"]  # top to bottom
+#: Shared leaf modules any part may import.
+LEAVES = {"flask_telemetry.exceptions"}
+#: Which parts of the package each part may import (besides itself and LEAVES).
+ALLOWED: dict[str, set[str]] = {
+    "http": {"domain", "storage"},
+    "domain": {"storage"},
+    "storage": set(),
+    # The read side reads the table; it knows nothing of requests or delivery.
+    "reading": {"storage"},
+    # Pages over the read API.
+    "dashboard": {"reading", "storage"},
+    # Integrations record through the public API, like an application.
+    "integrations": {"<public>"},
+}
+#: Third-party packages a part must not import.
+FORBIDDEN: dict[str, set[str]] = {
+    "domain": {"flask", "flask_sqlalchemy", "werkzeug"},
+    # The model is declared on the application's Flask-SQLAlchemy ``db``,
+    # but storage knows nothing of requests.
+    "storage": {"flask", "werkzeug"},
+    "reading": {"flask", "werkzeug"},
+}
 
 
 def _imports(path: pathlib.Path) -> set[str]:
@@ -33,53 +56,61 @@ def _imports(path: pathlib.Path) -> set[str]:
     return found
 
 
-def _layer_of(module: str) -> str | None:
+def _part_of(module: str) -> str | None:
+    """The part of the package ``module`` belongs to: a subpackage name,
+    ``<public>`` for the package itself, ``<private>`` for another module."""
     parts = module.split(".")
-    if parts[0] == "flask_telemetry" and len(parts) > 1 and parts[1] in LAYERS:
+    if parts[0] != "flask_telemetry":
+        return None
+    if len(parts) == 1:
+        return "<public>"
+    if parts[1] in ALLOWED:
         return parts[1]
-    return None
+    if module in LEAVES:
+        return None
+    return "<private>"
 
 
-@pytest.mark.parametrize("layer", LAYERS)
-def test_imports_only_go_down(layer: str) -> None:
-    allowed = set(LAYERS[LAYERS.index(layer) :])
-    files = sorted((PACKAGE / layer).rglob("*.py"))
+def _parts() -> list[str]:
+    return [p for p in ALLOWED if (PACKAGE / p).is_dir()]
+
+
+@pytest.mark.parametrize("part", _parts())
+def test_imports_follow_the_layers(part: str) -> None:
+    allowed = ALLOWED[part] | {part}
+    files = sorted((PACKAGE / part).rglob("*.py"))
     assert files
     for path in files:
         for module in _imports(path):
-            target = _layer_of(module)
+            target = _part_of(module)
             assert target is None or target in allowed, (
-                f"{path.relative_to(PACKAGE)} imports {module}: {layer} may only "
+                f"{path.relative_to(PACKAGE)} imports {module}: {part} may only "
                 f"import {sorted(allowed)}"
             )
-            if module.startswith("flask_telemetry") and target is None:
-                # Shared leaf modules only: never the extension that wires layers.
-                assert module in {"flask_telemetry", "flask_telemetry.exceptions"} or (
-                    module == "flask_telemetry.config" and layer == "http"
-                ), f"{path.relative_to(PACKAGE)} imports {module}"
 
 
-@pytest.mark.parametrize(
-    ("layer", "forbidden"),
-    [
-        ("domain", {"flask", "flask_sqlalchemy", "werkzeug"}),
-        # The model is declared on the application's Flask-SQLAlchemy ``db``,
-        # but storage knows nothing of requests.
-        ("storage", {"flask", "werkzeug"}),
-    ],
-)
-def test_lower_layers_know_no_flask(layer: str, forbidden: set[str]) -> None:
-    for path in sorted((PACKAGE / layer).rglob("*.py")):
+@pytest.mark.parametrize("part", sorted(FORBIDDEN))
+def test_lower_layers_know_no_flask(part: str) -> None:
+    if not (PACKAGE / part).is_dir():
+        pytest.skip(f"no {part} package")
+    for path in sorted((PACKAGE / part).rglob("*.py")):
         for module in _imports(path):
             root = module.split(".")[0]
-            assert root not in forbidden, (
+            assert root not in FORBIDDEN[part], (
                 f"{path.relative_to(PACKAGE)} imports {module}"
             )
 
 
-def test_the_checker_sees_a_violation(tmp_path: pathlib.Path) -> None:
+def test_the_checker_sees_a_violation() -> None:
     """The import walk resolves relative imports, so a wrong one is caught."""
     imports = _imports(PACKAGE / "storage" / "writer.py")
     assert "flask_telemetry.exceptions" in imports
-    assert "flask_telemetry.storage.event" in imports
-    assert _layer_of("flask_telemetry.http.hooks") == "http"
+    assert "flask_telemetry.storage.row" in imports
+    assert _part_of("flask_telemetry.http.hooks") == "http"
+    assert _part_of("flask_telemetry._extension") == "<private>"
+    assert "flask_telemetry.domain.delivery.protocol" in _imports(
+        PACKAGE / "domain" / "recorder.py"
+    )
+    assert (
+        _part_of("flask_telemetry.domain.delivery.protocol") not in ALLOWED["storage"]
+    )

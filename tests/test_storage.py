@@ -10,8 +10,10 @@ import sqlalchemy as sa
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ActorType, EventType, Severity, TelemetryStorageException
-from flask_telemetry.storage import TelemetryEventSchema, TraceEvent, TraceWriter
-from flask_telemetry.storage import event as ev
+from flask_telemetry.storage import row as ev
+from flask_telemetry.storage.row import TraceEvent
+from flask_telemetry.storage.schema import TelemetryEventSchema
+from flask_telemetry.storage.writer import StorageFailure, TraceWriter
 
 NESTED = {
     "service": "billing",
@@ -45,6 +47,17 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
+def _write(writer: TraceWriter, event: TraceEvent) -> None:
+    """Validate and insert one event, raising for a rejected one."""
+    rows, rejected = writer.validate([event])
+    if rejected:
+        why = rejected[0][1]
+        raise StorageFailure(
+            f"Invalid telemetry event: {why}", retryable=False, per_row=True
+        ) from ValueError(why)
+    writer.insert(rows)
+
+
 @pytest.fixture
 def writer(bundle: Bundle) -> TraceWriter:
     """A writer on the test's database (the app's engine, disposed by the app)."""
@@ -55,7 +68,7 @@ def writer(bundle: Bundle) -> TraceWriter:
 
 def test_every_column_round_trips(bundle: Bundle, writer: TraceWriter) -> None:
     event = _event()
-    writer.write(event)
+    _write(writer, event)
     (row,) = bundle.rows()
     assert row.actor_type == "user"
     assert row.actor_id == 2**40 + 7
@@ -72,7 +85,8 @@ def test_every_column_round_trips(bundle: Bundle, writer: TraceWriter) -> None:
 
 
 def test_nulls_round_trip(bundle: Bundle, writer: TraceWriter) -> None:
-    writer.write(
+    _write(
+        writer,
         _event(
             actor_id=None,
             request_id=None,
@@ -80,7 +94,7 @@ def test_nulls_round_trip(bundle: Bundle, writer: TraceWriter) -> None:
             ip_address=None,
             user_agent=None,
             metadata=None,
-        )
+        ),
     )
     with bundle.app.app_context(), bundle.db.engine.connect() as conn:
         nulls = conn.execute(
@@ -145,7 +159,7 @@ def test_schema_rejection_raises_storage_exception(
     bundle: Bundle, writer: TraceWriter, change: dict[str, object], field: str
 ) -> None:
     with pytest.raises(TelemetryStorageException, match=field) as caught:
-        writer.write(_event(**change))
+        _write(writer, _event(**change))
     assert caught.value.__cause__ is not None
     assert bundle.rows() == []
 
@@ -163,7 +177,7 @@ def test_database_failure_raises_with_cause(make_app: MakeApp) -> None:
         engine = bundle.db.engines[None]
     writer = TraceWriter(lambda: engine, bundle.traces)
     with pytest.raises(TelemetryStorageException) as caught:
-        writer.write(_event())
+        _write(writer, _event())
     assert isinstance(caught.value.__cause__, sa.exc.DBAPIError)
 
 

@@ -19,7 +19,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ActorType, ConfigVars, EventType, Severity, Telemetry
-from flask_telemetry.storage import TraceEvent
+from flask_telemetry.storage.row import TraceEvent
 from flask_telemetry.testing import TelemetryCapture, capture
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "capture"

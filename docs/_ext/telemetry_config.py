@@ -1,10 +1,9 @@
 """Sphinx extension: the configuration reference, generated from the code.
 
-``.. telemetry-config::`` renders one ``confval`` entry per key of
-``flask_telemetry.config.DEFAULTS``, in that order, with its default taken
-from the code. A key's description is the ``#:`` comment above its
-``ConfigVars`` attribute, followed by the text given for it in the
-directive's body::
+``.. telemetry-config::`` renders one ``confval`` entry per key declared on
+``flask_telemetry.ConfigVars``, in that order, with its default taken from
+the code. A key's description is its declared one-line summary, followed by
+the text given for it in the directive's body::
 
     .. telemetry-config::
 
@@ -24,7 +23,6 @@ import typing as t
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
-from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
@@ -39,15 +37,10 @@ def _shown(value: object) -> str:
 
 
 def _code_docs() -> dict[str, list[str]]:
-    """``#:`` comments of ConfigVars attributes, keyed by configuration key."""
-    from flask_telemetry.config import ConfigVars
+    """The one-line summary each key declares, keyed by configuration key."""
+    from flask_telemetry._config import KEYS
 
-    analyzer = ModuleAnalyzer.for_module("flask_telemetry.config")
-    docs: dict[str, list[str]] = {}
-    for (scope, name), lines in analyzer.find_attr_docs().items():
-        if scope == "ConfigVars" and hasattr(ConfigVars, name):
-            docs[getattr(ConfigVars, name)] = [line for line in lines if line]
-    return docs
+    return {str(key): [key.doc] for key in KEYS}
 
 
 def _body_docs(content: StringList) -> dict[str, list[str]]:
@@ -69,7 +62,7 @@ class TelemetryConfigDirective(SphinxDirective):
     has_content = True
 
     def run(self) -> list[nodes.Node]:
-        from flask_telemetry.config import DEFAULTS
+        from flask_telemetry._config import DEFAULTS
 
         code = _code_docs()
         body = _body_docs(self.content)
@@ -78,7 +71,7 @@ class TelemetryConfigDirective(SphinxDirective):
             # Not a warning: the description may land before its key does.
             logger.info(
                 "%s is described in the configuration reference but is not a key "
-                "of flask_telemetry.config.DEFAULTS: not shown",
+                "declared on flask_telemetry.ConfigVars: not shown",
                 key,
                 location=where,
             )
@@ -87,8 +80,8 @@ class TelemetryConfigDirective(SphinxDirective):
             description = [*code.get(key, []), "", *body.get(key, [])]
             if not any(line.strip() for line in description):
                 logger.warning(
-                    "%s has no description: add a '#:' comment above its "
-                    "ConfigVars attribute or an entry in the configuration reference",
+                    "%s has no description: give its Key a summary or add an "
+                    "entry in the configuration reference",
                     key,
                     location=where,
                 )

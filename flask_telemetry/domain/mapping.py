@@ -2,7 +2,7 @@
 
 The recorder checks the caller's values and cleans the metadata on the
 caller's thread, and keeps the result as a :data:`Pending` tuple. The row
-(:class:`~flask_telemetry.storage.TraceEvent`) is built from it by
+(:class:`~flask_telemetry.storage.row.TraceEvent`) is built from it by
 :func:`build_event`: on the writer thread in async mode, so the request
 thread only pays for the checks.
 
@@ -20,11 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 
-from ..storage import event as ev
+from ..storage import row as ev
 from .privacy import clean_text
 from .request_end import RequestEnd
 
-#: ``(event_type, severity, actor_type, actor_id, request_id, route_name,
+#: ``(actor_type, actor_id, event_type, severity, request_id, route_name,
 #: ip_address, user_agent, metadata, occurred_at)``: values in column order,
 #: event type, severity and actor type resolved to their strings, metadata
 #: cleaned, the client address as the privacy settings store it, and
@@ -44,9 +44,9 @@ EndFacts: t.TypeAlias = tuple[
 ]
 Pending: t.TypeAlias = tuple[
     str,
-    str,
-    str,
     "int | None",
+    str,
+    str,
     "str | None",
     "str | None",
     "str | None",
@@ -55,6 +55,41 @@ Pending: t.TypeAlias = tuple[
     float,
 ]
 
+
+def pending(
+    *,
+    actor_type: str,
+    actor_id: int | None,
+    event_type: str,
+    severity: str,
+    request_id: str | None,
+    route_name: str | None,
+    ip_address: str | None,
+    user_agent: str | None,
+    metadata: dict[str, t.Any] | EndFacts | None,
+    occurred_at: float,
+) -> Pending:
+    """The :data:`Pending` tuple of an event, built by name (the one place
+    that knows the slot order, which ``tests/test_row.py`` checks against
+    the columns)."""
+    return (
+        actor_type,
+        actor_id,
+        event_type,
+        severity,
+        request_id,
+        route_name,
+        ip_address,
+        user_agent,
+        metadata,
+        occurred_at,
+    )
+
+
+_REQUEST_ID = ev.length("request_id")
+_ROUTE_NAME = ev.length("route_name")
+_IP_ADDRESS = ev.length("ip_address")
+_USER_AGENT = ev.length("user_agent")
 _UTC = dt.UTC
 _from_timestamp = dt.datetime.fromtimestamp
 
@@ -79,10 +114,10 @@ def build_event(pending: Pending) -> ev.TraceEvent:
     datetime with microseconds.
     """
     (
-        event_type,
-        severity,
         actor_type,
         actor_id,
+        event_type,
+        severity,
         request_id,
         route_name,
         ip_address,
@@ -95,10 +130,10 @@ def build_event(pending: Pending) -> ev.TraceEvent:
         actor_id=actor_id,
         event_type=event_type,
         severity=severity,
-        request_id=_text(request_id, ev.REQUEST_ID_LENGTH),
-        route_name=_text(route_name, ev.ROUTE_NAME_LENGTH),
-        ip_address=_text(ip_address, ev.IP_ADDRESS_LENGTH),
-        user_agent=_text(user_agent, ev.USER_AGENT_LENGTH),
+        request_id=_text(request_id, _REQUEST_ID),
+        route_name=_text(route_name, _ROUTE_NAME),
+        ip_address=_text(ip_address, _IP_ADDRESS),
+        user_agent=_text(user_agent, _USER_AGENT),
         metadata=(
             request_end_metadata(metadata) if isinstance(metadata, tuple) else metadata
         ),

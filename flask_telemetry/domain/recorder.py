@@ -7,38 +7,16 @@ import time
 import typing as t
 
 from ..exceptions import TelemetryError, TelemetryStorageException
-from ..storage import EventType, Severity
-from .actor import ActorType
+from ..storage.vocabulary import ActorType, EventType, Severity
+from .delivery.protocol import Delivery
+from .delivery.stats import Stats
 from .intent import TraceIntent
 from .log import RateLimitedLog
-from .mapping import Pending, request_end_facts
+from .mapping import Pending, pending, request_end_facts
 from .privacy import Privacy, is_mapping
 from .request_end import RequestEnd
-from .stats import Stats
 
 _wall = time.time
-_ANONYMOUS: str = ActorType.ANONYMOUS.value
-
-
-class Delivery(t.Protocol):
-    """Where the recorder hands events: sync or background delivery."""
-
-    def deliver(self, pending: Pending) -> None:
-        """Store or queue the event built from ``pending`` (see
-        :func:`~flask_telemetry.domain.mapping.build_event`); the background
-        writer builds it on its own thread. Never raise for a storage failure."""
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until what was delivered is stored or counted as dropped."""
-
-    def depth(self) -> int:
-        """Events delivered and not yet stored or dropped."""
-
-    def close(self, timeout: float | None = None) -> None:
-        """Flush with a deadline and stop; count what is left as dropped."""
-
-    def after_fork(self) -> None:
-        """Start afresh in a child process: the parent keeps its events."""
 
 
 def _lookup(values: t.Iterable[str]) -> dict[str, str]:
@@ -84,46 +62,41 @@ class Recorder:
     def record(self, intent: TraceIntent) -> None:
         """Record one event; returns once it is stored (sync) or queued (async)."""
         try:
-            pending = self._check(intent)
+            queued = self._check(intent)
         except Exception as exc:  # hostile arguments included: never raise
             self.reject(exc)
             return
-        self._deliver(pending)
+        self._deliver(queued)
 
-    def record_request_end(
-        self, end: RequestEnd, actor: tuple[t.Any, t.Any] | None = None
-    ) -> None:
+    def record_request_end(self, end: RequestEnd, actor: tuple[t.Any, t.Any]) -> None:
         """Record ``http_request_end`` from the facts the request hooks gathered.
 
         Those facts were produced by flask_telemetry itself and are not
-        checked again; ``actor`` is what the actor loader returned, checked
-        like a ``record()`` argument (``None`` is anonymous).
+        checked again; ``actor`` (see :func:`.request_end.actor_of`) is checked
+        like a ``record()`` argument, since an actor loader returned it.
         """
         try:
-            actor_type, actor_id = _ANONYMOUS, None
-            if actor is not None:
-                actor_type, actor_id = self._actor_type(actor[0]), _actor_id(actor[1])
-            pending = (
-                "http_request_end",
-                end.severity,
-                actor_type,
-                actor_id,
-                end.request_id,
-                end.route_name,
-                self.privacy.ip(end.ip_address),
-                end.user_agent,
-                request_end_facts(end),
-                end.ended_at,
+            queued = pending(
+                event_type="http_request_end",
+                severity=end.severity,
+                actor_type=self._actor_type(actor[0]),
+                actor_id=_actor_id(actor[1]),
+                request_id=end.request_id,
+                route_name=end.route_name,
+                ip_address=self.privacy.ip(end.ip_address),
+                user_agent=end.user_agent,
+                metadata=request_end_facts(end),
+                occurred_at=end.ended_at,
             )
         except Exception as exc:  # a hostile actor loader: count, never raise
             self.reject(exc)
             return
-        self._deliver(pending)
+        self._deliver(queued)
 
-    def _deliver(self, pending: Pending) -> None:
+    def _deliver(self, queued: Pending) -> None:
         self.stats.accept()
         try:
-            self.delivery.deliver(pending)
+            self.delivery.deliver(queued)
         except Exception as exc:
             self._failed(exc)
 
@@ -175,17 +148,17 @@ class Recorder:
                     f"metadata must be a mapping, not {type(metadata).__name__}."
                 )
             metadata = self.privacy.metadata(metadata)
-        return (
-            event_type,
-            severity,
-            actor_type,
-            _actor_id(intent.actor_id),
-            intent.request_id,
-            intent.route_name,
-            self.privacy.ip(intent.ip_address),
-            intent.user_agent,
-            metadata,
-            _wall(),
+        return pending(
+            event_type=event_type,
+            severity=severity,
+            actor_type=actor_type,
+            actor_id=_actor_id(intent.actor_id),
+            request_id=intent.request_id,
+            route_name=intent.route_name,
+            ip_address=self.privacy.ip(intent.ip_address),
+            user_agent=intent.user_agent,
+            metadata=metadata,
+            occurred_at=_wall(),
         )
 
 

@@ -6,7 +6,7 @@ import random
 
 
 class Sampler:
-    """Keeps a ``rate`` share of routine events.
+    """Keeps a ``rate`` share (0.0 to 1.0) of routine events.
 
     With a W3C trace id the decision is the one OpenTelemetry's
     ``TraceIdRatioBased`` sampler makes (the trace id's low 64 bits against
@@ -15,8 +15,6 @@ class Sampler:
     """
 
     def __init__(self, rate: float) -> None:
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"The sample rate must be between 0 and 1, not {rate!r}.")
         self.rate = rate
         self._bound = int(rate * 2**64)
         self._random = random.random

@@ -1,34 +1,7 @@
-"""HTTP layer: the RequestContext and the request hooks. No persistence here."""
+"""HTTP layer: reads the request and the response, and delegates to the domain.
 
-from __future__ import annotations
+No persistence and no policy here: the request context, the request id and
+``traceparent`` headers, the route rules and the hooks.
 
-from .context import RequestContext
-from .correlation import (
-    Correlation,
-    current_correlation,
-    current_request_id,
-)
-from .hooks import ActorLoader, RequestTelemetry
-from .log_filter import RequestIdFilter
-from .request_id import REQUEST_ID_PATTERN, new_request_id, resolve_request_id
-from .routes import RouteRules
-from .setup import request_telemetry
-from .timing import Timed
-from .traceparent import parse_traceparent
-
-__all__ = [
-    "REQUEST_ID_PATTERN",
-    "ActorLoader",
-    "Correlation",
-    "RequestContext",
-    "RequestIdFilter",
-    "RequestTelemetry",
-    "RouteRules",
-    "Timed",
-    "current_correlation",
-    "current_request_id",
-    "new_request_id",
-    "parse_traceparent",
-    "request_telemetry",
-    "resolve_request_id",
-]
+:meta private: internal; the public names are exported by ``flask_telemetry``.
+"""

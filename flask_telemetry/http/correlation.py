@@ -1,65 +1,10 @@
-"""Carrying the request id into threads, background jobs and log records."""
+"""The ids of the current request, or of the correlation carried here."""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import dataclasses
-import typing as t
-
 from flask import g, has_request_context
 
-from .request_id import new_request_id
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class Correlation:
-    """The ids that tie an event to a request: plain strings, safe to pickle.
-
-    Take it in the request with ``telemetry.context()``, hand it to a thread
-    or put its fields in a job's payload, and activate it where the work
-    runs::
-
-        corr = telemetry.context()
-        executor.submit(send_receipt, order_id, corr)
-
-        def send_receipt(order_id, corr):
-            with corr.activate():
-                telemetry.record(EventType.WORKER_JOB_START)  # request_id = corr's
-
-    While active (in that thread or asyncio task only), events recorded
-    outside a request carry ``request_id`` and ``trace_id``, and
-    :class:`~flask_telemetry.RequestIdFilter` puts them on log records.
-    """
-
-    #: The request id the events will carry.
-    request_id: str
-    #: The W3C trace id of the request, when it came with a ``traceparent``.
-    trace_id: str | None = None
-
-    @classmethod
-    def new(cls) -> Correlation:
-        """A fresh correlation, for work that starts outside any request."""
-        return cls(request_id=new_request_id())
-
-    @contextlib.contextmanager
-    def activate(self) -> t.Iterator[Correlation]:
-        """Make this the current correlation for the ``with`` block."""
-        token = _carried.set(self)
-        try:
-            yield self
-        finally:
-            _carried.reset(token)
-
-
-_carried: contextvars.ContextVar[Correlation | None] = contextvars.ContextVar(
-    "flask_telemetry_correlation", default=None
-)
-
-
-def carried() -> Correlation | None:
-    """The correlation activated in this thread or task, if any."""
-    return _carried.get()
+from ..domain.correlation import Correlation, carried
 
 
 def current_ids() -> tuple[str | None, str | None]:
@@ -68,7 +13,7 @@ def current_ids() -> tuple[str | None, str | None]:
         ctx = g.get("_telemetry")
         if ctx is not None:
             return ctx.request_id, ctx.trace_id
-    corr = _carried.get()
+    corr = carried()
     if corr is not None:
         return corr.request_id, corr.trace_id
     return None, None

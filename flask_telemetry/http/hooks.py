@@ -9,12 +9,14 @@ import typing as t
 
 from flask import Flask, Response, g, has_request_context, request
 
-from ..domain import ActorType, Recorder, TraceIntent, logger
+from ..domain.correlation import carried
+from ..domain.intent import TraceIntent
+from ..domain.log import logger
 from ..domain.privacy import clean_text, is_mapping
-from ..domain.sampling import Sampler
-from ..storage import EventType, Severity
+from ..domain.recorder import Recorder
+from ..domain.request_end import RequestEndPolicy, actor_of
+from ..storage.vocabulary import ActorType, EventType, Severity
 from .context import RequestContext
-from .correlation import carried
 from .request_id import resolve_request_id
 from .routes import RouteRules
 from .traceparent import TRACEPARENT_ENVIRON, parse_traceparent
@@ -32,10 +34,9 @@ class RequestTelemetry:
 
     One instance per application, configured once at ``init_app``. The
     hooks never raise: a failure in them is logged and the request goes on
-    untouched. Excluded requests (``rules``) get no context at all.
-    ``http_request_end`` of a routine request (fast, status below
-    ``keep_status``, no exception) is kept at the ``sampler``'s rate;
-    when that is below 1 the row's metadata says ``sample_rate``.
+    untouched. Excluded requests (``rules``) get no context at all. What the
+    end of a request means (severity, slow, sampled) is the ``policy``'s to
+    decide.
     """
 
     def __init__(
@@ -46,8 +47,7 @@ class RequestTelemetry:
         record_requests: bool,
         actor_loader: t.Callable[[], ActorLoader | None],
         rules: RouteRules,
-        sampler: Sampler,
-        keep_status: int,
+        policy: RequestEndPolicy,
         traceparent: bool,
     ) -> None:
         self.recorder = recorder
@@ -55,8 +55,7 @@ class RequestTelemetry:
         self._environ_key = "HTTP_" + header.upper().replace("-", "_")
         self.record_requests = record_requests
         self.rules = rules
-        self.sampler = sampler
-        self.keep_status = keep_status
+        self.policy = policy
         self.traceparent = traceparent
         self._actor_loader = actor_loader
 
@@ -85,13 +84,11 @@ class RequestTelemetry:
         try:
             ctx = _context() if has_request_context() else None
             if actor_type is None:
-                actor = self._loaded_actor() if ctx is not None else None
-                if actor is not None:
-                    actor_type, actor_id = actor
-                elif ctx is not None:
-                    actor_type = ActorType.ANONYMOUS
+                loaded = self._loaded_actor() if ctx is not None else None
+                if loaded is not None:
+                    actor_type, actor_id = loaded
                 else:
-                    actor_type = ActorType.SYSTEM
+                    actor_type = actor_of(None, in_request=ctx is not None)[0]
             request_id: str | None
             if ctx is not None:
                 request_id, trace_id = ctx.request_id, ctx.trace_id
@@ -184,15 +181,15 @@ class RequestTelemetry:
                 ctx.exception = clean_text(type(exc).__name__, 200)
             if ctx.streamed:
                 if ctx.actor is None:  # while the request context is here
-                    ctx.actor = self._loaded_actor() or _ANONYMOUS
+                    ctx.actor = actor_of(self._loaded_actor(), in_request=True)
                 return
-            self._finish(ctx, self._loaded_actor())
+            self._finish(ctx, actor_of(self._loaded_actor(), in_request=True))
         except Exception:
             logger.exception("Telemetry could not record the end of a request")
 
     def _closed(self, ctx: RequestContext) -> None:
         try:
-            self._finish(ctx, ctx.actor)
+            self._finish(ctx, ctx.actor or actor_of(None, in_request=True))
         except Exception:
             logger.exception("Telemetry could not record the end of a request")
 
@@ -207,30 +204,13 @@ class RequestTelemetry:
             logger.exception("The telemetry actor_loader failed")
             return None
 
-    def _finish(self, ctx: RequestContext, actor: tuple[t.Any, t.Any] | None) -> None:
+    def _finish(self, ctx: RequestContext, actor: tuple[t.Any, t.Any]) -> None:
         ctx.ended_at = _wall()
-        duration_ms = ctx.duration_ms = (_now() - ctx.started) * 1000.0
-        keep = True
-        if ctx.exception is not None:
-            ctx.severity = "error"
-        elif duration_ms > self.rules.slow_threshold(ctx.route_name):
-            ctx.severity = "warning"
-            ctx.slow = True
+        ctx.duration_ms = (_now() - ctx.started) * 1000.0
+        if self.policy.decide(ctx):
+            self.recorder.record_request_end(ctx, actor)
         else:
-            keep = ctx.status >= self.keep_status
-        sampler = self.sampler
-        if sampler.rate < 1.0:
-            if keep:
-                ctx.sample_rate = 1.0
-            elif sampler.keep(ctx.trace_id):
-                ctx.sample_rate = sampler.rate
-            else:
-                self.recorder.skip("sampled_out")
-                return
-        self.recorder.record_request_end(ctx, actor)
-
-
-_ANONYMOUS = (ActorType.ANONYMOUS, None)
+            self.recorder.skip("sampled_out")
 
 
 def _context() -> RequestContext | None:

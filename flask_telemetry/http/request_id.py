@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
+
+from ..domain.correlation import new_request_id
 
 #: What an incoming request id may look like: 1-64 safe characters.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _valid = REQUEST_ID_PATTERN.fullmatch
-_urandom = os.urandom
-_VARIANT = "89ab89ab89ab89ab"
-
-
-def new_request_id() -> str:
-    """A random UUID4 in its canonical form (five times cheaper than uuid4())."""
-    h = _urandom(16).hex()
-    return (
-        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:]}"
-    )
 
 
 def resolve_request_id(incoming: str | None, fallback: str | None = None) -> str:

@@ -1,4 +1,4 @@
-"""Per-route decisions: which requests are excluded, what counts as slow.
+"""Which requests telemetry ignores (``TELEMETRY_EXCLUDE``).
 
 Decisions about an endpoint are made once and cached (endpoints are the
 application's finite set); a path prefix check is two C-level string
@@ -12,7 +12,7 @@ import typing as t
 
 
 class RouteRules:
-    """Route selectors from ``TELEMETRY_EXCLUDE`` and per-endpoint slow thresholds.
+    """Route selectors from ``TELEMETRY_EXCLUDE``.
 
     A selector starting with ``/`` is a path prefix anchored at the start of
     the path and ending at a segment boundary (``/health`` matches
@@ -22,13 +22,7 @@ class RouteRules:
     ``*.static`` every blueprint's static files.
     """
 
-    def __init__(
-        self,
-        exclude: t.Iterable[str] = (),
-        *,
-        slow_ms: float,
-        slow_ms_by_endpoint: t.Mapping[str, float] | None = None,
-    ) -> None:
+    def __init__(self, exclude: t.Iterable[str] = ()) -> None:
         paths = [s for s in exclude if s.startswith("/")]
         self._endpoints = [s for s in exclude if not s.startswith("/")]
         self._starts = tuple(
@@ -37,9 +31,6 @@ class RouteRules:
         )
         self._exact = frozenset(p.rstrip("/") or "/" for p in paths)
         self._excluded: dict[str | None, bool] = {None: False}
-        self.slow_ms = slow_ms
-        self._slow_rules = dict(slow_ms_by_endpoint or {})
-        self._slow: dict[str | None, float] = {None: slow_ms}
 
     def excluded(self, endpoint: str | None, path: str) -> bool:
         """Whether telemetry ignores a request to ``endpoint`` at ``path``."""
@@ -53,21 +44,3 @@ class RouteRules:
         return bool(self._starts) and (
             path in self._exact or path.startswith(self._starts)
         )
-
-    def slow_threshold(self, endpoint: str | None) -> float:
-        """The slow-request threshold in milliseconds for ``endpoint``."""
-        ms = self._slow.get(endpoint)
-        if ms is None:
-            assert endpoint is not None
-            ms = self._slow_rules.get(endpoint)
-            if ms is None:
-                ms = next(
-                    (
-                        v
-                        for p, v in self._slow_rules.items()
-                        if fnmatch.fnmatchcase(endpoint, p)
-                    ),
-                    self.slow_ms,
-                )
-            self._slow[endpoint] = ms
-        return ms

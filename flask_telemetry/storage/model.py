@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import typing as t
 import weakref
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from . import event as ev
+from . import row
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -20,38 +21,42 @@ _models: weakref.WeakKeyDictionary[SQLAlchemy, dict[str | None, type[t.Any]]] = 
 )
 
 
-def _columns() -> dict[str, t.Any]:
-    # Plain sa.JSON (json on PostgreSQL): it renders in a migration on every
-    # dialect, and json is cheaper to insert than jsonb (no binary parse).
-    return {
-        "id": sa.Column(
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True
-        ),
-        "actor_type": sa.Column(sa.String(ev.ACTOR_TYPE_LENGTH), nullable=False),
-        "actor_id": sa.Column(sa.BigInteger(), nullable=True),
-        "event_type": sa.Column(
-            sa.String(ev.EVENT_TYPE_LENGTH), nullable=False, index=True
-        ),
-        "severity": sa.Column(sa.String(ev.SEVERITY_LENGTH), nullable=False),
-        "request_id": sa.Column(
-            sa.String(ev.REQUEST_ID_LENGTH), nullable=True, index=True
-        ),
-        "route_name": sa.Column(sa.String(ev.ROUTE_NAME_LENGTH), nullable=True),
-        "ip_address": sa.Column(sa.String(ev.IP_ADDRESS_LENGTH), nullable=True),
-        "user_agent": sa.Column(sa.String(ev.USER_AGENT_LENGTH), nullable=True),
-        # ``metadata`` is reserved on declarative classes: the attribute is
-        # ``metadata_`` and the column keeps the name ``metadata``.
-        "metadata_": sa.Column("metadata", sa.JSON(none_as_null=True), nullable=True),
+def _type(column: row.Column) -> sa.types.TypeEngine[t.Any]:
+    if column.kind is str:
+        return sa.String(column.length)
+    if column.kind is int:
+        return sa.BigInteger()
+    if column.kind is dict:
+        # Plain sa.JSON (json on PostgreSQL): it renders in a migration on
+        # every dialect, and json is cheaper to insert than jsonb.
+        return sa.JSON(none_as_null=True)
+    if column.kind is dt.datetime:
         # timestamptz on PostgreSQL, DATETIME(6) on MySQL/MariaDB (a plain
         # DATETIME would drop the microseconds).
-        "occurred_at": sa.Column(
-            sa.DateTime(timezone=True).with_variant(
-                mysql.DATETIME(fsp=6), "mysql", "mariadb"
-            ),
-            nullable=False,
-            index=True,
-        ),
+        return sa.DateTime(timezone=True).with_variant(
+            mysql.DATETIME(fsp=6), "mysql", "mariadb"
+        )
+    raise TypeError(f"No column type for {column.kind!r} ({column.name}).")
+
+
+def _columns() -> dict[str, t.Any]:
+    """The model's attributes, one per column of :data:`~.row.COLUMNS`."""
+    columns: dict[str, t.Any] = {
+        "id": sa.Column(
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True
+        )
     }
+    for column in row.COLUMNS:
+        # ``metadata`` is reserved on declarative classes: the attribute is
+        # ``metadata_`` and the column keeps the name ``metadata``.
+        attribute = "metadata_" if column.name == "metadata" else column.name
+        columns[attribute] = sa.Column(
+            column.name,
+            _type(column),
+            nullable=column.nullable,
+            index=column.indexed or None,
+        )
+    return columns
 
 
 def trace_model(db: SQLAlchemy, bind_key: str | None = None) -> type[t.Any]:

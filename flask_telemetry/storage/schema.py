@@ -8,8 +8,9 @@ import typing as t
 
 import marshmallow as ma
 
-from . import event as ev
-from .enums import EventType, Severity
+from . import row
+from .row import length
+from .vocabulary import ActorType, EventType, Severity
 
 #: BIGINT bounds shared by PostgreSQL and MySQL.
 BIGINT_MIN = -(2**63)
@@ -58,8 +59,8 @@ class TelemetryEventSchema(ma.Schema):
     actor_type = ma.fields.String(
         required=True,
         validate=[
-            ma.validate.Length(min=1, max=ev.ACTOR_TYPE_LENGTH),
-            ma.validate.Regexp(r"^[a-z][a-z0-9_]*\Z"),
+            ma.validate.Length(min=1, max=length("actor_type")),
+            ma.validate.OneOf([a.value for a in ActorType]),
         ],
     )
     actor_id = ma.fields.Integer(
@@ -68,22 +69,26 @@ class TelemetryEventSchema(ma.Schema):
         validate=ma.validate.Range(min=BIGINT_MIN, max=BIGINT_MAX),
     )
     event_type = ma.fields.String(
-        required=True, validate=ma.validate.Length(min=1, max=ev.EVENT_TYPE_LENGTH)
+        required=True, validate=ma.validate.Length(min=1, max=length("event_type"))
     )
     severity = ma.fields.String(
-        required=True, validate=ma.validate.OneOf([s.value for s in Severity])
+        required=True,
+        validate=[
+            ma.validate.Length(min=1, max=length("severity")),
+            ma.validate.OneOf([s.value for s in Severity]),
+        ],
     )
     request_id = ma.fields.String(
-        allow_none=True, validate=ma.validate.Length(max=ev.REQUEST_ID_LENGTH)
+        allow_none=True, validate=ma.validate.Length(max=length("request_id"))
     )
     route_name = ma.fields.String(
-        allow_none=True, validate=ma.validate.Length(max=ev.ROUTE_NAME_LENGTH)
+        allow_none=True, validate=ma.validate.Length(max=length("route_name"))
     )
     ip_address = ma.fields.String(
-        allow_none=True, validate=ma.validate.Length(max=ev.IP_ADDRESS_LENGTH)
+        allow_none=True, validate=ma.validate.Length(max=length("ip_address"))
     )
     user_agent = ma.fields.String(
-        allow_none=True, validate=ma.validate.Length(max=ev.USER_AGENT_LENGTH)
+        allow_none=True, validate=ma.validate.Length(max=length("user_agent"))
     )
     metadata = ma.fields.Dict(allow_none=True, validate=_json_object)
     occurred_at = _AwareDateTimeValue(required=True)
@@ -100,8 +105,8 @@ class TelemetryEventSchema(ma.Schema):
             raise ma.ValidationError(f"Unknown event type {value!r}.")
 
     @ma.post_load
-    def _make_event(self, data: dict[str, t.Any], **_: t.Any) -> ev.TraceEvent:
-        return ev.TraceEvent(**data)
+    def _make_event(self, data: dict[str, t.Any], **_: t.Any) -> row.TraceEvent:
+        return row.TraceEvent(**data)
 
 
 def columns_schema(names: t.Iterable[str]) -> ma.Schema:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import operator
-import os
 import typing as t
 
 import marshmallow as ma
@@ -13,7 +10,8 @@ import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
 from ..exceptions import TelemetryStorageException
-from . import event as ev
+from . import dialects
+from . import row as ev
 from .schema import TelemetryEventSchema, columns_schema
 
 #: Failures caused by the content of a row: a batch that hits one is split so
@@ -32,29 +30,6 @@ _MYSQL_ROW_ERRNOS = frozenset({4025, 3819, 1048, 1406, 1366, 1264})
 _shared = operator.itemgetter(*ev.SHARED_FIELDS)
 #: How many verdicts on shared values a writer keeps.
 _VERDICTS = 1024
-
-
-def _raise_as_sqlalchemy(
-    conn: sa.Connection, dbapi: t.Any, exc: Exception, statement: str
-) -> t.NoReturn:
-    """Raise a driver error met outside SQLAlchemy as SQLAlchemy would have:
-    wrapped in its DBAPIError class, the connection invalidated on a
-    disconnect."""
-    dialect = conn.dialect
-    base = dialect.loaded_dbapi.Error
-    if not isinstance(exc, base):
-        raise exc
-    disconnect = dialect.is_disconnect(exc, dbapi, None)
-    if disconnect:
-        conn.invalidate(exc)
-    raise sa_exc.DBAPIError.instance(
-        statement,
-        None,
-        exc,
-        base,
-        connection_invalidated=disconnect,
-        dialect=dialect,
-    ) from exc
 
 
 def _is_row_error(exc: sa_exc.SQLAlchemyError) -> bool:
@@ -86,9 +61,8 @@ class TraceWriter:
 
     The connection comes from ``engine_source()`` (the application's engine
     for the bind), checked out for the INSERT only; the application's session
-    is never used. Lock and statement timeouts are scoped to the writer's
-    transaction on PostgreSQL, set and restored around it on MySQL/MariaDB,
-    and the SQLite busy timeout is set and restored the same way.
+    is never used. What differs per database (timeouts scoped to telemetry's
+    transaction, the psycopg path, time zones) is in :mod:`.dialects`.
 
     The connect timeout: on a bind of telemetry's own, ``connect_timeout_ms``
     is given to new connections unless the bind's options set one. On the
@@ -100,9 +74,9 @@ class TraceWriter:
     times that is paid, and async delivery never makes a request wait for it.
 
     In a process forked after the writer was made (a pre-fork server that
-    loads the app first), the engine's pool is replaced on first use
-    (``dispose(close=False)``), so that telemetry never talks on a socket
-    the parent still uses.
+    loads the app first), the delivery's fork guard calls :meth:`after_fork`,
+    which replaces the engine's pool (``dispose(close=False)``) so that
+    telemetry never talks on a socket the parent still uses.
     """
 
     def __init__(
@@ -119,7 +93,6 @@ class TraceWriter:
         self._engine_source = engine_source
         self._engine: sa.Engine | None = None
         self._shares_connection = False
-        self._pid = os.getpid()
         self.table = table
         self.schema = TelemetryEventSchema(event_types=event_types)
         self._columns_schema = columns_schema(ev.PER_ROW_FIELDS)
@@ -136,72 +109,35 @@ class TraceWriter:
         self.lock_timeout_ms = lock_timeout_ms
         self.statement_timeout_ms = statement_timeout_ms
         self.connect_timeout_ms = connect_timeout_ms
-        self.durable_commit = durable_commit
-        self._insert = table.insert()
-        # PostgreSQL settings of telemetry's own transactions.
-        self._pg_settings = (
-            f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}; "
-            f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
+        self._dialects = dialects.Dialects(
+            lock_timeout_ms=lock_timeout_ms,
+            statement_timeout_ms=statement_timeout_ms,
+            durable_commit=durable_commit,
         )
-        if not durable_commit:
-            # Best-effort rows need not wait for the WAL flush: a database
-            # crash may lose the last moments of telemetry, never the
-            # application's data, whose transactions keep their own setting.
-            self._pg_settings += "; SET LOCAL synchronous_commit = off"
+        self._insert = table.insert()
 
     @property
     def engine(self) -> sa.Engine:
         """The engine the writer inserts through, looked up on first use."""
-        if self._pid != os.getpid():
-            self.forget_engine()
         if self._engine is None:
             engine = self._engine_source()
-            self._shares_connection = engine.dialect.name == "sqlite" and (
-                engine.url.database in (None, "", ":memory:")
-                or "mode=memory" in str(engine.url)
-            )
-            self._limit_connects(engine)
+            self._shares_connection = dialects.is_shared_memory(engine)
+            # Only for an engine given to telemetry alone (a bind of its own).
+            if self.connect_timeout_ms is not None:
+                dialects.limit_connects(
+                    engine,
+                    self.connect_timeout_ms,
+                    read_budget_ms=self.lock_timeout_ms + self.statement_timeout_ms,
+                )
             self._engine = engine
         return self._engine
 
-    def _limit_connects(self, engine: sa.Engine) -> None:
-        # Only for an engine given to telemetry alone (a bind of its own):
-        # new connections get the connect timeout unless the bind's options
-        # already set one.
-        if self.connect_timeout_ms is None or engine.dialect.name == "sqlite":
-            return
-        if engine.dialect.driver not in ("psycopg", "psycopg2", "pymysql", "mysqldb"):
-            return
-        seconds = max(1, -(-int(self.connect_timeout_ms) // 1000))
-        # The MySQL drivers' connect timeout covers the TCP connect only, not
-        # the server's greeting: a read timeout bounds that (and any read,
-        # so it leaves room for the lock and statement timeouts).
-        reads = None
-        if engine.dialect.driver in ("pymysql", "mysqldb"):
-            waits_ms = self.lock_timeout_ms + self.statement_timeout_ms
-            reads = max(seconds, -(-waits_ms // 1000) + 1)
-
-        def connect_timeout(
-            dialect: t.Any, record: t.Any, cargs: t.Any, cparams: dict[str, t.Any]
-        ) -> None:
-            cparams.setdefault("connect_timeout", seconds)
-            if reads is not None:
-                cparams.setdefault("read_timeout", reads)
-
-        if not sa.event.contains(engine, "do_connect", connect_timeout):
-            sa.event.listen(engine, "do_connect", connect_timeout)
-
-    def forget_engine(self) -> None:
-        """Drop the engine's pooled connections inherited from a parent process.
-
-        They are left open for the parent, which still uses them; new ones are
-        made on demand. Done once per child process.
-        """
-        if self._pid == os.getpid():
-            return
-        self._pid = os.getpid()
-        engine = self._engine if self._engine is not None else self._engine_source()
-        engine.dispose(close=False)
+    def after_fork(self) -> None:
+        """In a child process: drop the pooled connections inherited from the
+        parent, leaving them open for the parent, which still uses them; new
+        ones are made on demand."""
+        if self._engine is not None:
+            self._engine.dispose(close=False)
 
     @property
     def shares_connection(self) -> bool:
@@ -214,16 +150,7 @@ class TraceWriter:
         Only meaningful when :attr:`shares_connection`; writing then would
         commit the application's pending work, so the caller must wait.
         """
-        # Looked up on the pool, not checked out: returning a checked-out
-        # connection to the pool rolls it back, which would undo the very
-        # work this check protects.
-        pool = self.engine.pool
-        record = getattr(pool, "connection", None)  # StaticPool
-        if record is None and hasattr(pool, "_conn"):  # SingletonThreadPool
-            current = getattr(pool._conn, "current", None)
-            record = current() if current is not None else None
-        dbapi = getattr(record, "dbapi_connection", None)
-        return bool(getattr(dbapi, "in_transaction", False))
+        return dialects.in_transaction(self.engine)
 
     def validate(
         self, events: t.Sequence[ev.TraceEvent]
@@ -287,16 +214,6 @@ class TraceWriter:
             self._verdicts[key] = verdict
         return verdict
 
-    def write(self, event: ev.TraceEvent) -> None:
-        """Validate and insert one event; raise TelemetryStorageException."""
-        rows, rejected = self.validate([event])
-        if rejected:
-            why = rejected[0][1]
-            raise StorageFailure(
-                f"Invalid telemetry event: {why}", retryable=False, per_row=True
-            ) from ma.ValidationError(why)
-        self.insert(rows)
-
     def insert(self, rows: list[dict[str, t.Any]]) -> None:
         """INSERT already validated rows with one executemany and commit.
 
@@ -307,12 +224,9 @@ class TraceWriter:
             return
         try:
             with self.engine.connect() as conn:
-                if conn.dialect.driver == "psycopg":
-                    self._insert_psycopg(conn, rows)
-                else:
-                    with self._timeouts(conn):
-                        conn.execute(self._insert, rows)
-                        conn.commit()
+                self._dialects.insert(
+                    conn, self._insert, rows, shared=self._shares_connection
+                )
         except sa_exc.SQLAlchemyError as exc:
             cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
             per_row = _is_row_error(exc)
@@ -334,94 +248,6 @@ class TraceWriter:
             ) from exc
 
     def _db_rows(self, rows: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-        # DATETIME columns (MySQL, MariaDB, SQLite) have no zone: naive UTC.
-        # SQLAlchemy's SQLite DATETIME binds the fields and ignores the zone,
-        # so a UTC value goes as it is there. (The model's attribute for the
-        # ``metadata`` column is ``metadata_``, but a Core insert binds by
-        # column key, which is ``metadata``.)
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            return rows
-        for row in rows:
-            occurred = row["occurred_at"]
-            zone = occurred.tzinfo
-            if zone is None or (zone is dt.UTC and dialect == "sqlite"):
-                continue
-            if zone is not dt.UTC:
-                occurred = occurred.astimezone(dt.UTC)
-            row["occurred_at"] = occurred.replace(tzinfo=None)
-        return rows
-
-    def _insert_psycopg(
-        self, conn: sa.Connection, rows: list[dict[str, t.Any]]
-    ) -> None:
-        # The transaction and its settings in one round trip: BEGIN and the
-        # SET LOCALs go to psycopg as one simple query on a connection lent
-        # in autocommit mode, instead of psycopg's own BEGIN and then the
-        # SETs. Sent on the DBAPI connection: through exec_driver_sql the
-        # same query costs SQLAlchemy's execution machinery again, which is
-        # a tenth of a single-row insert. psycopg 3 commits and rolls back by
-        # the server's transaction status, autocommit or not.
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        begin = "BEGIN; " + self._pg_settings
-        dbapi.autocommit = True
-        try:
-            try:
-                dbapi.execute(begin)
-            except Exception as exc:
-                _raise_as_sqlalchemy(conn, dbapi, exc, begin)
-            conn.execute(self._insert, rows)
-            conn.commit()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                dbapi.rollback()
-            raise
-        finally:
-            try:
-                dbapi.autocommit = False
-            except Exception:  # a broken connection: never back to the pool
-                conn.invalidate()
-
-    @contextlib.contextmanager
-    def _timeouts(self, conn: sa.Connection) -> t.Iterator[None]:
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
-            conn.exec_driver_sql(self._pg_settings)
-            yield
-        elif dialect in ("mysql", "mariadb"):
-            yield from self._mysql_timeouts(conn)
-        elif dialect == "sqlite" and not self.shares_connection:
-            previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(self.lock_timeout_ms)}")
-            try:
-                yield
-            finally:
-                with contextlib.suppress(sa_exc.SQLAlchemyError):
-                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous or 0)}")
-        else:
-            yield
-
-    def _mysql_timeouts(self, conn: sa.Connection) -> t.Iterator[None]:
-        # Lock waits are whole seconds in MySQL; the session values are put
-        # back so that the pooled connection returns to the application as it
-        # was lent.
-        lock_s = max(1, -(-int(self.lock_timeout_ms) // 1000))
-        settings = [
-            f"lock_wait_timeout = {lock_s}",
-            f"innodb_lock_wait_timeout = {lock_s}",
-        ]
-        names = ["lock_wait_timeout", "innodb_lock_wait_timeout"]
-        if getattr(conn.dialect, "is_mariadb", False):
-            settings.append(
-                f"max_statement_time = {self.statement_timeout_ms / 1000:.3f}"
-            )
-            names.append("max_statement_time")
-        conn.exec_driver_sql("SET SESSION " + ", ".join(settings))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(sa_exc.SQLAlchemyError):
-                conn.exec_driver_sql(
-                    "SET SESSION " + ", ".join(f"{n} = DEFAULT" for n in names)
-                )
+        # (The model's attribute for the ``metadata`` column is ``metadata_``,
+        # but a Core insert binds by column key, which is ``metadata``.)
+        return dialects.bindable(rows, self.engine.dialect.name)

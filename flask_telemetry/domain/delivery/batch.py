@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
-from ..storage import StorageFailure, TraceEvent, TraceWriter
-from .log import RateLimitedLog
+from ...storage.row import TraceEvent
+from ...storage.writer import StorageFailure, TraceWriter
+from ..log import RateLimitedLog
 from .stats import Stats
 
 Row = dict[str, t.Any]
@@ -96,6 +97,11 @@ class BatchStore:
                 pending.append(part[:half])
                 continue
             outcome.writes.append(len(part))
+
+    def after_fork(self) -> None:
+        """In a child process: counters from zero, a fresh pool for the writer."""
+        self.stats.reset()
+        self.writer.after_fork()
 
     def count(self, outcome: Outcome) -> None:
         """Add a final outcome to the counters."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
-from ..storage import TraceEvent
-from .background import weak_method
+from ...storage.row import TraceEvent
+from ..mapping import Pending, build_event
+from .batch import BatchStore, DatabaseDown, Outcome
 from .breaker import CircuitBreaker
-from .mapping import Pending, build_event
-from .store import BatchStore, DatabaseDown, Outcome
+from .protocol import ForkGuard
 
 
 class SyncDelivery:
@@ -36,14 +35,12 @@ class SyncDelivery:
         self.max_pending = max_pending
         self._held: list[TraceEvent] = []
         self._lock = threading.Lock()
-        self._pid = os.getpid()
-        os.register_at_fork(after_in_child=weak_method(self, "after_fork"))
+        self._fork = ForkGuard(self)
 
     def deliver(self, pending: Pending) -> None:
         """Build the event and store it now (or hold it, on a shared connection)."""
         event = build_event(pending)
-        if self._pid != os.getpid():
-            self.after_fork()
+        self._fork.check()
         if self.store.writer.shares_connection:
             with self._lock:
                 if len(self._held) >= self.max_pending:
@@ -100,8 +97,7 @@ class SyncDelivery:
 
     def after_fork(self) -> None:
         """In a child: forget what the parent held (the parent writes it) and
-        count from zero. The writer replaces the inherited pool itself."""
-        self._pid = os.getpid()
+        count from zero, with a fresh pool for the writer's engine."""
         self._held = []
         self._lock = threading.Lock()
-        self.store.stats.reset()
+        self.store.after_fork()

@@ -1,4 +1,7 @@
-"""Vocabulary stored in the ``event_type`` and ``severity`` columns."""
+"""The vocabulary stored in the ``event_type``, ``severity`` and ``actor_type`` columns.
+
+Values are what the database stores: members are added, never renamed.
+"""
 
 from __future__ import annotations
 
@@ -61,3 +64,22 @@ class Severity(str, enum.Enum):
     ERROR = "error"
     #: Something failed badly.
     CRITICAL = "critical"
+
+
+class ActorType(str, enum.Enum):
+    """The kind of actor behind an event. The value is what the database stores."""
+
+    #: A request with no known user.
+    ANONYMOUS = "anonymous"
+    #: A signed-in user.
+    USER = "user"
+    #: A signed-in administrator.
+    ADMIN = "admin"
+    #: Another service calling this one.
+    SERVICE = "service"
+    #: The application itself: CLI commands, workers, code outside a request.
+    SYSTEM = "system"
+
+
+#: Severities from least to most important: ``SEVERITY_RANK["warning"] == 3``.
+SEVERITY_RANK: dict[str, int] = {s.value: i for i, s in enumerate(Severity)}

@@ -1,7 +1,11 @@
-"""The Flask extension: wires the http, domain and storage layers together."""
+"""The Flask extension: wires the http, domain and storage layers together.
+
+:meta private: ``Telemetry`` is exported by ``flask_telemetry``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import re
@@ -10,30 +14,27 @@ import weakref
 
 from flask import Flask, current_app, has_app_context
 
+from ._config import DEFAULTS, ConfigVars, Settings, load_settings, unknown_keys
 from .cli import telemetry_cli
-from .config import DEFAULTS, ConfigVars, Settings, load_settings
-from .domain import (
-    ActorType,
-    BackgroundDelivery,
-    BatchStore,
-    CircuitBreaker,
-    Delivery,
-    RateLimitedLog,
-    Recorder,
-    Stats,
-    SyncDelivery,
-    logger,
-)
+from .domain.correlation import Correlation
+from .domain.delivery.background import BackgroundDelivery
+from .domain.delivery.batch import BatchStore
+from .domain.delivery.breaker import CircuitBreaker
+from .domain.delivery.protocol import Delivery
+from .domain.delivery.stats import Stats
+from .domain.delivery.sync import SyncDelivery
+from .domain.log import RateLimitedLog, logger
 from .domain.privacy import Privacy
-from .http import (
-    ActorLoader,
-    Correlation,
-    RequestTelemetry,
-    Timed,
-    current_correlation,
-    request_telemetry,
-)
-from .storage import EventType, Severity, TraceWriter, trace_model
+from .domain.recorder import Recorder
+from .domain.request_end import RequestEndPolicy
+from .domain.sampling import Sampler
+from .domain.timing import Timed
+from .http.correlation import current_correlation
+from .http.hooks import ActorLoader, RequestTelemetry
+from .http.routes import RouteRules
+from .storage.model import trace_model
+from .storage.vocabulary import ActorType, EventType, Severity
+from .storage.writer import TraceWriter
 
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
@@ -44,16 +45,24 @@ _EVENT_VALUE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 @dataclasses.dataclass(kw_only=True, eq=False)
 class _State:
-    """Everything telemetry keeps for one application."""
+    """Everything telemetry keeps for one application.
+
+    Private: reached through the accessors of :class:`Telemetry`.
+    """
 
     owner: Telemetry
     settings: Settings
     model: type[t.Any]
+    engine: t.Callable[[], sa.Engine]
     stats: Stats
     breaker: CircuitBreaker
-    delivery: Delivery
     recorder: Recorder
     request: RequestTelemetry
+
+    @property
+    def delivery(self) -> Delivery:
+        """Where the recorder hands events (the recorder holds it)."""
+        return self.recorder.delivery
 
 
 class Telemetry:
@@ -89,6 +98,9 @@ class Telemetry:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         settings = load_settings(app.config)
+        for name, close in unknown_keys(app.config):
+            hint = f"; did you mean {close}?" if close else ""
+            logger.warning("%s is not a flask_telemetry setting%s", name, hint)
         db = self._db if self._db is not None else app.extensions.get("sqlalchemy")
         if db is None:
             raise RuntimeError(
@@ -158,14 +170,27 @@ class Telemetry:
                 ip_key=settings.ip_hash_key,
             ),
         )
-        request = request_telemetry(recorder, settings, lambda: self._actor_loader)
+        request = RequestTelemetry(
+            recorder,
+            header=settings.request_id_header,
+            record_requests=settings.record_requests,
+            actor_loader=lambda: self._actor_loader,
+            rules=RouteRules(settings.exclude),
+            policy=RequestEndPolicy(
+                slow_ms=settings.slow_request_ms,
+                slow_ms_by_endpoint=settings.slow_request_ms_by_endpoint,
+                sampler=Sampler(settings.sample_rate),
+                keep_status=settings.sample_keep_status,
+            ),
+            traceparent=settings.traceparent,
+        )
         return _State(
             owner=self,
             settings=settings,
             model=model,
+            engine=engine,
             stats=stats,
             breaker=breaker,
-            delivery=delivery,
             recorder=recorder,
             request=request,
         )
@@ -273,13 +298,82 @@ class Telemetry:
         if state is not None:
             state.delivery.close(timeout)
 
+    # -- accessors of the current app's telemetry -----------------------------
+    #
+    # Inside an app context they answer for that app; outside one, for the
+    # only app telemetry is registered on. Otherwise they raise RuntimeError.
+
     @property
     def trace_model(self) -> type[t.Any]:
-        """The Flask-SQLAlchemy model mapped to ``telemetry_traces``."""
+        """The Flask-SQLAlchemy model mapped to ``telemetry_traces``.
+
+        The ``metadata`` column's attribute is ``metadata_`` (``metadata`` is
+        reserved by SQLAlchemy): ``row.metadata_``.
+        """
+        return self._required().model
+
+    @property
+    def settings(self) -> Settings:
+        """The validated ``TELEMETRY_*`` settings, read once at ``init_app``."""
+        return self._required().settings
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The engine of the telemetry bind (``TELEMETRY_BIND_KEY``)."""
+        return self._required().engine()
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        """Every event type value :meth:`record` accepts, the app's own included."""
+        return self._required().recorder.event_types
+
+    @property
+    def delivery(self) -> Delivery:
+        """The delivery in use: sync, background (``"async"``), or a capture."""
+        return self._required().delivery
+
+    @contextlib.contextmanager
+    def delivering_to(self, delivery: Delivery) -> t.Iterator[Delivery]:
+        """Hand events to ``delivery`` for the ``with`` block, then put the
+        app's own back. For tests: :func:`flask_telemetry.testing.capture`
+        uses it."""
+        state = self._required()
+        previous = state.recorder.delivery
+        state.recorder.delivery = delivery
+        try:
+            yield delivery
+        finally:
+            state.recorder.delivery = previous
+
+    @property
+    def counters(self) -> Stats:
+        """The live counters behind :meth:`stats`, for a delivery of the
+        application's own (such as a test capture) to keep them exact:
+        ``counters.wrote(n)``, ``counters.drop(reason, n)``."""
+        return self._required().stats
+
+    @staticmethod
+    def of(app: Flask) -> Telemetry:
+        """The :class:`Telemetry` registered on ``app``.
+
+        :raises RuntimeError: when telemetry is not initialised on ``app``.
+        """
+        state = app.extensions.get("telemetry")
+        if not isinstance(state, _State):
+            raise RuntimeError(
+                "Telemetry is not initialised on this app: call "
+                "telemetry.init_app(app) first."
+            )
+        return state.owner
+
+    def _required(self) -> _State:
         state = self._state()
         if state is None:
-            raise RuntimeError("Telemetry is not initialised on an application.")
-        return state.model
+            raise RuntimeError(
+                "Telemetry is not initialised on an application (or is registered "
+                "on several: use it inside an app context)."
+            )
+        return state
 
     def _state(self) -> _State | None:
         if has_app_context():

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import atexit
 import collections
-import os
 import threading
 import time
-import typing as t
-import weakref
 
-from ..storage import TraceEvent
+from ...storage.row import TraceEvent
+from ..mapping import Pending, build_event
+from .batch import BatchStore, DatabaseDown, Outcome
 from .breaker import CircuitBreaker
-from .mapping import Pending, build_event
-from .store import BatchStore, DatabaseDown, Outcome
-
-
-def weak_method(obj: object, name: str) -> t.Callable[..., None]:
-    """A callback to ``obj.name`` that does nothing once ``obj`` is gone.
-
-    For atexit and fork hooks, which would otherwise keep every application
-    ever made alive until the interpreter exits.
-    """
-    ref = weakref.ref(obj)
-
-    def call(*args: t.Any) -> None:
-        target = ref()
-        if target is not None:
-            getattr(target, name)(*args)
-
-    return call
+from .protocol import ForkGuard, weak_method
 
 
 class BackgroundDelivery:
@@ -76,11 +58,10 @@ class BackgroundDelivery:
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
         self._setup()
-        os.register_at_fork(after_in_child=weak_method(self, "after_fork"))
+        self._fork = ForkGuard(self)
         atexit.register(weak_method(self, "close"))
 
     def _setup(self) -> None:
-        self._pid = os.getpid()
         self._queue: collections.deque[Pending] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -96,8 +77,7 @@ class BackgroundDelivery:
     def deliver(self, event: Pending) -> None:
         """Queue an event's checked values; the writer thread builds the row.
         Never blocks, never raises for a full queue."""
-        if self._pid != os.getpid():
-            self.after_fork()
+        self._fork.check()
         queue = self._queue
         if len(queue) >= self.queue_size:
             self.store.stats.drop("queue_full")
@@ -136,8 +116,7 @@ class BackgroundDelivery:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is written or dropped."""
-        if self._pid != os.getpid():
-            self.after_fork()
+        self._fork.check()
         if self._thread is None:
             return not self._queue
         self._wake.set()
@@ -148,8 +127,7 @@ class BackgroundDelivery:
 
     def close(self, timeout: float | None = None) -> None:
         """Flush with a deadline, stop the writer, count what is left."""
-        if self._pid != os.getpid():
-            self.after_fork()
+        self._fork.check()
         if self._stop.is_set():
             return
         budget = self.shutdown_timeout if timeout is None else timeout
@@ -177,16 +155,15 @@ class BackgroundDelivery:
             left += 1
         if left:
             self.store.stats.drop("shutdown", left)
-        if left:
             self.store.log.error(
                 "shutdown", "Telemetry shutdown: %d queued event(s) not stored", left
             )
 
     def after_fork(self) -> None:
-        """In a child: fresh queue, locks, counters and thread. The writer
-        replaces the engine's inherited pool on its first use."""
+        """In a child: fresh queue, locks, counters and thread, and a fresh
+        pool for the writer's engine."""
         self._setup()
-        self.store.stats.reset()
+        self.store.after_fork()
 
     # -- writer thread ----------------------------------------------------
 

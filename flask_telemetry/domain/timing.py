@@ -7,7 +7,7 @@ import inspect
 import time
 import typing as t
 
-from ..storage import Severity
+from ..storage.vocabulary import Severity
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 

@@ -1,0 +1,399 @@
+"""Configuration: every ``TELEMETRY_*`` key declared once.
+
+Each attribute of :class:`ConfigVars` is a :class:`Key`: the key's name (it
+is a ``str``), its default, the check that validates it and names it in its
+error, and a one-line description. ``DEFAULTS``, the validated
+:class:`Settings` and the configuration reference in the docs are derived
+from them. Adding a key is: a :class:`Key` on :class:`ConfigVars` and its
+field on :class:`Settings` (``tests/test_config.py`` checks that the two
+agree), then the code that reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import hmac
+import re
+import types
+import typing as t
+
+from .domain.privacy import DEFAULT_REDACT_KEYS, IP_MODES
+
+Config = t.Mapping[str, t.Any]
+Check = t.Callable[[Config, "Key"], t.Any]
+
+
+class Key(str):
+    """The name of a configuration key, with its default, check and doc."""
+
+    default: t.Any
+    check: Check
+    doc: str
+
+    def __new__(cls, name: str, default: t.Any, check: Check, doc: str) -> Key:
+        key = super().__new__(cls, name)
+        key.default = default
+        key.check = check
+        key.doc = doc
+        return key
+
+    @property
+    def attr(self) -> str:
+        """The :class:`Settings` field of this key."""
+        return self.removeprefix("TELEMETRY_").lower()
+
+    def load(self, config: Config) -> t.Any:
+        """The validated value of this key in ``config``."""
+        return self.check(config, self)
+
+
+# -- checks: each returns the value to keep or raises ValueError naming the key
+
+
+def boolean(config: Config, key: Key) -> bool:
+    value = config[key]
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be True or False, not {value!r}.")
+    return value
+
+
+def number(*, integer: bool = False, minimum: float = 0) -> Check:
+    def check(config: Config, key: Key) -> t.Any:
+        value = config[key]
+        kinds: tuple[type, ...] = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:  # type: ignore[operator]
+            kind = "an integer" if integer else "a number"
+            raise ValueError(f"{key} must be {kind} >= {minimum}, not {value!r}.")
+        return value
+
+    return check
+
+
+def one_of(*values: t.Any) -> Check:
+    def check(config: Config, key: Key) -> t.Any:
+        value = config[key]
+        if value not in values:
+            shown = "one of " + ", ".join(map(repr, values))
+            if len(values) == 2:
+                shown = f"{values[0]!r} or {values[1]!r}"
+            raise ValueError(f"{key} must be {shown}, not {value!r}.")
+        return value
+
+    return check
+
+
+def strings(config: Config, key: Key) -> tuple[str, ...]:
+    value = config[key]
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"{key} must be a list of strings, not {value!r}.")
+    if not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{key} must hold non-empty strings only, not {value!r}.")
+    return tuple(value)
+
+
+def _bind_key(config: Config, key: Key) -> str | None:
+    value = config[key]
+    binds = config.get("SQLALCHEMY_BINDS") or {}
+    if value is not None and value not in binds:
+        raise ValueError(
+            f"{key} is {value!r}, which is not a key of "
+            f"SQLALCHEMY_BINDS ({sorted(binds)})."
+        )
+    return t.cast("str | None", value)
+
+
+_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def _header(config: Config, key: Key) -> str:
+    value = config[key]
+    if not isinstance(value, str) or not _HEADER.fullmatch(value):
+        raise ValueError(f"{key} must be an HTTP header name, not {value!r}.")
+    return value
+
+
+def _exclude(config: Config, key: Key) -> tuple[str, ...]:
+    selectors = strings(config, key)
+    for selector in selectors:
+        if selector.startswith("/") and "*" in selector[:-1]:
+            raise ValueError(
+                f"{key}: a path prefix may only end with '*', not {selector!r}."
+            )
+    return selectors
+
+
+def _slow_by_endpoint(config: Config, key: Key) -> t.Mapping[str, float]:
+    value = config[key]
+    if not isinstance(value, t.Mapping) or not all(
+        isinstance(k, str)
+        and k
+        and not isinstance(v, bool)
+        and isinstance(v, (int, float))
+        and v >= 0
+        for k, v in value.items()
+    ):
+        raise ValueError(
+            f"{key} must map endpoint names (or patterns such as 'admin.*') to "
+            f"milliseconds >= 0, not {value!r}."
+        )
+    return types.MappingProxyType(dict(value))
+
+
+def _rate(config: Config, key: Key) -> float:
+    value = config[key]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (0 <= value <= 1)
+    ):
+        raise ValueError(f"{key} must be a number from 0.0 to 1.0, not {value!r}.")
+    return float(value)
+
+
+def _status(config: Config, key: Key) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 600:
+        raise ValueError(
+            f"{key} must be an HTTP status from 100 to 600 (600 keeps no status), "
+            f"not {value!r}."
+        )
+    return value
+
+
+def _secret(config: Config, key: Key) -> bytes | None:
+    value = config[key]
+    if value is not None and not (isinstance(value, (str, bytes)) and value):
+        raise ValueError(f"{key} must be a non-empty str or bytes, or None.")
+    return value.encode() if isinstance(value, str) else value
+
+
+#: Requests telemetry ignores by default: static files and health checks.
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    "static",
+    "*.static",
+    "/health",
+    "/healthz",
+    "/livez",
+    "/readyz",
+)
+
+
+class ConfigVars:
+    """Every ``TELEMETRY_*`` configuration key, in documentation order.
+
+    Each is a ``str`` (use it as the key of ``app.config``) and a
+    :class:`Key` that knows its default, its check and its description.
+    """
+
+    ENABLED = Key("TELEMETRY_ENABLED", True, boolean, "Record anything at all.")
+    DELIVERY = Key(
+        "TELEMETRY_DELIVERY",
+        "async",
+        one_of("sync", "async"),
+        "How events reach the database: a writer thread, or before record() returns.",
+    )
+    BIND_KEY = Key("TELEMETRY_BIND_KEY", None, _bind_key, "The bind holding the table.")
+    RECORD_REQUESTS = Key(
+        "TELEMETRY_RECORD_REQUESTS",
+        True,
+        boolean,
+        "Record http_request_end for every request.",
+    )
+    SLOW_REQUEST_MS = Key(
+        "TELEMETRY_SLOW_REQUEST_MS", 1000, number(), "When a request is slow."
+    )
+    REQUEST_ID_HEADER = Key(
+        "TELEMETRY_REQUEST_ID_HEADER",
+        "X-Request-ID",
+        _header,
+        "The header carrying the request id.",
+    )
+    STRICT = Key("TELEMETRY_STRICT", False, boolean, "Raise on bad arguments.")
+    RETENTION_DAYS = Key(
+        "TELEMETRY_RETENTION_DAYS",
+        7,
+        number(integer=True, minimum=1),
+        "Days of events to keep.",
+    )
+    QUEUE_SIZE = Key(
+        "TELEMETRY_QUEUE_SIZE",
+        10_000,
+        number(integer=True, minimum=1),
+        "Events queued per process.",
+    )
+    BATCH_SIZE = Key(
+        "TELEMETRY_BATCH_SIZE",
+        500,
+        number(integer=True, minimum=1),
+        "Events per INSERT.",
+    )
+    FLUSH_INTERVAL = Key(
+        "TELEMETRY_FLUSH_INTERVAL",
+        0.5,
+        number(minimum=0.001),
+        "Seconds between writes.",
+    )
+    SHUTDOWN_TIMEOUT = Key(
+        "TELEMETRY_SHUTDOWN_TIMEOUT", 5.0, number(), "Seconds to flush at exit."
+    )
+    LOCK_TIMEOUT_MS = Key(
+        "TELEMETRY_LOCK_TIMEOUT_MS",
+        500,
+        number(integer=True, minimum=1),
+        "Lock wait of one insert.",
+    )
+    CONNECT_TIMEOUT_MS = Key(
+        "TELEMETRY_CONNECT_TIMEOUT_MS",
+        2000,
+        number(integer=True, minimum=1),
+        "Connect timeout of telemetry's own bind.",
+    )
+    STATEMENT_TIMEOUT_MS = Key(
+        "TELEMETRY_STATEMENT_TIMEOUT_MS",
+        2000,
+        number(integer=True, minimum=1),
+        "Run time of one insert.",
+    )
+    DURABLE_COMMIT = Key(
+        "TELEMETRY_DURABLE_COMMIT",
+        False,
+        boolean,
+        "Wait for the WAL flush on PostgreSQL.",
+    )
+    MAX_RETRIES = Key(
+        "TELEMETRY_MAX_RETRIES",
+        3,
+        number(integer=True),
+        "Retries of a failed batch.",
+    )
+    RETRY_BACKOFF = Key(
+        "TELEMETRY_RETRY_BACKOFF", 0.2, number(), "Seconds before the first retry."
+    )
+    BREAKER_THRESHOLD = Key(
+        "TELEMETRY_BREAKER_THRESHOLD",
+        5,
+        number(integer=True, minimum=1),
+        "Failures that open the breaker.",
+    )
+    BREAKER_COOLDOWN = Key(
+        "TELEMETRY_BREAKER_COOLDOWN",
+        10.0,
+        number(),
+        "Seconds the breaker stays open.",
+    )
+    # Correlation, sampling and privacy.
+    TRACEPARENT = Key(
+        "TELEMETRY_TRACEPARENT", True, boolean, "Read the W3C traceparent header."
+    )
+    EXCLUDE = Key("TELEMETRY_EXCLUDE", DEFAULT_EXCLUDE, _exclude, "Requests to ignore.")
+    SLOW_REQUEST_MS_BY_ENDPOINT = Key(
+        "TELEMETRY_SLOW_REQUEST_MS_BY_ENDPOINT",
+        types.MappingProxyType({}),
+        _slow_by_endpoint,
+        "Slow thresholds per endpoint.",
+    )
+    SAMPLE_RATE = Key(
+        "TELEMETRY_SAMPLE_RATE", 1.0, _rate, "Share of routine requests kept."
+    )
+    SAMPLE_KEEP_STATUS = Key(
+        "TELEMETRY_SAMPLE_KEEP_STATUS",
+        400,
+        _status,
+        "Statuses never sampled out.",
+    )
+    REDACT_KEYS = Key(
+        "TELEMETRY_REDACT_KEYS",
+        DEFAULT_REDACT_KEYS,
+        strings,
+        "Metadata keys whose values are redacted.",
+    )
+    METADATA_MAX_BYTES = Key(
+        "TELEMETRY_METADATA_MAX_BYTES",
+        8192,
+        number(integer=True, minimum=256),
+        "Largest metadata stored.",
+    )
+    IP_MODE = Key(
+        "TELEMETRY_IP_MODE", "full", one_of(*IP_MODES), "How addresses are stored."
+    )
+    IP_HASH_KEY = Key(
+        "TELEMETRY_IP_HASH_KEY", None, _secret, "Secret of the address hash."
+    )
+
+
+#: Every key, in documentation order.
+KEYS: tuple[Key, ...] = tuple(
+    v for v in vars(ConfigVars).values() if isinstance(v, Key)
+)
+
+#: Every key with its default, in documentation order.
+DEFAULTS: dict[str, t.Any] = {str(k): k.default for k in KEYS}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    """The validated configuration of one application: one field per key."""
+
+    enabled: bool
+    delivery: t.Literal["sync", "async"]
+    bind_key: str | None
+    record_requests: bool
+    slow_request_ms: float
+    request_id_header: str
+    strict: bool
+    retention_days: int
+    queue_size: int
+    batch_size: int
+    flush_interval: float
+    shutdown_timeout: float
+    lock_timeout_ms: int
+    connect_timeout_ms: int
+    statement_timeout_ms: int
+    durable_commit: bool
+    max_retries: int
+    retry_backoff: float
+    breaker_threshold: int
+    breaker_cooldown: float
+    traceparent: bool
+    exclude: tuple[str, ...]
+    slow_request_ms_by_endpoint: t.Mapping[str, float]
+    sample_rate: float
+    sample_keep_status: int
+    redact_keys: tuple[str, ...]
+    metadata_max_bytes: int
+    ip_mode: str
+    ip_hash_key: bytes | None = dataclasses.field(repr=False)
+
+
+def load_settings(config: Config) -> Settings:
+    """Validate ``config`` (defaults already set); raise ValueError naming the key."""
+    values = {key.attr: key.load(config) for key in KEYS}
+    if values["ip_mode"] == "hash" and values["ip_hash_key"] is None:
+        values["ip_hash_key"] = _derived_secret(config)
+    return Settings(**values)
+
+
+def _derived_secret(config: Config) -> bytes:
+    app_secret = config.get("SECRET_KEY") or None
+    if not isinstance(app_secret, (str, bytes)):
+        raise ValueError(
+            f"{ConfigVars.IP_MODE} = 'hash' needs a secret: set "
+            f"{ConfigVars.IP_HASH_KEY} (or the app's SECRET_KEY)."
+        )
+    # A key of its own, derived from SECRET_KEY: hashes made with it reveal
+    # nothing about the application's signing key.
+    raw = app_secret.encode() if isinstance(app_secret, str) else app_secret
+    return hmac.new(raw, b"flask_telemetry.ip_hash", hashlib.sha256).digest()
+
+
+def unknown_keys(config: Config) -> list[tuple[str, str | None]]:
+    """``TELEMETRY_*`` keys of ``config`` that are not settings, each with the
+    closest valid name (or None)."""
+    found = []
+    for name in config:
+        if name.startswith("TELEMETRY_") and name not in DEFAULTS:
+            close = difflib.get_close_matches(name, DEFAULTS, n=1, cutoff=0.6)
+            found.append((name, close[0] if close else None))
+    return found
