@@ -45,6 +45,10 @@ class ConfigVars:
     METADATA_MAX_BYTES = "TELEMETRY_METADATA_MAX_BYTES"
     IP_MODE = "TELEMETRY_IP_MODE"
     IP_HASH_KEY = "TELEMETRY_IP_HASH_KEY"
+    #: With the SQLAlchemy integration enabled (:doc:`integrations/sqlalchemy`),
+    #: statements slower than this, in milliseconds, are recorded as
+    #: ``db_query_slow``; ``None`` times no statement.
+    SLOW_QUERY_MS = "TELEMETRY_SLOW_QUERY_MS"
 
 
 #: Requests telemetry ignores by default: static files and health checks.
@@ -88,6 +92,7 @@ DEFAULTS: dict[str, t.Any] = {
     ConfigVars.METADATA_MAX_BYTES: 8192,
     ConfigVars.IP_MODE: "full",
     ConfigVars.IP_HASH_KEY: None,
+    ConfigVars.SLOW_QUERY_MS: None,
 }
 
 _HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")

@@ -306,7 +306,7 @@ class TraceWriter:
         if not rows:
             return
         try:
-            with self.engine.connect() as conn:
+            with self.engine.connect().execution_options(flask_telemetry=True) as conn:
                 if conn.dialect.driver == "psycopg":
                     self._insert_psycopg(conn, rows)
                 else:
