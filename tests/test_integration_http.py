@@ -19,10 +19,14 @@ import pytest
 import requests
 import sqlalchemy as sa
 from flask import Flask, request
+from flask_migrate import upgrade
 from flask_sqlalchemy import SQLAlchemy
 from werkzeug.serving import make_server
 
 from conftest import Bundle, MakeApp
+from example_app import create_app
+from example_app.extensions import db as example_db
+from example_app.extensions import telemetry as example_telemetry
 from flask_telemetry import ConfigVars, Correlation, EventType, Telemetry
 from flask_telemetry.integrations import DidNotEnable
 from flask_telemetry.integrations import httpx as telemetry_httpx
@@ -75,6 +79,10 @@ def service(tmp_path: t.Any) -> t.Iterator[Service]:
     @app.get("/unavailable")
     def unavailable() -> tuple[str, int]:
         return "down", 503
+
+    @app.get("/quotes/<int:product_id>")
+    def quotes(product_id: int) -> dict[str, int]:
+        return {"product_id": product_id, "price_cents": 495}
 
     @app.get("/slow")
     def slow() -> str:
@@ -361,3 +369,39 @@ def test_a_negative_threshold_is_refused(make_app: MakeApp) -> None:
     bundle = make_app()
     with pytest.raises(ValueError, match="slow_ms"):
         telemetry_requests.instrument(requests.Session(), bundle.telemetry, slow_ms=-1)
+
+
+def test_the_example_apps_shipping_quote(
+    clean_url: str, service: Service, closed_port: int
+) -> None:
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": clean_url,
+            "TESTING": True,
+            "SHIPPING_URL": service.url,
+            ConfigVars.DELIVERY: "sync",
+        }
+    )
+    try:
+        with app.app_context():
+            upgrade()
+        client = app.test_client()
+        answer = client.get("/shipping/quote/3")
+        assert answer.json == {"product_id": 3, "price_cents": 495}
+        (end,) = service.rows()
+        assert end.request_id == answer.headers["X-Request-ID"]
+        app.config["SHIPPING_URL"] = f"http://127.0.0.1:{closed_port}"
+        assert client.get("/shipping/quote/3").status_code == 503
+        with app.app_context():
+            example_telemetry.flush(5)
+            model = example_telemetry.trace_model
+            fail = example_db.session.scalars(
+                sa.select(model).filter_by(event_type="external_call_fail")
+            ).one()
+            assert fail.route_name == "shipping.quote"
+            assert fail.metadata_["error"] == "ConnectionError"
+    finally:
+        with app.app_context():
+            example_telemetry.shutdown(5)
+            example_db.session.remove()
+            example_db.engine.dispose()
