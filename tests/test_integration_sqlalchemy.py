@@ -25,9 +25,14 @@ def _sleepy(engine: sa.Engine) -> None:
         time.sleep(ms / 1000)
         return ms
 
+    def fail_after_ms(ms: int) -> int:
+        time.sleep(ms / 1000)
+        raise RuntimeError("gave up")
+
     @sa.event.listens_for(engine, "connect")
     def register(dbapi: t.Any, record: t.Any) -> None:
         dbapi.create_function("sleep_ms", 1, sleep_ms)
+        dbapi.create_function("fail_after_ms", 1, fail_after_ms)
 
     engine.dispose()  # pooled connections made before lack the function
 
@@ -179,3 +184,32 @@ def test_a_failing_record_never_reaches_the_query(
 
     monkeypatch.setattr(slow_app.telemetry, "record", broken)
     assert slow_app.client().get("/slow").status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_slow_statement_that_fails_is_recorded_with_its_error(
+    make_app: MakeApp,
+) -> None:
+    bundle = make_app(**{ConfigVars.SLOW_QUERY_MS: 50})
+    with bundle.app.app_context():
+        engine = bundle.db.engine
+    _sleepy(engine)
+    slow_queries.instrument(bundle.app, bundle.telemetry)
+
+    @bundle.app.get("/fails")
+    def fails() -> str:
+        statement = sa.text("SELECT fail_after_ms(:ms) FROM notes WHERE body != :b")
+        try:
+            bundle.db.session.execute(statement, {"ms": 80, "b": SECRET}).all()
+        except sa.exc.OperationalError:
+            return "gave up"
+        return "done"
+
+    with bundle.app.app_context():
+        bundle.db.session.add(bundle.note(body="one"))
+        bundle.db.session.commit()
+    assert bundle.client().get("/fails").text == "gave up"
+    (row,) = slow_rows(bundle)
+    assert row.metadata["error"] == "OperationalError"
+    assert row.metadata["duration_ms"] >= 80
+    assert SECRET not in json.dumps(row.metadata)

@@ -24,6 +24,7 @@ import logging
 import time
 import typing as t
 
+import sqlalchemy as sa
 from flask import Flask, g, has_app_context, has_request_context
 
 from flask_telemetry import (
@@ -34,10 +35,7 @@ from flask_telemetry import (
     current_request_id,
 )
 
-from . import require
-
 if t.TYPE_CHECKING:
-    import sqlalchemy as sa
     from flask_sqlalchemy import SQLAlchemy
 
 #: How much of a statement is kept by default, in characters.
@@ -80,11 +78,8 @@ def instrument(
         ``app.extensions["sqlalchemy"]``.
     :param max_statement_chars: longer statements are cut to this many
         characters, ending with ``...``.
-    :raises DidNotEnable: Flask-SQLAlchemy is not installed.
     :raises ValueError: ``TELEMETRY_SLOW_QUERY_MS`` is not a number >= 0.
     """
-    require("flask_sqlalchemy", "sqlalchemy")
-    sa_event = require("sqlalchemy.event", "sqlalchemy")
     if _EXTENSION in app.extensions:
         return True
     key = ConfigVars.SLOW_QUERY_MS
@@ -128,13 +123,14 @@ def instrument(
             own_table=own_table,
             max_chars=max_statement_chars,
         )
-        before, after = _listeners(threshold, slow)
+        before, after, failed = _listeners(threshold, slow)
         for name, fn in (
             ("before_cursor_execute", before),
             ("after_cursor_execute", after),
+            ("handle_error", failed),
             ("checkin", _checked_in(app, telemetry)),
         ):
-            sa_event.listen(engine, name, fn)
+            sa.event.listen(engine, name, fn)
             listeners.append((engine, name, fn))
     app.teardown_request(_record_pending)
     app.extensions[_EXTENSION] = _Instrumented(listeners=listeners)
@@ -146,8 +142,6 @@ def uninstrument(app: Flask) -> None:
     state = app.extensions.pop(_EXTENSION, None)
     if state is None:
         return
-    import sqlalchemy as sa
-
     teardowns = app.teardown_request_funcs.get(None, [])
     if _record_pending in teardowns:
         teardowns.remove(_record_pending)
@@ -158,7 +152,7 @@ def uninstrument(app: Flask) -> None:
 
 def _listeners(
     threshold: float, slow: _Slow
-) -> tuple[t.Callable[..., None], t.Callable[..., None]]:
+) -> tuple[t.Callable[..., None], t.Callable[..., None], t.Callable[..., None]]:
     # The cost of every statement: keep these two as small as they are.
     # The start goes on the execution context, which exists once per
     # execution (an executemany included) and is gone with it.
@@ -189,7 +183,18 @@ def _listeners(
             if elapsed > threshold:
                 slow(conn, statement, context, elapsed)
 
-    return before, after
+    def failed(error: sa.engine.ExceptionContext) -> None:
+        # Only on errors: a statement that ran into a lock or statement
+        # timeout is often the slowest of all.
+        context = error.execution_context
+        started = getattr(context, _START, None)
+        if started is not None and error.connection is not None:
+            elapsed = now() - started
+            if elapsed > threshold:
+                cause = type(error.original_exception).__name__
+                slow(error.connection, error.statement, context, elapsed, cause)
+
+    return before, after, failed
 
 
 def _record(telemetry: Telemetry, metadata: dict[str, t.Any]) -> None:
@@ -243,7 +248,12 @@ class _Slow:
     max_chars: int
 
     def __call__(
-        self, conn: sa.Connection, statement: t.Any, context: t.Any, seconds: float
+        self,
+        conn: sa.Connection,
+        statement: t.Any,
+        context: t.Any,
+        seconds: float,
+        error: str | None = None,
     ) -> None:
         try:
             if _recording.get() or self._is_own(conn, statement, context):
@@ -251,13 +261,15 @@ class _Slow:
             text = str(statement)
             if len(text) > self.max_chars:
                 text = text[: self.max_chars - 3] + "..."
-            metadata = {
+            metadata: dict[str, t.Any] = {
                 "statement": text,
                 "duration_ms": round(seconds * 1000.0, 3),
                 "threshold_ms": self.threshold_ms,
                 "bind_key": self.bind_key,
                 "dialect": conn.dialect.name,
             }
+            if error is not None:
+                metadata["error"] = error
             if has_request_context():
                 # Recorded at the end of the request, once the statement's
                 # cursor is closed: a synchronous INSERT made while a SQLite
