@@ -172,6 +172,27 @@ def test_the_second_service_records_the_first_requests_id(
     assert [r.event_type for r in bundle.rows()] == ["http_request_end"]
 
 
+def test_one_request_calling_through_every_client_is_one_trace(
+    make_app: MakeApp, service: Service
+) -> None:
+    bundle = make_app()
+
+    @bundle.app.get("/fan-out")
+    def fan_out() -> str:
+        for kind in CLIENTS:
+            assert call(kind, bundle.telemetry, f"{service.url}/ok") == 200
+        return "ok"
+
+    response = bundle.client().get("/fan-out")
+    assert response.status_code == 200
+    request_id = response.headers["X-Request-ID"]
+    ends = [r for r in service.rows() if r.event_type == "http_request_end"]
+    assert len(ends) == 3
+    assert {r.request_id for r in ends} == {request_id}
+    assert {r.metadata["trace_id"] for r in ends} == {trace_id_for(request_id)}
+    assert len({r.metadata["parent_id"] for r in ends}) == 3  # a span per call
+
+
 @pytest.mark.parametrize("kind", CLIENTS)
 def test_an_incoming_trace_id_travels_on(
     make_app: MakeApp, service: Service, kind: str
