@@ -112,7 +112,7 @@ def closed_port() -> int:
 
 
 def call(
-    kind: str, telemetry: Telemetry, url: str, *, slow_ms: float = 1000, **kw: t.Any
+    kind: str, telemetry: Telemetry, url: str, *, slow_ms: float = 5000, **kw: t.Any
 ) -> int:
     """GET ``url`` with an instrumented client of ``kind``; the status."""
     if kind == "requests":
@@ -135,7 +135,7 @@ def call(
     return asyncio.run(main())
 
 
-def caller(bundle: Bundle, kind: str, target: str, slow_ms: float = 1000) -> None:
+def caller(bundle: Bundle, kind: str, target: str, slow_ms: float = 5000) -> None:
     """Give the first app a view that calls ``target`` and reports the outcome."""
 
     @bundle.app.get("/call")
