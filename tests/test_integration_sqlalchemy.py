@@ -176,6 +176,8 @@ def test_off_until_the_key_is_set(make_app: MakeApp) -> None:
     assert slow_queries.instrument(bundle.app, bundle.telemetry) is False
     with bundle.app.app_context():
         assert len(bundle.db.engine.dispatch.after_cursor_execute) == 0
+    disabled = make_app(**{ConfigVars.SLOW_QUERY_MS: 10, ConfigVars.ENABLED: False})
+    assert slow_queries.instrument(disabled.app, disabled.telemetry) is False
 
 
 @pytest.mark.parametrize("value", [-1, "100", True])

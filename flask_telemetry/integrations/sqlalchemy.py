@@ -71,8 +71,9 @@ def instrument(
 
     Call it after ``db.init_app(app)`` and ``telemetry.init_app(app)``.
     Returns True when statements are now timed, False when the key is
-    ``None`` (the default: nothing is listened to). Calling it again is a
-    no-op while the app is instrumented.
+    ``None`` (the default) or ``TELEMETRY_ENABLED`` is False: nothing is
+    listened to then. Calling it again is a no-op while the app is
+    instrumented.
 
     :param db: the Flask-SQLAlchemy instance, default
         ``app.extensions["sqlalchemy"]``.
@@ -84,7 +85,7 @@ def instrument(
         return True
     key = ConfigVars.SLOW_QUERY_MS
     threshold_ms = app.config.get(key)
-    if threshold_ms is None:
+    if threshold_ms is None or app.config.get(ConfigVars.ENABLED) is False:
         return False
     if (
         isinstance(threshold_ms, bool)
