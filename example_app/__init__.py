@@ -16,7 +16,7 @@ from flask import Flask, g
 
 from flask_telemetry import ActorType
 
-from . import admin, auth, catalogue
+from . import admin, auth, catalogue, shipping
 from .extensions import db, migrate, telemetry
 from .models import Product, User
 
@@ -42,6 +42,7 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(catalogue.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(shipping.bp)
     app.cli.add_command(seed)
     return app
 

@@ -35,6 +35,8 @@ def main() -> None:
         client.post("/admin/products/1/price", json={"price_cents": 1900}),
         client.get("/products/1", headers={"X-Request-ID": "demo-request-1"}),
         client.get("/products/999"),
+        # No carrier runs on SHIPPING_URL: recorded as external_call_fail.
+        client.get("/shipping/quote/1"),
     ]
     with app.app_context():
         telemetry.flush(10)

@@ -84,6 +84,15 @@ def one_of(*values: t.Any) -> Check:
     return check
 
 
+def optional(check: Check) -> Check:
+    """``check``, or None when the value is None."""
+
+    def checked(config: Config, key: Key) -> t.Any:
+        return None if config[key] is None else check(config, key)
+
+    return checked
+
+
 def strings(config: Config, key: Key) -> tuple[str, ...]:
     value = config[key]
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
@@ -321,6 +330,15 @@ class ConfigVars:
     IP_HASH_KEY = Key(
         "TELEMETRY_IP_HASH_KEY", None, _secret, "Secret of the address hash."
     )
+    # Integrations.
+    SLOW_QUERY_MS = Key(
+        "TELEMETRY_SLOW_QUERY_MS",
+        None,
+        optional(number()),
+        "With the SQLAlchemy integration enabled (:doc:`integrations/sqlalchemy`), "
+        "statements slower than this, in milliseconds, are recorded as "
+        "``db_query_slow``; ``None`` times no statement.",
+    )
 
 
 #: Every key, in documentation order.
@@ -365,6 +383,7 @@ class Settings:
     metadata_max_bytes: int
     ip_mode: str
     ip_hash_key: bytes | None = dataclasses.field(repr=False)
+    slow_query_ms: float | None
 
 
 def load_settings(config: Config) -> Settings:

@@ -223,7 +223,9 @@ class TraceWriter:
         if not rows:
             return
         try:
-            with self.engine.connect() as conn:
+            # Marked, so that the slow-query integration never records
+            # telemetry's own statements.
+            with self.engine.connect().execution_options(flask_telemetry=True) as conn:
                 self._dialects.insert(
                     conn, self._insert, rows, shared=self._shares_connection
                 )

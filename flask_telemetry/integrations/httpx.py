@@ -1,0 +1,111 @@
+"""Outbound calls made with an ``httpx.Client`` or ``httpx.AsyncClient``.
+
+::
+
+    from flask_telemetry.integrations import httpx as telemetry_httpx
+
+    client = telemetry_httpx.instrument(httpx.Client(), telemetry)
+    aclient = telemetry_httpx.instrument(httpx.AsyncClient(), telemetry)
+
+Calls made with that client carry the current request's id (under the
+configured ``TELEMETRY_REQUEST_ID_HEADER``) and a W3C ``traceparent``; a call
+slower than ``slow_ms`` is recorded as ``external_call_slow``, a transport
+error or a 5xx answer as ``external_call_fail``, with the method, host,
+status and duration only. A call is one ``send()``: redirects it follows
+are part of it. Only this client is changed, never the ``httpx`` module.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing as t
+
+from flask_telemetry import Telemetry
+
+from . import require
+from ._http import DEFAULT_SLOW_MS, Outbound, host_of, now
+
+if t.TYPE_CHECKING:
+    import httpx
+
+C = t.TypeVar("C", "httpx.Client", "httpx.AsyncClient")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_MARK = "_flask_telemetry"
+
+
+def instrument(
+    client: C,
+    telemetry: Telemetry,
+    *,
+    slow_ms: float = DEFAULT_SLOW_MS,
+    propagate: bool = True,
+) -> C:
+    """Instrument ``client`` (sync or async) and return it (idempotent).
+
+    :param slow_ms: calls slower than this, in milliseconds, are recorded as
+        ``external_call_slow`` (time to the response's headers when streamed,
+        to its whole body otherwise).
+    :param propagate: add the request id and ``traceparent`` headers; a
+        header the caller set itself is never replaced.
+    :raises DidNotEnable: ``httpx`` is not installed.
+    """
+    library = require("httpx", "httpx")
+    settings = Outbound(
+        telemetry=telemetry, client="httpx", slow_ms=slow_ms, propagate=propagate
+    )
+    if _MARK in vars(client):
+        uninstrument(client)
+    original: t.Callable[..., t.Any] = client.send
+    send: t.Callable[..., t.Any]
+    if isinstance(client, library.AsyncClient):
+
+        @functools.wraps(original)
+        async def send(request: httpx.Request, **kwargs: t.Any) -> httpx.Response:
+            method, host = _before(settings, request)
+            started = now()
+            try:
+                response = await original(request, **kwargs)
+            except Exception as exc:
+                settings.finished(method, host, started, error=exc)
+                raise
+            settings.finished(method, host, started, status=response.status_code)
+            return t.cast("httpx.Response", response)
+
+    else:
+
+        @functools.wraps(original)
+        def send(request: httpx.Request, **kwargs: t.Any) -> httpx.Response:
+            method, host = _before(settings, request)
+            started = now()
+            try:
+                response = original(request, **kwargs)
+            except Exception as exc:
+                settings.finished(method, host, started, error=exc)
+                raise
+            settings.finished(method, host, started, status=response.status_code)
+            return t.cast("httpx.Response", response)
+
+    setattr(client, "send", send)  # noqa: B010 (an instance attribute, undone below)
+    setattr(client, _MARK, settings)
+    return client
+
+
+def uninstrument(client: httpx.Client | httpx.AsyncClient) -> None:
+    """Undo :func:`instrument` on ``client``; nothing when it is not instrumented."""
+    if vars(client).pop(_MARK, None) is not None:
+        vars(client).pop("send", None)
+
+
+def _before(settings: Outbound, request: httpx.Request) -> tuple[str, str]:
+    settings.add_headers(request.headers)
+    try:
+        url = request.url
+        return request.method, host_of(
+            url.host, url.port, _DEFAULT_PORTS.get(url.scheme)
+        )
+    except Exception:
+        return request.method, ""
+
+
+__all__ = ["instrument", "uninstrument"]

@@ -1,0 +1,92 @@
+"""Outbound calls made with a ``requests.Session``.
+
+::
+
+    from flask_telemetry.integrations import requests as telemetry_requests
+
+    session = telemetry_requests.instrument(requests.Session(), telemetry)
+
+Calls made with that session carry the current request's id (under the
+configured ``TELEMETRY_REQUEST_ID_HEADER``) and a W3C ``traceparent``; a call
+slower than ``slow_ms`` is recorded as ``external_call_slow``, a transport
+error or a 5xx answer as ``external_call_fail``, with the method, host,
+status and duration only. Only this session is changed, never the
+``requests`` module: ``requests.get()`` and other sessions are left alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing as t
+import urllib.parse
+
+from flask_telemetry import Telemetry
+
+from . import require
+from ._http import DEFAULT_SLOW_MS, Outbound, host_of, now
+
+if t.TYPE_CHECKING:
+    import requests
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_MARK = "_flask_telemetry"
+
+
+def instrument(
+    session: requests.Session,
+    telemetry: Telemetry,
+    *,
+    slow_ms: float = DEFAULT_SLOW_MS,
+    propagate: bool = True,
+) -> requests.Session:
+    """Instrument ``session`` and return it (idempotent).
+
+    :param slow_ms: calls slower than this, in milliseconds, are recorded as
+        ``external_call_slow`` (time to the response's headers).
+    :param propagate: add the request id and ``traceparent`` headers; a
+        header the caller set itself is never replaced.
+    :raises DidNotEnable: ``requests`` is not installed.
+    """
+    require("requests", "requests")
+    settings = Outbound(
+        telemetry=telemetry, client="requests", slow_ms=slow_ms, propagate=propagate
+    )
+    if _MARK in vars(session):
+        uninstrument(session)
+    original = session.send
+
+    @functools.wraps(original)
+    def send(request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
+        settings.add_headers(request.headers)
+        method, host = _describe(request)
+        started = now()
+        try:
+            response = original(request, **kwargs)
+        except Exception as exc:
+            settings.finished(method, host, started, error=exc)
+            raise
+        settings.finished(method, host, started, status=response.status_code)
+        return response
+
+    setattr(session, "send", send)  # noqa: B010 (an instance attribute, undone below)
+    setattr(session, _MARK, settings)
+    return session
+
+
+def uninstrument(session: requests.Session) -> None:
+    """Undo :func:`instrument` on ``session``; nothing when it is not instrumented."""
+    if vars(session).pop(_MARK, None) is not None:
+        vars(session).pop("send", None)
+
+
+def _describe(request: requests.PreparedRequest) -> tuple[str, str]:
+    try:
+        parts = urllib.parse.urlsplit(request.url or "")
+        return request.method or "", host_of(
+            parts.hostname, parts.port, _DEFAULT_PORTS.get(parts.scheme)
+        )
+    except Exception:  # a malformed URL: requests itself will say so
+        return request.method or "", ""
+
+
+__all__ = ["instrument", "uninstrument"]
