@@ -39,6 +39,8 @@ logger = logging.getLogger("flask_telemetry")
 #: the ``job.meta`` key of RQ.
 REQUEST_ID_KEY = "telemetry_request_id"
 TRACE_ID_KEY = "telemetry_trace_id"
+#: RQ only: how many times the job was retried after an exception.
+RETRIES_KEY = "telemetry_retries"
 
 # The same rules as an incoming X-Request-ID and a W3C trace id: a value
 # from the broker that does not match is ignored, never cleaned up.

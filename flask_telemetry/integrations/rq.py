@@ -46,6 +46,7 @@ from flask_telemetry import Telemetry
 from . import require
 from ._jobs import (
     REQUEST_ID_KEY,
+    RETRIES_KEY,
     TRACE_ID_KEY,
     JobOptions,
     JobRun,
@@ -193,6 +194,10 @@ class _Recording:
         run = self._telemetry_run
         if run is not None and exc_info and run.job_id == cut(job.id, 64):
             run.exception = exc_info[1] if exc_info[1] is not None else exc_info[0]
+            if getattr(job, "retries_left", None) and isinstance(job.meta, dict):
+                # RQ counts only retries asked for by returning Retry: count
+                # the retries after an exception in the meta RQ saves next.
+                job.meta[RETRIES_KEY] = (run.retries or 0) + 1
         super().handle_exception(job, *exc_info)  # type: ignore[misc]
 
     def _start_run(self, job: Job, queue: rq.Queue) -> JobRun | None:
@@ -205,7 +210,7 @@ class _Recording:
                 name = job.func_name
             except Exception:  # a job that cannot be deserialized
                 name = None
-            retries = getattr(job, "number_of_retries", None)
+            retries = getattr(job, "number_of_retries", None) or meta.get(RETRIES_KEY)
             run = JobRun(
                 options=options,
                 system="rq",
