@@ -12,14 +12,17 @@ from __future__ import annotations
 import re
 import typing as t
 import uuid
+from pathlib import Path
 
 import jobs_app
 import pytest
 import redis
 import rq
 from flask import Flask
+from flask_migrate import upgrade
 from jobs_support import (
     BACKENDS,
+    DOWN_REDIS_URL,
     TRACE_ID,
     TRACEPARENT,
     Jobs,
@@ -246,3 +249,60 @@ def test_hooks_never_raise_into_the_job(
     _work(app, queue)
     assert job.get_status() == rq.job.JobStatus.FINISHED
     assert current_request_id() is None
+
+
+# -- the example app ---------------------------------------------------------
+
+
+def test_example_app_enqueues_under_the_admin_request(tmp_path: Path) -> None:
+    """A price change enqueues a job; its row carries the change's request id.
+    With Redis down the change still succeeds."""
+    from example_app import create_app, seed_data
+    from example_app.extensions import db, telemetry
+
+    url = redis_url()
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'example.db'}",
+            "TESTING": True,
+            "TELEMETRY_DELIVERY": "sync",
+            "REDIS_URL": url,
+            "RQ_QUEUE": f"ft-example-{uuid.uuid4().hex[:10]}",
+        }
+    )
+    queue = rq.Queue(app.config["RQ_QUEUE"], connection=redis.Redis.from_url(url))
+    try:
+        with app.app_context():
+            upgrade()
+            seed_data()
+        client = app.test_client()
+        login = {"username": "root", "password": "correct horse"}
+        assert client.post("/auth/login", json=login).status_code == 200
+        assert client.post("/auth/stepup", json={"code": "424242"}).status_code == 200
+        changed = client.post(
+            "/admin/products/1/price",
+            json={"price_cents": 2100},
+            headers={"X-Request-ID": "example-price-1"},
+        )
+        assert changed.status_code == 200
+        with app.app_context():
+            worker = telemetry_rq.SimpleWorker([queue], connection=queue.connection)
+            worker.work(burst=True)
+            model = telemetry.trace_model
+            rows = db.session.scalars(
+                db.select(model).filter_by(request_id="example-price-1")
+            ).all()
+        events = {r.event_type: r.metadata_ for r in rows}
+        assert events["worker_job_end"]["job"] == "example_app.jobs.announce_price"
+        assert "resource_mutation" in events
+
+        app.config["REDIS_URL"] = DOWN_REDIS_URL
+        down = client.post("/admin/products/1/price", json={"price_cents": 2200})
+        assert down.status_code == 200
+    finally:
+        queue.delete(delete_jobs=True)
+        queue.connection.close()
+        with app.app_context():
+            telemetry.shutdown(5)
+            db.session.remove()
+            db.engine.dispose()
