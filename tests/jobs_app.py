@@ -98,6 +98,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.task(name="jobs.add")(add)
     celery_app.task(name="jobs.fail")(fail)
     celery_app.task(name="jobs.sleep")(sleep)
+    celery_app.task(name="jobs.flaky", bind=True, max_retries=1)(flaky)
     app.extensions["celery"] = celery_app
     return celery_app
 
@@ -118,6 +119,11 @@ def add(x: int, y: int) -> int:
 def fail() -> None:
     """Fail with a message that must never be stored."""
     raise ValueError("card 4111 1111 1111 1111 declined")
+
+
+def flaky(task: Task) -> None:
+    """A Celery task that asks for a retry once, then fails."""
+    raise task.retry(exc=ConnectionError("upstream down"), countdown=0)
 
 
 def sleep(seconds: float = 0.05) -> None:

@@ -131,6 +131,24 @@ def test_failing_task_is_recorded_without_its_message(celery_worker: Jobs) -> No
     assert fail.metadata["duration_ms"] >= 0
 
 
+def test_retried_task_is_recorded_per_run(celery_worker: Jobs) -> None:
+    """self.retry(): a warning that it will run again, then the final error."""
+    request_id = new_request_id("flaky")
+    app = celery_worker.app()
+    response = app.test_client().get(
+        "/enqueue?what=celery&task=flaky", headers={"X-Request-ID": request_id}
+    )
+    assert response.status_code == 200
+    rows = celery_worker.rows(request_id, count=3)
+    runs = [r for r in rows if r.event_type == "worker_job_fail"]
+    assert [(r.severity, r.metadata["will_retry"]) for r in runs] == [
+        ("warning", True),
+        ("error", False),
+    ]
+    assert [r.metadata["retries"] for r in runs] == [0, 1]
+    assert {r.metadata["exception"] for r in runs} == {"ConnectionError"}
+
+
 def test_task_published_outside_a_request_runs_under_a_new_id(
     celery_worker: Jobs,
 ) -> None:
@@ -317,12 +335,16 @@ def test_hooks_never_raise_into_the_task(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(jobs_app.telemetry, "record", broken)
     task = celery_app.tasks["jobs.add"]
-    telemetry_celery._prerun(task=task, task_id="t-1")
-    assert current_request_id() is not None
-    telemetry_celery._postrun(task_id="t-1", state="SUCCESS")
-    assert current_request_id() is None
+    task.push_request(id="t-1")
+    try:
+        telemetry_celery._prerun(task=task, task_id="t-1")
+        assert current_request_id() is not None
+        telemetry_celery._postrun(task=task, state="SUCCESS")
+        assert current_request_id() is None
+    finally:
+        task.pop_request()
     telemetry_celery._prerun(task=object(), task_id="t-2")
-    telemetry_celery._postrun(task_id="t-2", state="FAILURE", retval=ValueError())
+    telemetry_celery._postrun(task=object(), state="FAILURE", retval=ValueError())
     telemetry_celery._before_publish(headers={"x": object()})
     assert current_request_id() is None
 

@@ -51,7 +51,9 @@ _lock = threading.Lock()
 _instrumented: weakref.WeakKeyDictionary[t.Any, JobOptions] = (
     weakref.WeakKeyDictionary()
 )
-_runs: dict[str, JobRun] = {}
+#: Where a run waits from task_prerun to task_postrun: on the task's request,
+#: which Celery pushes for one execution (an eager retry nests another).
+_RUN = "_flask_telemetry_run"
 _UID = "flask_telemetry.integrations.celery"
 
 
@@ -118,7 +120,10 @@ def _disconnect() -> None:
 
 
 def _options(task: t.Any) -> JobOptions | None:
-    return _instrumented.get(getattr(task, "app", None))
+    try:
+        return _instrumented.get(task.app)
+    except (AttributeError, TypeError):  # not a task, or an app without weakrefs
+        return None
 
 
 def _before_publish(
@@ -170,7 +175,7 @@ def _prerun(
                 _header(request, TRACE_ID_KEY),
             ),
         )
-        _runs[task_id] = run
+        setattr(request, _RUN, run)
         run.start()
     except Exception:
         warn("celery-prerun", "Telemetry could not record the start of a task")
@@ -178,14 +183,18 @@ def _prerun(
 
 def _postrun(
     sender: t.Any = None,
-    task_id: str | None = None,
+    task: t.Any = None,
     retval: t.Any = None,
     state: str | None = None,
     **_: t.Any,
 ) -> None:
     """Record how the task ended and deactivate its correlation."""
-    run = _runs.pop(task_id, None) if task_id is not None else None
-    if run is None:
+    try:
+        request = task.request
+        run = request.__dict__.pop(_RUN, None)
+    except Exception:  # not a task
+        return
+    if not isinstance(run, JobRun):
         return
     try:
         failed = state in (_FAILURE, _RETRY)
