@@ -184,7 +184,7 @@ def worker(command: list[str], jobs: Jobs, ready: str) -> t.Iterator[None]:
 
 #: Module-scoped fixtures of the test modules: one database, queue and worker
 #: per module and backend.
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", "postgresql", "mariadb"]
 
 
 def celery_command(jobs: Jobs) -> list[str]:

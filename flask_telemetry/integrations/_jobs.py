@@ -46,7 +46,7 @@ RETRIES_KEY = "telemetry_retries"
 # from the broker that does not match is ignored, never cleaned up.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _TRACE_ID = re.compile(r"(?!0{32})[0-9a-f]{32}")
-_EXCEPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,199}")
+_EXCEPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}")
 _MESSAGE_LENGTH = 500
 
 _now = time.perf_counter
@@ -157,7 +157,8 @@ class JobRun:
                 self._record(EventType.WORKER_JOB_FAIL, severity, facts, always=True)
             elif duration_ms > self.options.slow_ms:
                 facts["slow"] = True
-                self._record(EventType.WORKER_JOB_END, Severity.WARNING, facts, True)
+                severity = Severity.WARNING
+                self._record(EventType.WORKER_JOB_END, severity, facts, always=True)
             elif self.keep:
                 self._record(EventType.WORKER_JOB_END, Severity.INFO, facts)
 
@@ -173,7 +174,7 @@ class JobRun:
         if exc is None:
             return {}
         cls = exc if isinstance(exc, type) else type(exc)
-        name = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "")
+        name = getattr(cls, "__name__", None)  # as http_request_end stores it
         facts: dict[str, t.Any] = {}
         if isinstance(name, str) and _EXCEPTION_NAME.fullmatch(name):
             facts["exception"] = name
