@@ -22,6 +22,7 @@ from pathlib import Path
 import jobs_app
 import pytest
 import redis
+import rq
 import sqlalchemy as sa
 from flask import Flask
 
@@ -143,9 +144,30 @@ def shared_jobs(
             jobs_app.telemetry.shutdown(5)
             for engine in jobs_app.db.engines.values():
                 engine.dispose()
+    for name in (f"{shared.queue}-idle", shared.queue):  # "*name*" matches both
+        forget_queue(url, name)
+
+
+def forget_queue(url: str, name: str) -> None:
+    """Delete what the tests left in Redis for queue ``name``: its jobs (RQ
+    keeps failed ones for a year), registries, Celery messages and bindings."""
     client = redis.Redis.from_url(url)
     with contextlib.closing(client):
-        keys = list(client.scan_iter(f"*{shared.queue}*"))
+        queue = rq.Queue(name, connection=client)
+        job_ids = set(queue.get_job_ids())
+        for registry in (
+            queue.finished_job_registry,
+            queue.failed_job_registry,
+            queue.started_job_registry,
+            queue.deferred_job_registry,
+            queue.scheduled_job_registry,
+        ):
+            job_ids.update(registry.get_job_ids())
+        for job in rq.job.Job.fetch_many(list(job_ids), connection=client):
+            if job is not None:
+                job.delete()
+        queue.delete(delete_jobs=True)
+        keys = list(client.scan_iter(f"*{name}*"))
         if keys:
             client.delete(*keys)
 

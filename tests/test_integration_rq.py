@@ -26,6 +26,7 @@ from jobs_support import (
     TRACE_ID,
     TRACEPARENT,
     Jobs,
+    forget_queue,
     new_request_id,
     redis_url,
     rq_command,
@@ -147,8 +148,8 @@ def local() -> t.Iterator[tuple[Flask, rq.Queue]]:
         jobs_app.db.create_all()
     queue = jobs_app.rq_queue(app)
     yield app, queue
-    queue.delete(delete_jobs=True)
     queue.connection.close()
+    forget_queue(url, queue.name)
 
 
 def _work(app: Flask, queue: rq.Queue) -> list[t.Any]:
@@ -300,8 +301,8 @@ def test_example_app_enqueues_under_the_admin_request(tmp_path: Path) -> None:
         down = client.post("/admin/products/1/price", json={"price_cents": 2200})
         assert down.status_code == 200
     finally:
-        queue.delete(delete_jobs=True)
         queue.connection.close()
+        forget_queue(url, queue.name)
         with app.app_context():
             telemetry.shutdown(5)
             db.session.remove()
