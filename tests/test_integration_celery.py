@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import typing as t
+from pathlib import Path
 
 import jobs_app
 import pytest
@@ -364,3 +365,24 @@ def _wait_for_lines(jobs: Jobs, request_id: str, count: int) -> list[str]:
         if len(lines) >= count or time.monotonic() > deadline:
             return lines
         time.sleep(0.1)
+
+
+def test_pool_process_exit_stores_what_it_recorded(tmp_path: Path) -> None:
+    """A prefork pool process ends with os._exit(): events still queued for
+    the async writer are stored by worker_process_shutdown."""
+    app = jobs_app.create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'pool.db'}",
+            "TELEMETRY_DELIVERY": "async",
+            "TELEMETRY_FLUSH_INTERVAL": 60.0,
+        }
+    )
+    with app.app_context():
+        jobs_app.db.create_all()
+        jobs_app.telemetry.record("cache_miss")
+        assert jobs_app.telemetry.stats()["written"] == 0
+    signals.worker_process_shutdown.send(sender=None, pid=1, exitcode=0)
+    with app.app_context():
+        assert jobs_app.telemetry.stats()["written"] == 1
+        jobs_app.telemetry.shutdown(5)
+        jobs_app.db.engine.dispose()

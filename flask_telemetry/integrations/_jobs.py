@@ -201,7 +201,12 @@ class JobRun:
         self.options.telemetry.record(event_type, severity, metadata=metadata)
 
     def _recording(self) -> t.ContextManager[object]:
-        app = self.options.app
+        return self.recording_in(self.options)
+
+    @staticmethod
+    def recording_in(options: JobOptions) -> t.ContextManager[object]:
+        """The app context to record in: ``options.app``'s when none is active."""
+        app = options.app
         if app is None or has_app_context():
             return contextlib.nullcontext()
         return app.app_context()

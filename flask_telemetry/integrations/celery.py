@@ -111,12 +111,16 @@ def _connect() -> None:
     signals.before_task_publish.connect(_before_publish, weak=False, dispatch_uid=_UID)
     signals.task_prerun.connect(_prerun, weak=False, dispatch_uid=_UID)
     signals.task_postrun.connect(_postrun, weak=False, dispatch_uid=_UID)
+    signals.worker_process_shutdown.connect(
+        _process_shutdown, weak=False, dispatch_uid=_UID
+    )
 
 
 def _disconnect() -> None:
     signals.before_task_publish.disconnect(_before_publish, dispatch_uid=_UID)
     signals.task_prerun.disconnect(_prerun, dispatch_uid=_UID)
     signals.task_postrun.disconnect(_postrun, dispatch_uid=_UID)
+    signals.worker_process_shutdown.disconnect(_process_shutdown, dispatch_uid=_UID)
 
 
 def _options(task: t.Any) -> JobOptions | None:
@@ -206,6 +210,21 @@ def _postrun(
     except Exception:
         run.close()
         warn("celery-postrun", "Telemetry could not record the end of a task")
+
+
+#: Seconds a pool process waits at exit for its events to be stored.
+SHUTDOWN_FLUSH_TIMEOUT = 2.0
+
+
+def _process_shutdown(**_: t.Any) -> None:
+    """Store what a prefork pool process recorded: it exits with os._exit(),
+    which skips telemetry's own flush at exit."""
+    for options in list(_instrumented.values()):
+        try:
+            with JobRun.recording_in(options):
+                options.telemetry.flush(SHUTDOWN_FLUSH_TIMEOUT)
+        except Exception:
+            warn("celery-shutdown", "Telemetry could not flush at process exit")
 
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
