@@ -43,7 +43,7 @@ require("celery", "celery")
 
 from celery import signals  # type: ignore[import-untyped]  # noqa: E402
 
-#: Celery states that end a run without an error of the task's own.
+#: Celery states of a run that raised: for good, or asking for a retry.
 _RETRY = "RETRY"
 _FAILURE = "FAILURE"
 

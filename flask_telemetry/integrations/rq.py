@@ -204,6 +204,7 @@ class _Recording:
         options = _options
         if options is None:
             return None
+        run: JobRun | None = None
         try:
             meta = job.meta if isinstance(job.meta, dict) else {}
             try:
@@ -226,6 +227,9 @@ class _Recording:
             run.start()
             return run
         except Exception:
+            self._telemetry_run = None
+            if run is not None:
+                run.close()
             warn("rq-start", "Telemetry could not record the start of a job")
             return None
 
