@@ -2,7 +2,8 @@
 
 Run it with ``make demo`` (drives a few requests and prints the stored rows)
 or ``make serve``. SQLite in the instance folder by default; any database
-through ``DATABASE_URL``.
+through ``DATABASE_URL``; with ``REDIS_URL``, price changes enqueue an RQ job
+(see :mod:`example_app.jobs`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from flask import Flask, g
 
 from flask_telemetry import ActorType
 
-from . import admin, auth, catalogue, shipping
+from . import admin, auth, catalogue, jobs, shipping
 from .extensions import db, migrate, telemetry
 from .models import Product, User
 
@@ -39,6 +40,7 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     telemetry.init_app(app)
+    jobs.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(catalogue.bp)
     app.register_blueprint(admin.bp)

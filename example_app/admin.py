@@ -8,7 +8,7 @@ from flask import Blueprint, abort, g, request, session
 
 from flask_telemetry import ActorType, EventType
 
-from . import catalogue
+from . import catalogue, jobs
 from .extensions import db, telemetry
 from .models import Product
 
@@ -48,4 +48,5 @@ def set_price(product_id: int) -> dict[str, t.Any]:
             "new": new_price,
         },
     )
+    jobs.enqueue(jobs.announce_price, product_id)
     return {"id": product_id, "price_cents": new_price}

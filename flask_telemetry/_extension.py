@@ -352,6 +352,21 @@ class Telemetry:
         ``counters.wrote(n)``, ``counters.drop(reason, n)``."""
         return self._required().stats
 
+    def keep_routine(self, trace_id: str | None = None) -> bool:
+        """Whether :confval:`TELEMETRY_SAMPLE_RATE` keeps one routine event.
+
+        The decision a fast, successful request gets, for an integration that
+        records routine events of its own (a job that ended well): with a W3C
+        ``trace_id`` it follows the trace, so a request and its jobs are kept
+        or left out together. Call :meth:`count_sampled_out` for an event
+        left out, so that :meth:`stats` stays exact.
+        """
+        return self._required().request.policy.sampler.keep(trace_id)
+
+    def count_sampled_out(self) -> None:
+        """Count one routine event left out by sampling (``sampled_out``)."""
+        self._required().recorder.skip("sampled_out")
+
     @staticmethod
     def of(app: Flask) -> Telemetry:
         """The :class:`Telemetry` registered on ``app``.
