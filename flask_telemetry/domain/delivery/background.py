@@ -20,8 +20,9 @@ class BackgroundDelivery:
     """Queues events on the caller's thread; a writer thread inserts them in batches.
 
     ``deliver`` does no I/O and never waits: a queue holding ``queue_size``
-    events or ``max_bytes`` bytes (an estimate of what the queued events
-    occupy in memory, see :func:`.size.pending_bytes`) drops the new event
+    events or ``max_bytes`` bytes (an estimate of what the events queued or
+    in the writer's hands occupy in memory, see
+    :func:`.size.pending_bytes`) drops the new event
     (counted as ``queue_full``). The writer thread starts on first use; it
     takes up to ``batch_size`` events when that many are queued or every
     ``flush_interval`` seconds, and inserts each batch with one executemany.
@@ -81,7 +82,8 @@ class BackgroundDelivery:
         self._queue: collections.deque[Pending] = collections.deque()
         self._sizes: collections.deque[int] = collections.deque()
         self._lock = threading.Lock()  # the queue, its sizes and _bytes together
-        self._bytes = 0
+        self._bytes = 0  # queued and in flight: freed once a batch is counted
+        self._busy_bytes = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._stopped = False  # _stop.is_set(), read without a call on each put
@@ -161,7 +163,7 @@ class BackgroundDelivery:
         return len(self._queue) + self._busy
 
     def queued_bytes(self) -> int:
-        """The estimated memory held by the queued events."""
+        """The estimated memory held by the events queued or in flight."""
         return self._bytes
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -202,7 +204,7 @@ class BackgroundDelivery:
             left = len(self._queue)
             self._queue.clear()
             self._sizes.clear()
-            self._bytes = 0
+            self._bytes = self._busy_bytes
         if not self._busy:
             self.store.release()
         if left:
@@ -226,8 +228,13 @@ class BackgroundDelivery:
         with self._lock:
             size = min(self.batch_size, len(self._queue))
             batch = [self._queue.popleft() for _ in range(size)]
-            self._bytes -= sum(self._sizes.popleft() for _ in range(size))
+            self._busy_bytes = sum(self._sizes.popleft() for _ in range(size))
         return batch
+
+    def _release_batch(self) -> None:
+        with self._lock:
+            self._bytes -= self._busy_bytes
+            self._busy_bytes = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -253,6 +260,8 @@ class BackgroundDelivery:
                     self.store.count(outcome)
                     self._finished += self._busy
                     self._busy = 0
+                    del batch
+                    self._release_batch()
                     self._idle.notify_all()
             with self._idle:
                 self._idle.notify_all()
