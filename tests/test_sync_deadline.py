@@ -79,14 +79,14 @@ def test_exhausted_pool_neither_starves_nor_stalls_the_application(
 def _frozen_app(url: str, **config: t.Any) -> tuple[Flask, SQLAlchemy, Telemetry]:
     app = Flask("frozen")
     app.config.update(
-        SQLALCHEMY_DATABASE_URI=url,
-        **{
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
             ConfigVars.DELIVERY: "sync",
             ConfigVars.RECORD_REQUESTS: False,
             ConfigVars.SYNC_DEADLINE_MS: DEADLINE_MS,
             ConfigVars.BREAKER_COOLDOWN: 0.5,
-        },
-        **config,
+            **config,
+        }
     )
     db = SQLAlchemy(app)
     telemetry = Telemetry(app)
@@ -234,3 +234,46 @@ def test_stats_balance_in_every_snapshot_under_load(
     assert final["accepted"] == final["written"] == 800
     assert final["queue_depth"] == 0
     assert len(bundle.rows()) == 800
+
+
+def test_batch_abandoned_at_shutdown_is_counted_once(
+    server_databases: dict[str, str],
+) -> None:
+    """shutdown() gives up on a batch whose INSERT hangs (a frozen
+    connection) and counts it as shutdown; when the INSERT commits after
+    all, the batch is counted as written instead, never as both."""
+    require_backend("postgresql")
+    with proxy_to(server_databases["postgresql"]) as (proxy, url):
+        app, db, telemetry = _frozen_app(
+            url, **{ConfigVars.DELIVERY: "async", ConfigVars.FLUSH_INTERVAL: 0.02}
+        )
+        with app.app_context():
+            db.create_all()
+            for _ in range(10):
+                telemetry.record(EventType.CACHE_HIT)
+            assert telemetry.flush(10)
+            proxy.freeze()
+            try:
+                for _ in range(5):
+                    telemetry.record(EventType.CACHE_MISS)
+                assert not telemetry.flush(0.3)  # the writer's INSERT hangs
+                telemetry.shutdown(0.3)
+                at_shutdown = telemetry.stats()
+            finally:
+                proxy.thaw()
+            deadline = time.monotonic() + 20
+            while telemetry.stats()["written"] < 15 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            after = telemetry.stats()
+            count = db.session.scalar(
+                sa.select(sa.func.count()).select_from(telemetry.trace_model)
+            )
+            db.session.remove()
+            db.drop_all()
+            db.engine.dispose()
+    print(f"\nat shutdown {at_shutdown}; after the thaw {after}")
+    assert at_shutdown["dropped"]["shutdown"] == 5
+    assert at_shutdown["written"] == 10
+    assert after["written"] == 15 == count
+    assert after["dropped"]["shutdown"] == 0
+    assert after["accepted"] == 15

@@ -265,6 +265,8 @@ class BackgroundDelivery:
                     self._idle.notify_all()
             with self._idle:
                 self._idle.notify_all()
+        if not self._busy:
+            self.store.release()  # stopped: close() may have left it to us
 
     def _store(self, batch: list[Pending], outcome: Outcome) -> None:
         rows = self.store.validate(self._build(batch, outcome), outcome)
