@@ -40,8 +40,13 @@ def cluster_app(cluster: PgCluster, **config: t.Any) -> t.Iterator[Flask]:
     app = Flask("faults")
     app.config.update(
         SQLALCHEMY_DATABASE_URI=cluster.url,
-        # The connect timeout is the engine's (see TraceWriter).
-        SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"connect_timeout": 2}},
+        # The connect timeout is the engine's (see TraceWriter). Pre-ping:
+        # the test's own queries after a restart must not meet a connection
+        # the restart closed (telemetry's pool copies the setting).
+        SQLALCHEMY_ENGINE_OPTIONS={
+            "connect_args": {"connect_timeout": 2},
+            "pool_pre_ping": True,
+        },
         **config,
     )
     db = SQLAlchemy(app)
