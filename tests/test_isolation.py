@@ -118,8 +118,9 @@ def test_only_telemetry_traces_is_written(make_app: MakeApp, delivery: str) -> N
         bundle.telemetry.record("bogus")  # dropped before storage
         return "ok"
 
-    with app.app_context():
-        engine = bundle.db.engine
+    # Every engine: telemetry writes through a pool (and engine) of its own
+    # made from the application's.
+    engine = sa.engine.Engine
     sa.event.listen(engine, "before_cursor_execute", watch)
     try:
         client = bundle.client()
