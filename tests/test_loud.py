@@ -37,9 +37,9 @@ _APP = textwrap.dedent(
     SQLAlchemy(app)
     telemetry = Telemetry(app)  # no table: never created
     with app.app_context():
-        for i in range(int(sys.argv[3])):
+        for i in range(int(sys.argv[3])):  # async: one failed batch of them
             telemetry.record(EventType.CACHE_MISS, metadata={"i": i})
-            telemetry.flush(5)
+        telemetry.flush(5)
         telemetry.record("no_such_event")
         print(telemetry.stats()["dropped"]["storage_error"])
     """
