@@ -103,28 +103,55 @@ class _Walk:
 
     def mapping(self, value: t.Mapping[t.Any, t.Any], depth: int) -> dict[str, t.Any]:
         ident = id(value)
-        if ident in self.path:
+        path = self.path
+        if ident in path:
             raise _NotJSON("circular reference")
         # {} and ", " between items; at least 5 bytes more ("": 0) per item:
         # an object too big for the limit stops here, however many items.
         count = len(value)
-        self.add(2 + 2 * max(0, count - 1))
-        if self.size + 5 * count > self.limit:
-            self.add(5 * count)
-        self.path.add(ident)
+        limit = self.limit
+        size = self.size + 2 + 2 * max(0, count - 1)
+        if size + 5 * count > limit:
+            self.size = size + 5 * count
+            raise _TooBig
+        path.add(ident)
         out: dict[str, t.Any] = {}
         redacts = self.privacy.redacts
+        # The sizes are kept in a local; the common keys and values (short
+        # printable strings, booleans, None) are handled inline.
         for key, item in value.items():
-            name = self.key(key)
+            if type(key) is str and len(key) <= 256 and key.isprintable():
+                name = key
+                size += _size(key) + 2  # "key": (quotes and escapes included)
+            else:
+                self.size = size
+                name = self.key(key)
+                size = self.size + 2
+            if size > limit:
+                self.size = size
+                raise _TooBig
             if name in out:
                 raise _NotJSON(f"two keys are {name!r} once made strings")
-            self.add(2)  # ": "
             if redacts(name):
-                self.add(len(REDACTED) + 2)
+                size += len(REDACTED) + 2
                 out[name] = REDACTED
             else:
-                out[name] = self.value(item, depth + 1)
-        self.path.discard(ident)
+                kind = type(item)
+                if kind is str and len(item) <= 256 and item.isprintable():
+                    size += _size(item)
+                    out[name] = item
+                elif item is None or kind is bool:
+                    size += 5 if item is False else 4
+                    out[name] = item
+                else:
+                    self.size = size
+                    out[name] = self.value(item, depth + 1)
+                    size = self.size
+            if size > limit:
+                self.size = size
+                raise _TooBig
+        self.size = size
+        path.discard(ident)
         return out
 
     def key(self, key: object) -> str:

@@ -21,23 +21,46 @@ def pending_bytes(event: Pending) -> int:
     numbers) are counted as if they were the event's own. The metadata is
     walked; it is bounded by ``TELEMETRY_METADATA_MAX_BYTES`` already.
     """
+    _, _, _, _, request_id, route_name, ip_address, user_agent, metadata, _ = event
     size = _EVENT
-    for text in event[4:8]:
-        if text is not None:
-            size += _sizeof(text)
-    metadata = event[8]
+    if request_id is not None:
+        size += _sizeof(request_id)
+    if route_name is not None:
+        size += _sizeof(route_name)
+    if ip_address is not None:
+        size += _sizeof(ip_address)
+    if user_agent is not None:
+        size += _sizeof(user_agent)
     if metadata is not None:
-        size += _FACTS if type(metadata) is tuple else _value_bytes(metadata)
+        size += _dict_bytes(metadata) if type(metadata) is dict else _FACTS
     return size
 
 
-def _value_bytes(value: t.Any) -> int:
+def _dict_bytes(value: dict[str, t.Any]) -> int:
     size: int = _sizeof(value)
-    kind = type(value)
-    if kind is dict:
-        for key, item in value.items():
-            size += _sizeof(key) + _value_bytes(item)
-    elif kind is list:
-        for item in value:
-            size += _value_bytes(item)
+    for key, item in value.items():
+        kind = type(item)
+        if kind is str:
+            size += _sizeof(key) + _sizeof(item)
+        elif kind is dict:
+            size += _sizeof(key) + _dict_bytes(item)
+        elif kind is list:
+            size += _sizeof(key) + _list_bytes(item)
+        else:  # a number, True, False or None
+            size += _sizeof(key) + 32
+    return size
+
+
+def _list_bytes(value: list[t.Any]) -> int:
+    size: int = _sizeof(value)
+    for item in value:
+        kind = type(item)
+        if kind is str:
+            size += _sizeof(item)
+        elif kind is dict:
+            size += _dict_bytes(item)
+        elif kind is list:
+            size += _list_bytes(item)
+        else:
+            size += 32
     return size
