@@ -99,6 +99,17 @@ def test_first_failure_of_each_kind_reaches_stderr_with_its_cause(
         assert "error ignored" not in stderr  # psycopg's pipeline noise
 
 
+@pytest.mark.slow
+def test_a_wrong_url_is_heard_too(tmp_path: t.Any) -> None:
+    """Nothing listens there: the driver's own message reaches stderr."""
+    wrong = "postgresql+psycopg://postgres@127.0.0.1:9/none"
+    stdout, stderr = _run(wrong, "sync", 3, tmp_path)
+    failures = [line for line in stderr.splitlines() if "port 9 failed" in line]
+    assert int(stdout.strip()) >= 1
+    assert failures, stderr
+    assert "Connection refused" in failures[0]
+
+
 def test_quiet_on_stderr_once_logging_is_configured(
     bundle: Bundle, capsys: pytest.CaptureFixture[str], caplog: t.Any
 ) -> None:
