@@ -15,7 +15,14 @@ import pytest
 from conftest import MakeApp
 from flask_telemetry import ConfigVars, EventType, Telemetry
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # Python 3.12 warns when a process with threads (pytest's, telemetry's
+    # writers) forks; forking such a process is what this test is about.
+    pytest.mark.filterwarnings(
+        "ignore:This process .* is multi-threaded:DeprecationWarning"
+    ),
+]
 
 _current: dict[str, t.Any] = {}
 
