@@ -16,8 +16,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) -m example_app.demo
 
+# From the checkout's root, where the example_app package is importable; the
+# app factory points Flask-Migrate at example_app/migrations.
 serve: $(VENV)/.installed
-	cd example_app && FLASK_APP=example_app:create_app ../$(PY) -m flask db upgrade
+	FLASK_APP=example_app:create_app $(PY) -m flask db upgrade
+	FLASK_APP=example_app:create_app $(PY) -m flask seed
 	FLASK_APP=example_app:create_app $(PY) -m flask run
 
 lint: $(VENV)/.installed

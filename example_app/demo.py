@@ -46,11 +46,15 @@ def main() -> None:
         ).all()
         print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
         print(f"{len(run)} requests -> {len(rows)} rows in telemetry_traces:\n")
+        print(
+            f"{'id':>4} {'occurred_at':<15} {'event_type':<20} {'severity':<8} "
+            f"{'actor':<9} {'id':>3} {'route_name':<22} {'request_id':<36} metadata"
+        )
         for row in rows:
             print(
                 f"{row.id:>4} {row.occurred_at:%H:%M:%S.%f} {row.event_type:<20} "
                 f"{row.severity:<8} {row.actor_type:<9} {row.actor_id or '-':>3} "
-                f"{row.route_name or '-':<22} {row.request_id[:13]:<13} "
+                f"{row.route_name or '-':<22} {row.request_id or '-':<36} "
                 f"{json.dumps(row.metadata_)}"
             )
         print(f"\nstats: {telemetry.stats()}")

@@ -232,6 +232,18 @@ class ConfigVars:
         number(integer=True, minimum=1),
         "Events queued per process.",
     )
+    QUEUE_MAX_BYTES = Key(
+        "TELEMETRY_QUEUE_MAX_BYTES",
+        16 * 1024 * 1024,
+        number(integer=True, minimum=65536),
+        "Memory the queued events may hold per process, in bytes (an estimate).",
+    )
+    SYNC_DEADLINE_MS = Key(
+        "TELEMETRY_SYNC_DEADLINE_MS",
+        1000,
+        number(integer=True, minimum=1),
+        "Longest a sync record() waits for its event to be stored.",
+    )
     BATCH_SIZE = Key(
         "TELEMETRY_BATCH_SIZE",
         500,
@@ -267,7 +279,7 @@ class ConfigVars:
     )
     DURABLE_COMMIT = Key(
         "TELEMETRY_DURABLE_COMMIT",
-        False,
+        True,
         boolean,
         "Wait for the WAL flush on PostgreSQL.",
     )
@@ -363,6 +375,8 @@ class Settings:
     strict: bool
     retention_days: int
     queue_size: int
+    queue_max_bytes: int
+    sync_deadline_ms: int
     batch_size: int
     flush_interval: float
     shutdown_timeout: float

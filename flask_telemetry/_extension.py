@@ -33,6 +33,7 @@ from .http.correlation import current_correlation
 from .http.hooks import ActorLoader, RequestTelemetry
 from .http.routes import RouteRules
 from .storage.model import trace_model
+from .storage.pool import own_pool_engine
 from .storage.vocabulary import ActorType, EventType, Severity
 from .storage.writer import TraceWriter
 
@@ -124,8 +125,27 @@ class Telemetry:
             with app.app_context():
                 return db.engines[bind_key]
 
+        own: list[sa.Engine] = []
+
+        def writer_engine() -> sa.Engine:
+            # The application's default engine: telemetry writes through a
+            # pool of its own, so that it never waits for, nor holds, one of
+            # the application's connections. A bind of telemetry's own
+            # (TELEMETRY_BIND_KEY) is used as it is.
+            shared = engine()
+            if bind_key is not None:
+                return shared
+            made = own_pool_engine(shared, timeout=5.0)
+            if made is not shared:
+                own.append(made)
+            return made
+
+        def release() -> None:
+            for made in own:
+                made.dispose()
+
         writer = TraceWriter(
-            engine,
+            writer_engine,
             model.__table__,
             event_types=self._event_values,
             lock_timeout_ms=settings.lock_timeout_ms,
@@ -139,7 +159,8 @@ class Telemetry:
         )
         stats = Stats()
         log = RateLimitedLog()
-        store = BatchStore(writer, stats, log)
+        store = BatchStore(writer, stats, log, release=release)
+        weakref.finalize(store, release)
         breaker = CircuitBreaker(
             threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown
         )
@@ -149,6 +170,7 @@ class Telemetry:
                 store,
                 breaker,
                 queue_size=settings.queue_size,
+                max_bytes=settings.queue_max_bytes,
                 batch_size=settings.batch_size,
                 flush_interval=settings.flush_interval,
                 shutdown_timeout=settings.shutdown_timeout,
@@ -156,7 +178,18 @@ class Telemetry:
                 retry_backoff=settings.retry_backoff,
             )
         else:
-            delivery = SyncDelivery(store, breaker, max_pending=settings.queue_size)
+            delivery = SyncDelivery(
+                store,
+                breaker,
+                deadline=settings.sync_deadline_ms / 1000,
+                # A failure this slow was a timeout: no use trying again soon.
+                trip_after=min(settings.sync_deadline_ms, settings.lock_timeout_ms)
+                / 2000,
+                max_pending=settings.queue_size,
+                max_bytes=settings.queue_max_bytes,
+                batch_size=settings.batch_size,
+                shutdown_timeout=settings.shutdown_timeout,
+            )
         recorder = Recorder(
             delivery,
             stats,
@@ -214,7 +247,10 @@ class Telemetry:
         or raised as :class:`TelemetryError` with ``TELEMETRY_STRICT``.
         """
         state = self._state()
-        if state is None or not state.settings.enabled:
+        if state is None:
+            self._unrouted()
+            return
+        if not state.settings.enabled:
             return
         state.request.record(
             event_type,  # type: ignore[arg-type]
@@ -287,7 +323,6 @@ class Telemetry:
         if state is None:
             return {}
         snapshot = state.stats.snapshot()
-        snapshot["queue_depth"] = state.delivery.depth()
         snapshot["breaker"] = state.breaker.state
         snapshot["delivery"] = type(state.delivery).__name__
         return snapshot
@@ -401,12 +436,20 @@ class Telemetry:
         states = list(self._states)
         if len(states) == 1:
             return states[0]
-        if states:
-            logger.error(
-                "Telemetry is registered on %d apps; call record() in an app context.",
-                len(states),
-            )
         return None
+
+    def _unrouted(self) -> None:
+        # Recorded with no app context while serving several apps: the event
+        # could belong to any of them, so each counts it (and says so).
+        for state in list(self._states):
+            if state.settings.enabled:
+                state.recorder.skip("no_app")
+                state.recorder.log.error(
+                    "no_app",
+                    "Telemetry dropped an event recorded outside an app context: "
+                    "it is registered on several apps; record() inside "
+                    "app.app_context() to say which",
+                )
 
 
 def _event_values(enums: t.Iterable[type[enum.Enum]]) -> tuple[str, ...]:

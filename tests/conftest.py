@@ -230,3 +230,20 @@ def clean_url(db_url: str) -> t.Iterator[str]:
         for table in MIGRATED_TABLES:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: t.Any) -> None:
+    """One line per reason for skipped tests, instead of one per test.
+
+    ``-ra`` would list every test skipped for want of a database URL; the
+    summary of a run without them would be buried under those lines.
+    """
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in sorted(reasons.items()):
+        terminalreporter.write_line(f"SKIPPED {count} test(s): {reason}")

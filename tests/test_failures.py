@@ -173,7 +173,8 @@ def test_postgresql_connection_closed_by_the_server(
     admin = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
     try:
         with bundle.app.app_context():
-            engine = bundle.db.engine
+            # Telemetry's own engine (a pool of its own beside the app's).
+            engine = telemetry.delivery.store.writer.engine  # type: ignore[attr-defined]
             telemetry.record(EventType.CACHE_MISS)
             with admin.connect() as conn:
                 killed = conn.exec_driver_sql(
@@ -196,6 +197,8 @@ def test_postgresql_connection_closed_by_the_server(
                 raw.close()
     finally:
         admin.dispose()
+        with bundle.app.app_context():
+            bundle.db.engine.dispose()  # the app's own, killed connections
     assert stats["dropped"]["storage_error"] == 1
     assert stats["written"] == 2
     assert [r.event_type for r in bundle.rows()] == ["cache_miss", "cache_hit"]

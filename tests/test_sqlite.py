@@ -83,6 +83,7 @@ def test_sync_does_not_wait_out_the_busy_timeout(tmp_path: t.Any) -> None:
         f"sqlite:///{tmp_path / 'locked.db'}",
         TELEMETRY_DELIVERY="sync",
         TELEMETRY_LOCK_TIMEOUT_MS=100,
+        TELEMETRY_BREAKER_COOLDOWN=0.2,
     )
     with app.app_context():
         db.session.add(item())
@@ -97,6 +98,10 @@ def test_sync_does_not_wait_out_the_busy_timeout(tmp_path: t.Any) -> None:
         # The pooled connection's busy timeout is the driver's again afterwards.
         with db.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        # A timeout opened the breaker at once: nothing is tried until the
+        # cool-down has passed, and then the next event is stored.
+        assert telemetry.stats()["breaker"] == "open"
+        time.sleep(0.3)
         telemetry.record(EventType.RESOURCE_MUTATION)
         assert telemetry.stats()["written"] == 1
         db.engine.dispose()

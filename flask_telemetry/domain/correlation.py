@@ -11,7 +11,14 @@ import contextlib
 import contextvars
 import dataclasses
 import os
+import re
 import typing as t
+
+#: What a request id may look like: 1-64 safe characters. An incoming
+#: header, and a :class:`Correlation` made by hand or from a job's payload,
+#: that does not match is replaced, never cleaned up.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -38,6 +45,20 @@ class Correlation:
     request_id: str
     #: The W3C trace id of the request, when it came with a ``traceparent``.
     trace_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # Validated like the request-id header: a value that could shape
+        # what is stored or logged (newlines, quotes, 8 KiB) is replaced.
+        request_id = self.request_id
+        if not (
+            isinstance(request_id, str) and REQUEST_ID_PATTERN.fullmatch(request_id)
+        ):
+            object.__setattr__(self, "request_id", new_request_id())
+        trace_id = self.trace_id
+        if trace_id is not None and not (
+            isinstance(trace_id, str) and _TRACE_ID.fullmatch(trace_id)
+        ):
+            object.__setattr__(self, "trace_id", None)
 
     @classmethod
     def new(cls) -> Correlation:

@@ -16,12 +16,14 @@ import json.encoder
 import math
 import re
 import typing as t
+import unicodedata
 from collections.abc import Mapping
 
 from ..exceptions import TelemetryError
 
-#: Metadata keys redacted by default: a key is redacted when, lower-cased and
-#: with ``-`` and spaces read as ``_``, it contains one of these.
+#: Metadata keys redacted by default: a key is redacted when, normalized
+#: (NFKC, case-folded, only letters and digits kept), it contains one of
+#: these, normalized the same way.
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (
     "password",
     "passwd",
@@ -56,6 +58,9 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_IN_JSON = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _escaped = json.encoder.encode_basestring  # exact JSON form, in C
 _CACHE_SIZE = 4096
+#: Longest key the redaction cache keeps: the cache holds at most
+#: _CACHE_SIZE keys of this size (about 1 MiB at worst).
+_CACHED_KEY = 64
 
 
 def is_mapping(value: object) -> bool:
@@ -75,13 +80,145 @@ class _NotJSON(Exception):
     pass
 
 
+class _TooBig(Exception):
+    pass
+
+
+class _Walk:
+    """One copy of a metadata mapping, counting its JSON size as it goes and
+    stopping (:class:`_TooBig`) as soon as that passes ``limit``."""
+
+    __slots__ = ("limit", "path", "privacy", "size")
+
+    def __init__(self, privacy: Privacy, limit: int) -> None:
+        self.privacy = privacy
+        self.limit = limit
+        self.size = 0
+        self.path: set[int] = set()
+
+    def add(self, size: int) -> None:
+        self.size += size
+        if self.size > self.limit:
+            raise _TooBig
+
+    def mapping(self, value: t.Mapping[t.Any, t.Any], depth: int) -> dict[str, t.Any]:
+        ident = id(value)
+        path = self.path
+        if ident in path:
+            raise _NotJSON("circular reference")
+        # {} and ", " between items; at least 5 bytes more ("": 0) per item:
+        # an object too big for the limit stops here, however many items.
+        count = len(value)
+        limit = self.limit
+        size = self.size + 2 + 2 * max(0, count - 1)
+        if size + 5 * count > limit:
+            self.size = size + 5 * count
+            raise _TooBig
+        path.add(ident)
+        out: dict[str, t.Any] = {}
+        redacts = self.privacy.redacts
+        # The sizes are kept in a local; the common keys and values (short
+        # printable strings, booleans, None) are handled inline.
+        for key, item in value.items():
+            if type(key) is str and len(key) <= 256 and key.isprintable():
+                name = key
+                size += _size(key) + 2  # "key": (quotes and escapes included)
+            else:
+                self.size = size
+                name = self.key(key)
+                size = self.size + 2
+            if size > limit:
+                self.size = size
+                raise _TooBig
+            if name in out:
+                raise _NotJSON(f"two keys are {name!r} once made strings")
+            if redacts(name):
+                size += len(REDACTED) + 2
+                out[name] = REDACTED
+            else:
+                kind = type(item)
+                if kind is str and len(item) <= 256 and item.isprintable():
+                    size += _size(item)
+                    out[name] = item
+                elif item is None or kind is bool:
+                    size += 5 if item is False else 4
+                    out[name] = item
+                else:
+                    self.size = size
+                    out[name] = self.value(item, depth + 1)
+                    size = self.size
+            if size > limit:
+                self.size = size
+                raise _TooBig
+        self.size = size
+        path.discard(ident)
+        return out
+
+    def key(self, key: object) -> str:
+        if isinstance(key, str) and len(key) + 2 > self.limit - self.size:
+            self.add(len(key) + 2)  # too big: stop before reading it
+        text = _key(key, self.limit - self.size)
+        self.add(_size(text))
+        return text
+
+    def value(self, value: t.Any, depth: int) -> t.Any:
+        kind = type(value)
+        if kind is str or isinstance(value, str):
+            if len(value) + 2 > self.limit - self.size:
+                self.add(len(value) + 2)  # too big: stop before reading it
+            text = value if kind is str else str.__str__(value)
+            if not text.isprintable():
+                text = _CONTROL_IN_JSON.sub("", text)
+            self.add(_size(text))
+            return text
+        if value is None or kind is bool:
+            self.add(5 if value is False else 4)
+            return value
+        if isinstance(value, int):
+            number = int(value)
+            digits = int(number.bit_length() * 0.30103)
+            if digits > self.limit - self.size:
+                self.add(digits)  # too big: stop before printing it
+            try:
+                self.add(len(int.__repr__(number)))
+            except ValueError:  # more digits than Python will print
+                raise _NotJSON(f"integer of {number.bit_length()} bits") from None
+            return number
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise _NotJSON(f"{value!r} is not a JSON number")
+            real = float(value)
+            self.add(len(float.__repr__(real)))
+            return real
+        if depth >= MAX_DEPTH and (
+            isinstance(value, (list, tuple)) or is_mapping(value)
+        ):
+            self.add(len(TOO_DEEP) + 2)
+            return TOO_DEEP
+        if isinstance(value, (list, tuple)):
+            ident = id(value)
+            if ident in self.path:
+                raise _NotJSON("circular reference")
+            count = len(value)
+            self.add(2 + 2 * max(0, count - 1))  # [] and ", "
+            if self.size + count > self.limit:  # at least a byte per item
+                self.add(count)
+            self.path.add(ident)
+            items = [self.value(item, depth + 1) for item in value]
+            self.path.discard(ident)
+            return items
+        if is_mapping(value):
+            return self.mapping(value, depth)
+        raise _NotJSON(f"{kind.__name__} value")
+
+
 class Privacy:
     """Applies the privacy settings to what an event carries.
 
     :param redact_keys: metadata keys to redact, matched as described for
         :data:`DEFAULT_REDACT_KEYS`.
     :param max_bytes: metadata whose JSON form is larger is replaced by
-        ``{"metadata_truncated": True, "original_bytes": n, ...}``.
+        ``{"metadata_truncated": True, "original_bytes_at_least": n, ...}``.
     :param ip_mode: ``full``, ``truncate`` (IPv4 /24, IPv6 /48), ``hash``
         (HMAC-SHA256 with ``ip_key``, 32 hex digits) or ``none``; checked
         with the rest of the configuration (``TELEMETRY_IP_MODE``).
@@ -108,13 +245,19 @@ class Privacy:
     # -- keys -------------------------------------------------------------
 
     def redacts(self, key: str) -> bool:
-        """Whether a metadata value under ``key`` is stored as ``[REDACTED]``."""
+        """Whether a metadata value under ``key`` is stored as ``[REDACTED]``.
+
+        Keys are compared normalized (NFKC, case-folded, only letters and
+        digits kept), so ``"Pass Word"``, ``"pass\u200bword"`` and a
+        full-width ``"\uff50assword"`` all match ``password``.
+        """
         hit = self._keys.get(key)
         if hit is None:
             hit = self._redact is not None and self._redact(_normal(key)) is not None
-            if len(self._keys) >= _CACHE_SIZE:
-                self._keys.clear()
-            self._keys[key] = hit
+            if len(key) <= _CACHED_KEY:  # the cache is bounded in bytes too
+                if len(self._keys) >= _CACHE_SIZE:
+                    self._keys.clear()
+                self._keys[key] = hit
         return hit
 
     # -- metadata -----------------------------------------------------------
@@ -124,80 +267,23 @@ class Privacy:
 
         Raises :class:`TelemetryError` for what JSON cannot hold (bytes,
         sets, arbitrary objects, NaN and infinities, cycles, keys that are
-        not str, int, float, bool or None).
+        not str, int, float, bool or None, two keys that are the same once
+        made strings, such as ``1`` and ``"1"``). The walk stops as soon as
+        the size passes ``max_bytes``, so any input costs about as much as
+        metadata of that size.
         """
+        walk = _Walk(self, self.max_bytes)
         try:
-            clean, size = self._object(metadata, 0, set())
-        except _NotJSON as exc:
-            raise TelemetryError(f"metadata is not JSON-serialisable: {exc}") from None
-        if size > self.max_bytes:
+            clean = walk.mapping(metadata, 0)
+        except _TooBig:
             return {
                 "metadata_truncated": True,
-                "original_bytes": size,
+                "original_bytes_at_least": walk.size,
                 "max_bytes": self.max_bytes,
             }
+        except _NotJSON as exc:
+            raise TelemetryError(f"metadata is not JSON-serialisable: {exc}") from None
         return clean
-
-    def _object(
-        self, value: t.Mapping[t.Any, t.Any], depth: int, path: set[int]
-    ) -> tuple[dict[str, t.Any], int]:
-        ident = id(value)
-        if ident in path:
-            raise _NotJSON("circular reference")
-        path.add(ident)
-        out: dict[str, t.Any] = {}
-        size = 2 + 2 * max(0, len(value) - 1)  # {} and ", "
-        for key, item in value.items():
-            name = _key(key)
-            if self.redacts(name):
-                item_clean, item_size = REDACTED, len(REDACTED) + 2
-            else:
-                item_clean, item_size = self._value(item, depth + 1, path)
-            out[name] = item_clean
-            size += _size(name) + 2 + item_size  # "key": value
-        path.discard(ident)
-        return out, size
-
-    def _value(self, value: t.Any, depth: int, path: set[int]) -> tuple[t.Any, int]:
-        kind = type(value)
-        if kind is str or isinstance(value, str):
-            text = value if kind is str else str.__str__(value)
-            if not text.isprintable():
-                text = _CONTROL_IN_JSON.sub("", text)
-            return text, _size(text)
-        if value is None or kind is bool:
-            return value, 5 if value is False else 4
-        if isinstance(value, int):
-            number = int(value)
-            try:
-                return number, len(int.__repr__(number))
-            except ValueError:  # more digits than Python will print
-                raise _NotJSON(f"integer of {number.bit_length()} bits") from None
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise _NotJSON(f"{value!r} is not a JSON number")
-            real = float(value)
-            return real, len(float.__repr__(real))
-        if depth >= MAX_DEPTH and (
-            isinstance(value, (list, tuple)) or is_mapping(value)
-        ):
-            return TOO_DEEP, len(TOO_DEEP) + 2
-        if isinstance(value, (list, tuple)):
-            ident = id(value)
-            if ident in path:
-                raise _NotJSON("circular reference")
-            path.add(ident)
-            items = []
-            size = 2 + 2 * max(0, len(value) - 1)
-            for item in value:
-                item_clean, item_size = self._value(item, depth + 1, path)
-                items.append(item_clean)
-                size += item_size
-            path.discard(ident)
-            return items, size
-        if is_mapping(value):
-            return self._object(value, depth, path)
-        raise _NotJSON(f"{kind.__name__} value")
 
     # -- client address -------------------------------------------------------
 
@@ -206,6 +292,8 @@ class Privacy:
         if address is None or self.ip_mode == "full":
             return address
         if self.ip_mode == "none":
+            return None
+        if len(address) > 64:  # not an address: nothing worth hashing or caching
             return None
         ips = self._ips
         if address in ips:
@@ -224,10 +312,15 @@ class Privacy:
 
 
 def _normal(key: str) -> str:
-    return key.lower().replace("-", "_").replace(" ", "_")
+    """``key`` as redaction compares it: NFKC, case-folded, letters and
+    digits only."""
+    folded = unicodedata.normalize("NFKC", key).casefold()
+    if folded.isascii() and folded.isalnum():
+        return folded
+    return "".join(c for c in folded if c.isalnum())
 
 
-def _key(key: object) -> str:
+def _key(key: object, room: int = 1 << 30) -> str:
     # The conversions json.dumps makes for keys that are not strings.
     if isinstance(key, str):
         text = key if type(key) is str else str.__str__(key)
@@ -235,6 +328,8 @@ def _key(key: object) -> str:
     if key is None or isinstance(key, bool):
         return "null" if key is None else ("true" if key else "false")
     if isinstance(key, int):
+        if key.bit_length() * 0.30103 > room:
+            return "0" * (room + 1)  # longer than what is left: the walk stops
         try:
             return int.__repr__(key)
         except ValueError:

@@ -7,16 +7,30 @@ import time
 import typing as t
 
 from ..exceptions import TelemetryError, TelemetryStorageException
+from ..storage import row
 from ..storage.vocabulary import ActorType, EventType, Severity
 from .delivery.protocol import Delivery
 from .delivery.stats import Stats
 from .intent import TraceIntent
 from .log import RateLimitedLog
 from .mapping import Pending, pending, request_end_facts
-from .privacy import Privacy, is_mapping
+from .privacy import Privacy, clean_text, is_mapping
 from .request_end import RequestEnd
 
 _wall = time.time
+_REQUEST_ID = row.length("request_id")
+_ROUTE_NAME = row.length("route_name")
+_IP_ADDRESS = row.length("ip_address")
+_USER_AGENT = row.length("user_agent")
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    """``value`` cleaned and cut to its column before it is queued, when it
+    is too long: a queued event never holds more than its row can store.
+    (Values that fit are cleaned on the writer thread.)"""
+    if value is None or type(value) is not str or len(value) <= size:
+        return value
+    return clean_text(value[: 4 * size], size)
 
 
 def _lookup(values: t.Iterable[str]) -> dict[str, str]:
@@ -81,10 +95,10 @@ class Recorder:
                 severity=end.severity,
                 actor_type=self._actor_type(actor[0]),
                 actor_id=_actor_id(actor[1]),
-                request_id=end.request_id,
-                route_name=end.route_name,
-                ip_address=self.privacy.ip(end.ip_address),
-                user_agent=end.user_agent,
+                request_id=_cut(end.request_id, _REQUEST_ID),
+                route_name=_cut(end.route_name, _ROUTE_NAME),
+                ip_address=_cut(self.privacy.ip(end.ip_address), _IP_ADDRESS),
+                user_agent=_cut(end.user_agent, _USER_AGENT),
                 metadata=request_end_facts(end),
                 occurred_at=end.ended_at,
             )
@@ -133,7 +147,11 @@ class Recorder:
     def _check(self, intent: TraceIntent) -> Pending:
         event_type = _resolve(self._event_types, intent.event_type)
         if event_type is None:
-            raise TelemetryError(f"Unknown event type {_shown(intent.event_type)}.")
+            raise TelemetryError(
+                f"Unknown event type {_shown(intent.event_type)}. Use an EventType, "
+                "or register your own str Enum of event types with "
+                "Telemetry(event_types=[MyEvents])."
+            )
         severity = _resolve(self._severities, intent.severity)
         if severity is None:
             raise TelemetryError(
@@ -153,10 +171,10 @@ class Recorder:
             severity=severity,
             actor_type=actor_type,
             actor_id=_actor_id(intent.actor_id),
-            request_id=intent.request_id,
-            route_name=intent.route_name,
-            ip_address=self.privacy.ip(intent.ip_address),
-            user_agent=intent.user_agent,
+            request_id=_cut(intent.request_id, _REQUEST_ID),
+            route_name=_cut(intent.route_name, _ROUTE_NAME),
+            ip_address=_cut(self.privacy.ip(intent.ip_address), _IP_ADDRESS),
+            user_agent=_cut(intent.user_agent, _USER_AGENT),
             metadata=metadata,
             occurred_at=_wall(),
         )

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import re
+from ..domain.correlation import REQUEST_ID_PATTERN, new_request_id
 
-from ..domain.correlation import new_request_id
-
-#: What an incoming request id may look like: 1-64 safe characters.
-REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _valid = REQUEST_ID_PATTERN.fullmatch
 
 

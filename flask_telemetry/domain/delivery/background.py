@@ -1,9 +1,10 @@
-"""Asynchronous delivery: a bounded queue and one writer thread per process."""
+"""Asynchronous delivery: a queue bounded in events and bytes, one writer thread."""
 
 from __future__ import annotations
 
 import atexit
 import collections
+import multiprocessing.util
 import threading
 import time
 
@@ -12,19 +13,25 @@ from ..mapping import Pending, build_event
 from .batch import BatchStore, DatabaseDown, Outcome
 from .breaker import CircuitBreaker
 from .protocol import ForkGuard, weak_method
+from .size import pending_bytes
 
 
 class BackgroundDelivery:
     """Queues events on the caller's thread; a writer thread inserts them in batches.
 
-    ``deliver`` does no I/O, takes no lock and never waits: a full queue
-    drops the new event (counted as ``queue_full``). The writer thread starts
-    on first use; it takes up to ``batch_size`` events when that many are
-    queued or every ``flush_interval`` seconds, and inserts each batch with
-    one executemany. A failed batch is retried ``max_retries`` times with
-    exponential backoff on the writer thread, then dropped
-    (``storage_error``); while the breaker is open the writer waits for the
-    cool-down instead of trying, and new events pile up to the queue size.
+    ``deliver`` does no I/O and never waits: a queue holding ``queue_size``
+    events or ``max_bytes`` bytes (an estimate of what the events queued or
+    in the writer's hands occupy in memory, see
+    :func:`.size.pending_bytes`) drops the new event
+    (counted as ``queue_full``). The writer thread starts on first use; it
+    takes up to ``batch_size`` events when that many are queued or every
+    ``flush_interval`` seconds, and inserts each batch with one executemany.
+    A failed batch is retried ``max_retries`` times with exponential backoff
+    on the writer thread, then dropped (``storage_error``); while the breaker
+    is open the writer waits for the cool-down instead of trying (or, with
+    ``wait_for_breaker=False``, drops the batch as ``breaker_open``). A
+    failure that took ``trip_after`` seconds or more (a timeout) opens the
+    breaker at once.
 
     Pre-fork servers: in a child process (``os.register_at_fork``, and a pid
     check for servers that fork without running Python's fork hooks) the
@@ -32,9 +39,13 @@ class BackgroundDelivery:
     connections are never used.
 
     Shutdown: at interpreter exit (``atexit``, which gunicorn workers run as
-    they exit) or on :meth:`close`, the queue is flushed for at most
-    ``shutdown_timeout`` seconds. What is still queued then, and a batch
-    whose INSERT is still running, is counted as ``shutdown``.
+    they exit; ``multiprocessing`` children, which end with ``os._exit``, run
+    it through ``multiprocessing.util.Finalize``) or on :meth:`close`, the
+    queue is flushed for at most ``shutdown_timeout`` seconds. What is still
+    queued then is counted as ``shutdown``, and so is a batch whose INSERT
+    is still running; if that INSERT ends after all, its events are counted
+    again as what became of them (``written`` if it committed), never as
+    both.
     """
 
     def __init__(
@@ -43,32 +54,44 @@ class BackgroundDelivery:
         breaker: CircuitBreaker,
         *,
         queue_size: int,
+        max_bytes: int,
         batch_size: int,
         flush_interval: float,
         shutdown_timeout: float,
         max_retries: int,
         retry_backoff: float,
+        wait_for_breaker: bool = True,
+        trip_after: float | None = None,
     ) -> None:
         self.store = store
         self.breaker = breaker
         self.queue_size = queue_size
+        self.max_bytes = max_bytes
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.shutdown_timeout = shutdown_timeout
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
+        self.wait_for_breaker = wait_for_breaker
+        self.trip_after = trip_after
         self._setup()
         self._fork = ForkGuard(self)
         atexit.register(weak_method(self, "close"))
 
     def _setup(self) -> None:
         self._queue: collections.deque[Pending] = collections.deque()
+        self._sizes: collections.deque[int] = collections.deque()
+        self._lock = threading.Lock()  # the queue, its sizes and _bytes together
+        self._bytes = 0  # queued and in flight: freed once a batch is counted
+        self._busy_bytes = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._stopped = False  # _stop.is_set(), read without a call on each put
         self._idle = threading.Condition()
         self._busy = 0  # events taken by the writer and not yet counted
-        self._abandoned = False
+        self._abandoned = 0  # of those, counted as shutdown by close()
+        self._queued = 0  # events ever queued (their sequence numbers)
+        self._finished = 0  # events taken out of the queue and counted
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -76,30 +99,50 @@ class BackgroundDelivery:
 
     def deliver(self, event: Pending) -> None:
         """Queue an event's checked values; the writer thread builds the row.
-        Never blocks, never raises for a full queue."""
+        Never blocks on I/O, never raises for a full queue."""
+        self.put(event, wake=False)
+
+    def put(self, event: Pending, *, wake: bool) -> int | None:
+        """Queue ``event``; return its sequence number, or None when dropped.
+
+        The event is finished (stored or counted) once :meth:`finished`
+        reaches its number. ``wake`` starts a write at once instead of at the
+        next ``flush_interval``.
+        """
         self._fork.check()
-        queue = self._queue
-        if len(queue) >= self.queue_size:
-            self.store.stats.drop("queue_full")
-            return
-        if self._stopped:
-            self.store.stats.drop("shutdown")
-            return
-        queue.append(event)
+        size = pending_bytes(event)
+        with self._lock:
+            if self._stopped:
+                reason = "shutdown"
+            elif (
+                len(self._queue) >= self.queue_size
+                or self._bytes + size > self.max_bytes
+            ):
+                reason = "queue_full"
+            else:
+                reason = ""
+                self._queue.append(event)
+                self._sizes.append(size)
+                self._bytes += size
+                self._queued += 1
+                seq = self._queued
+        if reason:
+            self.store.stats.drop(reason)
+            return None
         if self._thread is None:
             self._start()
-        if self._stopped:
-            self._reclaim(event)
-        elif len(queue) >= self.batch_size and not self._wake.is_set():
+        if (wake or len(self._queue) >= self.batch_size) and not self._wake.is_set():
             self._wake.set()
+        return seq
 
-    def _reclaim(self, event: Pending) -> None:
-        # Queued while close() ran: whoever takes the event out counts it.
-        try:
-            self._queue.remove(event)
-        except ValueError:
-            return  # close() or the writer took it
-        self.store.stats.drop("shutdown")
+    def finished(self) -> int:
+        """How many of the events queued so far are stored or counted."""
+        return self._finished
+
+    def wait(self, seq: int, timeout: float) -> bool:
+        """Wait until the event numbered ``seq`` is finished; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._finished >= seq, timeout)
 
     def _start(self) -> None:
         with self._start_lock:
@@ -109,10 +152,19 @@ class BackgroundDelivery:
                 )
                 thread.start()
                 self._thread = thread
+                # A multiprocessing child ends with os._exit, which skips
+                # atexit: its own exit path runs these finalizers.
+                multiprocessing.util.Finalize(
+                    self, weak_method(self, "close"), exitpriority=100
+                )
 
     def depth(self) -> int:
         """Events queued or being written, not yet counted."""
         return len(self._queue) + self._busy
+
+    def queued_bytes(self) -> int:
+        """The estimated memory held by the events queued or in flight."""
+        return self._bytes
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is written or dropped."""
@@ -133,28 +185,33 @@ class BackgroundDelivery:
         budget = self.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         self.flush(budget)
-        self._stopped = True
+        with self._lock:
+            self._stopped = True
         self._stop.set()
         self._wake.set()
         thread = self._thread
-        if thread is not None:
+        if thread is not None and thread is not threading.current_thread():
             # The writer stops at its next wait; only a database call already
             # under way (bounded by the writer's timeouts) can outlast this.
             thread.join(max(0.05, deadline - time.monotonic()))
         with self._idle:
-            if self._busy:
-                self._abandoned = True
+            if self._busy and not self._abandoned:
+                # Counted as shutdown for a process about to exit; if the
+                # INSERT ends after all, the writer counts it as what it was.
+                self._abandoned = self._busy
                 self.store.stats.drop("shutdown", self._busy)
-                self._busy = 0
-        left = 0
-        while True:
-            try:
-                self._queue.popleft()
-            except IndexError:
-                break
-            left += 1
+        with self._lock:
+            left = len(self._queue)
+            self._queue.clear()
+            self._sizes.clear()
+            self._bytes = self._busy_bytes
+        if not self._busy:
+            self.store.release()
         if left:
             self.store.stats.drop("shutdown", left)
+            with self._idle:
+                self._finished += left
+                self._idle.notify_all()
             self.store.log.error(
                 "shutdown", "Telemetry shutdown: %d queued event(s) not stored", left
             )
@@ -167,16 +224,26 @@ class BackgroundDelivery:
 
     # -- writer thread ----------------------------------------------------
 
+    def _take(self) -> list[Pending]:
+        with self._lock:
+            size = min(self.batch_size, len(self._queue))
+            batch = [self._queue.popleft() for _ in range(size)]
+            self._busy_bytes = sum(self._sizes.popleft() for _ in range(size))
+        return batch
+
+    def _release_batch(self) -> None:
+        with self._lock:
+            self._bytes -= self._busy_bytes
+            self._busy_bytes = 0
+
     def _run(self) -> None:
-        queue = self._queue
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
-            while queue and not self._stop.is_set():
+            while self._queue and not self._stop.is_set():
                 with self._idle:
-                    size = min(self.batch_size, len(queue))
-                    batch = [queue.popleft() for _ in range(size)]
-                    self._busy = size
+                    batch = self._take()
+                    self._busy = len(batch)
                 outcome = Outcome()
                 try:
                     self._store(batch, outcome)
@@ -187,29 +254,48 @@ class BackgroundDelivery:
                         "writer", "Telemetry writer failed: %r", exc, exc=True
                     )
                 with self._idle:
-                    if not self._abandoned:
-                        self.store.count(outcome)
-                        self._busy = 0
+                    if self._abandoned:
+                        self.store.stats.undrop("shutdown", self._abandoned)
+                        self._abandoned = 0
+                    self.store.count(outcome)
+                    self._finished += self._busy
+                    self._busy = 0
+                    del batch
+                    self._release_batch()
                     self._idle.notify_all()
             with self._idle:
                 self._idle.notify_all()
+        if not self._busy:
+            self.store.release()  # stopped: close() may have left it to us
 
     def _store(self, batch: list[Pending], outcome: Outcome) -> None:
         rows = self.store.validate(self._build(batch, outcome), outcome)
         attempt = 0
+        failure: DatabaseDown | None = None
         while rows:
             wait = self.breaker.remaining()
+            if wait and not self.wait_for_breaker:
+                outcome.drop("breaker_open", len(rows))
+                return
             if wait and self._stop.wait(wait):
                 break  # shutting down while the database is out
             if not self.breaker.allow():
+                if not self.wait_for_breaker:
+                    outcome.drop("breaker_open", len(rows))
+                    return
                 if self._stop.wait(0.05):
                     break
                 continue
+            started = time.monotonic()
             try:
                 self.store.insert(rows, outcome)
             except DatabaseDown as exc:
+                failure = exc
                 rows = exc.remaining
-                self.breaker.failure()
+                took = time.monotonic() - started
+                self.breaker.failure(
+                    trip=self.trip_after is not None and took >= self.trip_after
+                )
                 attempt += 1
                 if not exc.failure.retryable or attempt > self.max_retries:
                     break
@@ -224,8 +310,12 @@ class BackgroundDelivery:
         reason = "shutdown" if self._stop.is_set() else "storage_error"
         outcome.drop(reason, len(rows))
         if rows:
+            cause = failure.failure if failure is not None else "shutting down"
             self.store.log.error(
-                "db", "Dropped %d telemetry event(s): storage failed", len(rows)
+                "db",
+                "Dropped %d telemetry event(s): storage failed: %s",
+                len(rows),
+                cause,
             )
 
     def _build(self, batch: list[Pending], outcome: Outcome) -> list[TraceEvent]:

@@ -7,7 +7,7 @@ import typing as t
 
 from ...storage.row import TraceEvent
 from ...storage.writer import StorageFailure, TraceWriter
-from ..log import RateLimitedLog
+from ..log import RateLimitedLog, driver_noise_muted
 from .stats import Stats
 
 Row = dict[str, t.Any]
@@ -55,10 +55,19 @@ class BatchStore:
     give a batch up at shutdown while its INSERT is still running).
     """
 
-    def __init__(self, writer: TraceWriter, stats: Stats, log: RateLimitedLog) -> None:
+    def __init__(
+        self,
+        writer: TraceWriter,
+        stats: Stats,
+        log: RateLimitedLog,
+        *,
+        release: t.Callable[[], None] = lambda: None,
+    ) -> None:
         self.writer = writer
         self.stats = stats
         self.log = log
+        #: Closes what the writer holds (its own pool) once delivery stops.
+        self.release = release
 
     def validate(self, events: t.Sequence[TraceEvent], outcome: Outcome) -> list[Row]:
         """Return the rows to insert; the rejected events go to ``outcome``."""
@@ -81,7 +90,8 @@ class BatchStore:
         while pending:
             part = pending.pop()
             try:
-                self.writer.insert(part)
+                with driver_noise_muted():
+                    self.writer.insert(part)
             except StorageFailure as exc:
                 if not exc.per_row:
                     remaining = [row for chunk in pending for row in chunk]

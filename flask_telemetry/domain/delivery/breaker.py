@@ -55,10 +55,10 @@ class CircuitBreaker:
                 self._failures = 0
                 self.state = CLOSED
 
-    def failure(self) -> None:
-        """Record a failed write."""
+    def failure(self, *, trip: bool = False) -> None:
+        """Record a failed write; ``trip`` (a timeout) opens the breaker at once."""
         with self._lock:
             self._failures += 1
-            if self.state == HALF_OPEN or self._failures >= self.threshold:
+            if trip or self.state == HALF_OPEN or self._failures >= self.threshold:
                 self.state = OPEN
                 self._opened_at = time.monotonic()

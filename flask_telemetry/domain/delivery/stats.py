@@ -8,10 +8,13 @@ import typing as t
 #: Why an event was not stored.
 DROP_REASONS = (
     "invalid",  # bad record() argument or a row the schema rejected
-    "queue_full",  # async queue at TELEMETRY_QUEUE_SIZE
+    "queue_full",  # queue at TELEMETRY_QUEUE_SIZE or TELEMETRY_QUEUE_MAX_BYTES
     "storage_error",  # the database refused the row or was unreachable
     "breaker_open",  # the circuit breaker was open: the database was not tried
     "shutdown",  # still queued when the shutdown timeout ran out
+    # Recorded outside an app context while the Telemetry object serves
+    # several apps: it could belong to any of them (counted in each).
+    "no_app",
     # Left out on purpose by TELEMETRY_SAMPLE_RATE: a routine request event
     # that was not kept. Not a loss: alert on the other reasons.
     "sampled_out",
@@ -19,7 +22,14 @@ DROP_REASONS = (
 
 
 class Stats:
-    """Thread-safe counters. ``accepted == written + sum(dropped) + pending``."""
+    """Thread-safe counters. ``accepted == written + sum(dropped) + queue_depth``.
+
+    ``queue_depth`` is what was accepted and is not yet stored or dropped:
+    queued, in an INSERT under way, or being handed over. It is derived from
+    the other counters under the same lock, so every snapshot balances,
+    whichever thread reads it and whatever the writer is doing; that it
+    returns to zero is what shows that every event was counted once.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -48,12 +58,20 @@ class Stats:
         with self._lock:
             self.dropped[reason] += count
 
+    def undrop(self, reason: str, count: int) -> None:
+        """Take back ``count`` events counted as dropped for ``reason``: they
+        are about to be counted by their real outcome."""
+        with self._lock:
+            self.dropped[reason] -= count
+
     def snapshot(self) -> dict[str, t.Any]:
         """A consistent copy of the counters."""
         with self._lock:
+            dropped = dict(self.dropped)
             return {
                 "accepted": self.accepted,
                 "written": self.written,
                 "batches": self.batches,
-                "dropped": dict(self.dropped),
+                "dropped": dropped,
+                "queue_depth": self.accepted - self.written - sum(dropped.values()),
             }

@@ -1,55 +1,116 @@
-"""Synchronous delivery: one INSERT on the caller's thread, guarded by a breaker."""
+"""Synchronous delivery: the writer thread stores the event while the caller
+waits for it, up to one deadline."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 from ...storage.row import TraceEvent
 from ..mapping import Pending, build_event
+from .background import BackgroundDelivery
 from .batch import BatchStore, DatabaseDown, Outcome
 from .breaker import CircuitBreaker
 from .protocol import ForkGuard
 
 
 class SyncDelivery:
-    """Writes each event before ``record()`` returns.
+    """Stores each event before ``record()`` returns, or within ``deadline``.
 
-    Failures are counted and logged, never raised. The writer's connect, lock
-    and statement timeouts bound what one event can cost the caller; after
-    ``threshold`` failures in a row the breaker opens and events are dropped
-    at once (``breaker_open``) until a probe succeeds, so a dead database
-    costs a request at most those timeouts, and only until the breaker opens.
+    The caller hands the event to a writer thread of its own and waits for
+    the outcome, at most ``deadline`` seconds. The writer thread is the only
+    one that talks to the database, one connection at a time, so telemetry
+    never holds more than one connection of the application's pool however
+    many requests record at once (events that arrive together are written
+    with one INSERT), and no caller ever waits for a connection, a lock or a
+    frozen server longer than the deadline.
+
+    An event that misses the deadline stays with the writer and is stored
+    or counted as dropped when its INSERT ends, never lost silently. A
+    missed deadline makes the database suspect: until the writer has caught
+    up with what was queued before it, callers queue their events and return
+    at once, so a request recording several events waits about one deadline
+    in all. A failure that took ``trip_after`` seconds or more (a lock,
+    statement or connect timeout) opens the circuit breaker at once; while
+    it is open events are dropped at once (``breaker_open``) until a probe
+    succeeds.
 
     On an in-memory SQLite database the application and telemetry share one
     connection, so telemetry has no transaction of its own: committing would
-    commit the application's pending work. Events are then held (up to
-    ``max_pending``) while that connection is inside a transaction and written
-    at the next ``record()`` or ``flush()`` that finds it idle.
+    commit the application's pending work, and the connection cannot be
+    used from the writer thread. Events are then written on the caller's
+    thread, and held (up to ``max_pending``) while that connection is inside
+    a transaction, to be written at the next ``record()`` or ``flush()``
+    that finds it idle.
     """
 
     def __init__(
-        self, store: BatchStore, breaker: CircuitBreaker, *, max_pending: int
+        self,
+        store: BatchStore,
+        breaker: CircuitBreaker,
+        *,
+        deadline: float,
+        trip_after: float,
+        max_pending: int,
+        max_bytes: int,
+        batch_size: int,
+        shutdown_timeout: float,
     ) -> None:
         self.store = store
         self.breaker = breaker
+        self.deadline = deadline
         self.max_pending = max_pending
+        self._writer = BackgroundDelivery(
+            store,
+            breaker,
+            queue_size=max_pending,
+            max_bytes=max_bytes,
+            batch_size=batch_size,
+            flush_interval=1.0,
+            shutdown_timeout=shutdown_timeout,
+            max_retries=0,
+            retry_backoff=0.0,
+            wait_for_breaker=False,
+            trip_after=trip_after,
+        )
+        self._put_lock = threading.Lock()  # sequence numbers in queue order
+        self._suspect_until = 0  # wait again once the writer finished this one
         self._held: list[TraceEvent] = []
         self._lock = threading.Lock()
         self._fork = ForkGuard(self)
 
     def deliver(self, pending: Pending) -> None:
-        """Build the event and store it now (or hold it, on a shared connection)."""
-        event = build_event(pending)
+        """Store the event, waiting at most the deadline (or hold it, on a
+        shared connection)."""
         self._fork.check()
         if self.store.writer.shares_connection:
-            with self._lock:
-                if len(self._held) >= self.max_pending:
-                    self.store.stats.drop("queue_full")
-                    return
-                self._held.append(event)
-            self._drain()
+            self._deliver_shared(build_event(pending))
             return
-        self._write([event])
+        if self.breaker.remaining():
+            self.store.stats.drop("breaker_open")
+            return
+        writer = self._writer
+        with self._put_lock:
+            seq = writer.put(pending, wake=True)
+        if seq is None or writer.finished() < self._suspect_until:
+            return  # dropped and counted, or the database is suspect
+        started = time.monotonic()
+        if not writer.wait(seq, self.deadline):
+            self._suspect_until = seq
+            self.store.log.error(
+                "deadline",
+                "Telemetry gave up waiting for the database after %.0f ms; "
+                "events are written in the background until it answers again",
+                (time.monotonic() - started) * 1000,
+            )
+
+    def _deliver_shared(self, event: TraceEvent) -> None:
+        with self._lock:
+            if len(self._held) >= self.max_pending:
+                self.store.stats.drop("queue_full")
+                return
+            self._held.append(event)
+        self._drain()
 
     def _write(self, events: list[TraceEvent]) -> None:
         store = self.store
@@ -81,23 +142,28 @@ class SyncDelivery:
             return True
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Write what is held; True when nothing is left waiting."""
-        return self._drain()
+        """Write what is held or queued; True when nothing is left waiting."""
+        self._fork.check()
+        return self._drain() and self._writer.flush(timeout)
 
     def depth(self) -> int:
-        """Events held, waiting for the shared connection to be idle."""
-        return len(self._held)
+        """Events held or queued for the writer, not yet stored or dropped."""
+        return len(self._held) + self._writer.depth()
 
     def close(self, timeout: float | None = None) -> None:
         """Write what is held if possible; count the rest as dropped at shutdown."""
+        self._fork.check()
         if not self._drain():
             with self._lock:
                 self.store.stats.drop("shutdown", len(self._held))
                 self._held = []
+        self._writer.close(timeout)
 
     def after_fork(self) -> None:
         """In a child: forget what the parent held (the parent writes it) and
         count from zero, with a fresh pool for the writer's engine."""
         self._held = []
         self._lock = threading.Lock()
-        self.store.after_fork()
+        self._put_lock = threading.Lock()
+        self._suspect_until = 0
+        self._writer._fork.check()  # its own reset, once, whoever runs first

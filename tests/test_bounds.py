@@ -1,0 +1,192 @@
+"""Memory bounded in bytes and record() cheap for any input (issue 11, §2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import typing as t
+
+import pytest
+
+from conftest import Bundle, MakeApp
+from flask_telemetry import ConfigVars, EventType
+from flask_telemetry.domain.delivery.background import BackgroundDelivery
+from flask_telemetry.domain.delivery.size import pending_bytes
+from flask_telemetry.domain.mapping import pending
+from flask_telemetry.domain.privacy import Privacy
+
+# One process records 10,000 of the largest events telemetry accepts into
+# an async queue whose database is down (nothing listens on the port), and
+# prints its RSS growth. In a subprocess: the test process's own memory is
+# not a clean baseline.
+_MAXIMAL = textwrap.dedent(
+    """
+    import json, sys
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+    from flask_telemetry import Telemetry, EventType
+
+    def rss_mib():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+
+    app = Flask("bounded")
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=sys.argv[1],
+        TELEMETRY_DELIVERY="async",
+        TELEMETRY_BREAKER_COOLDOWN=60.0,
+        TELEMETRY_RECORD_REQUESTS=False,
+        SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"connect_timeout": 1}},
+    )
+    SQLAlchemy(app)
+    telemetry = Telemetry(app)
+
+    @app.get("/")
+    def view():
+        return "ok"
+
+    # Metadata just under the 8 KiB cap, in many small values (the costliest
+    # shape in memory), a new dict each time; and an 8 KiB User-Agent.
+    def metadata(n):
+        return {f"k{n:05d}_{i:03d}": f"v{i:03d}" for i in range(370)}
+
+    agent = "A" * 8192
+    with app.test_request_context("/", headers={"User-Agent": agent}):
+        app.preprocess_request()
+        telemetry.record(EventType.CACHE_MISS, metadata={"warm": 1})
+    before = rss_mib()
+    with app.test_request_context("/", headers={"User-Agent": agent}):
+        app.preprocess_request()  # the request's context, its User-Agent
+        for n in range(10_000):
+            telemetry.record(EventType.CACHE_MISS, metadata=metadata(n))
+    after = rss_mib()
+    stats = telemetry.stats()
+    size = len(json.dumps(metadata(0)))
+    print(json.dumps({"before": before, "after": after, "stats": stats,
+                      "metadata_bytes": size}))
+    telemetry.shutdown(0.5)
+    """
+)
+
+
+@pytest.mark.slow
+def test_ten_thousand_maximal_events_with_the_database_down(tmp_path: t.Any) -> None:
+    script = tmp_path / "maximal.py"
+    script.write_text(_MAXIMAL)
+    down = "postgresql+psycopg://postgres@127.0.0.1:9/none"  # nothing listens
+    result = subprocess.run(
+        [sys.executable, str(script), down],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    grown = report["after"] - report["before"]
+    stats = report["stats"]
+    print(
+        f"\nRSS {report['before']:.1f} -> {report['after']:.1f} MiB (+{grown:.1f}) "
+        f"for 10,000 events of {report['metadata_bytes']} bytes of metadata; "
+        f"{stats}"
+    )
+    assert 7000 < report["metadata_bytes"] <= 8192  # maximal: just under the cap
+    assert grown < 64
+    assert stats["accepted"] == 10_001
+    assert stats["dropped"]["queue_full"] > 0  # the bound in bytes did its job
+    total = stats["written"] + sum(stats["dropped"].values()) + stats["queue_depth"]
+    assert stats["accepted"] == total
+
+
+def test_queue_bound_in_bytes_drops_and_counts(bundle: Bundle) -> None:
+    """A queue at TELEMETRY_QUEUE_MAX_BYTES drops the next event as queue_full."""
+    store = bundle.telemetry.delivery.store  # type: ignore[attr-defined]
+    queue = BackgroundDelivery(
+        store,
+        bundle.app.extensions["telemetry"].breaker,
+        queue_size=10_000,
+        max_bytes=200_000,
+        batch_size=10_000,
+        flush_interval=60.0,
+        shutdown_timeout=0.1,
+        max_retries=0,
+        retry_backoff=0.0,
+    )
+    event = pending(
+        actor_type="system",
+        actor_id=None,
+        event_type="cache_miss",
+        severity="info",
+        request_id=None,
+        route_name=None,
+        ip_address=None,
+        user_agent=None,
+        metadata={f"key{i}": "x" * 40 for i in range(50)},
+        occurred_at=time.time(),
+    )
+    size = pending_bytes(event)
+    assert 4000 < size < 20_000
+    before = store.stats.snapshot()["dropped"]["queue_full"]
+    kept = 0
+    for _ in range(200):
+        if queue.put(event, wake=False) is not None:
+            kept += 1
+    assert kept == 200_000 // size
+    assert queue.queued_bytes() <= 200_000
+    assert store.stats.snapshot()["dropped"]["queue_full"] - before == 200 - kept
+    queue._queue.clear()  # not stored: this queue has no writer thread
+    queue.close(0.1)
+
+
+def test_record_of_a_million_keys_is_cheap(make_app: MakeApp) -> None:
+    bundle = make_app(**{ConfigVars.DELIVERY: "async"})
+    huge = {f"key{i}": i for i in range(1_000_000)}
+    wide = {"blob": "x" * (64 * 1024 * 1024)}
+    deep: list[t.Any] = [list(range(1000)) for _ in range(1000)]
+    with bundle.app.app_context():
+        bundle.telemetry.record(EventType.CACHE_MISS, metadata={"warm": True})
+        timings = {}
+        for name, metadata in (("keys", huge), ("string", wide), ("lists", deep)):
+            started = time.perf_counter()
+            bundle.telemetry.record(EventType.CACHE_MISS, metadata={"m": metadata})
+            timings[name] = time.perf_counter() - started
+    rows = bundle.rows()
+    print(", ".join(f"{k}: {v * 1000:.2f} ms" for k, v in timings.items()))
+    assert all(seconds < 0.05 for seconds in timings.values()), timings
+    markers = [r.metadata for r in rows[1:]]
+    assert all(m["metadata_truncated"] for m in markers)
+    assert all(m["original_bytes_at_least"] > 8192 for m in markers)
+
+
+def test_the_redaction_cache_keeps_no_large_keys() -> None:
+    privacy = Privacy(max_bytes=10**9)
+    for i in range(300):
+        privacy.metadata({f"{i}" + "k" * 100_000: 1})
+    assert sum(len(k) for k in privacy._keys) < 4096 * 64
+
+
+def test_strings_are_cut_to_their_columns_before_they_are_queued(
+    make_app: MakeApp,
+) -> None:
+    bundle = make_app(**{ConfigVars.DELIVERY: "async"})
+    delivery = bundle.telemetry.delivery
+    seen: list[t.Any] = []
+    original = delivery.deliver
+
+    def spy(queued: t.Any) -> None:
+        seen.append(queued)
+        original(queued)
+
+    delivery.deliver = spy  # type: ignore[method-assign, assignment]
+    agent = "Mozilla/5.0 " + "A" * 8192
+    with bundle.app.test_request_context("/", headers={"User-Agent": agent}):
+        bundle.app.preprocess_request()
+        bundle.telemetry.record(EventType.CACHE_MISS)
+    # The event and the request's end (user_agent is the 8th value queued).
+    assert [queued[7] for queued in seen] == [agent[:512]] * 2
+    assert [row.user_agent for row in bundle.rows()] == [agent[:512]] * 2
