@@ -111,7 +111,7 @@ def _totals(
     duration: sa.ColumnElement[t.Any],
 ) -> sa.Select[t.Any]:
     """One row per route: the aggregates, then on PostgreSQL the percentiles."""
-    columns = [*aggregates]
+    columns: list[sa.ColumnElement[t.Any]] = [*aggregates]
     if _dialects.has_percentile_cont(dialect):
         columns += _dialects.percentile_columns(duration)
     return sa.select(route, *columns).group_by(route)
