@@ -13,6 +13,7 @@ import datetime as dt
 import typing as t
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 #: The percentiles the summary reports, as fractions.
 FRACTIONS = (0.5, 0.95, 0.99)
@@ -73,8 +74,10 @@ def request_end_facts(
     if dialect.name == "postgresql":
         # json_to_record parses each row's JSON once for every key, where
         # ``->>`` would parse the (json, not jsonb) value once per key.
+        # The cast is a no-op on the model's json column, and lets a column
+        # changed to jsonb be read too.
         record = (
-            sa.func.json_to_record(table.c.metadata)
+            sa.func.json_to_record(sa.cast(table.c.metadata, postgresql.JSON))
             .table_valued(
                 sa.column("status", sa.Integer),
                 sa.column("duration_ms", sa.Float),

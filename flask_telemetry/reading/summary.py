@@ -137,8 +137,9 @@ def _streamed(
         stream_results=True, yield_per=_STREAM_ROWS
     ).execute(query)
     found: dict[str | None, tuple[float, ...]] = {}
+    key = _route_key(conn.dialect, weights)
     try:
-        for name, rows in itertools.groupby(result, key=lambda row: row[0]):
+        for name, rows in itertools.groupby(result, key=key):
             found[name] = tuple(
                 weighted_percentiles(
                     ((float(r[1]), float(r[2])) for r in rows),
@@ -149,3 +150,24 @@ def _streamed(
     finally:
         result.close()
     return found
+
+
+def _route_key(
+    dialect: sa.Dialect, names: t.Iterable[str | None]
+) -> t.Callable[[t.Any], str | None]:
+    """The route of a streamed row as GROUP BY saw it.
+
+    MySQL and MariaDB compare with the column's collation, case-insensitive
+    by default: endpoints that differ only in case are one group there, and
+    their rows come sorted together; they are mapped to the name the totals
+    query returned.
+    """
+    if not _dialects.is_mysql(dialect):
+        return lambda row: row[0]
+    folded = {name.casefold(): name for name in names if name is not None}
+
+    def key(row: t.Any) -> str | None:
+        name: str | None = row[0]
+        return name if name is None else folded.get(name.casefold(), name)
+
+    return key
