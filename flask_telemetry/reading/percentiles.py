@@ -21,6 +21,7 @@ linear method applied to the values repeated ``w_k`` times.
 
 from __future__ import annotations
 
+import math
 import typing as t
 
 
@@ -45,24 +46,31 @@ def weighted_percentiles(
 class Walk:
     """The percentiles of sorted values fed one at a time (see the module)."""
 
-    __slots__ = ("_found", "_position", "_previous", "_targets", "_value")
+    __slots__ = ("_found", "_next", "_position", "_previous", "_targets", "_value")
 
     def __init__(self, total_weight: float, fractions: t.Sequence[float]) -> None:
         self._targets = [p * (total_weight - 1.0) for p in fractions]
         self._found: list[float] = []
+        self._next = self._targets[0] if self._targets else math.inf
         self._position = 0.0  # S_{k-1}
         self._previous: float | None = None
         self._value = 0.0
 
     def add(self, value: float, weight: float) -> bool:
         """Feed the next value; True once every percentile is known."""
-        targets = self._targets
-        found = self._found
-        if len(found) == len(targets):
-            return True
-        weight = max(weight, 1.0)
+        if weight < 1.0:
+            weight = 1.0
         start = self._position
         end = start + weight - 1.0
+        if end >= self._next:  # this value reaches the next percentile
+            self._place(value, start, end)
+        self._position = start + weight
+        self._previous = self._value = value
+        return self._next == math.inf
+
+    def _place(self, value: float, start: float, end: float) -> None:
+        targets = self._targets
+        found = self._found
         previous = self._previous
         while len(found) < len(targets):
             target = targets[len(found)]
@@ -72,9 +80,7 @@ class Walk:
                 found.append(value)
             else:
                 found.append(previous + (value - previous) * (target - (start - 1.0)))
-        self._position = start + weight
-        self._previous = self._value = value
-        return len(found) == len(targets)
+        self._next = targets[len(found)] if len(found) < len(targets) else math.inf
 
     def result(self) -> list[float]:
         """The percentiles; ValueError when no value was fed."""

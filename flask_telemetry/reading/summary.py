@@ -49,7 +49,6 @@ def request_summary(
         where = [
             table.c.event_type == EventType.HTTP_REQUEST_END.value,
             *_window.time_filters(dialect, table, since, until),
-            facts["duration_ms"].is_not(None),
         ]
         if route is not None:
             where.append(_window.route_filter(table, route))
@@ -97,6 +96,7 @@ def _in_database(
 
     With sampled rows in the window, the percentiles are then streamed.
     """
+    where = [*where, facts["duration_ms"].is_not(None)]
     route = table.c.route_name
     duration = facts["duration_ms"]
     rate = facts["sample_rate"]
@@ -137,18 +137,36 @@ def _streamed(
     facts: dict[str, sa.ColumnElement[t.Any]],
     where: list[sa.ColumnElement[bool]],
 ) -> dict[str | None, _Figures]:
-    """SQLite, MySQL/MariaDB: the weight of each route, then one pass."""
+    """SQLite, MySQL/MariaDB: one pass over the rows in duration order.
+
+    Each row carries its route's total weight (a window sum, which the
+    database computes while it sorts), needed to place the percentiles
+    before the route's rows are read.
+    """
     route = table.c.route_name
-    query = (
-        sa.select(route, sa.func.sum(_weight(facts["sample_rate"])))
+    facts_query = (
+        sa.select(
+            route.label("route_name"),
+            facts["duration_ms"].label("ms"),
+            facts["sample_rate"].label("rate"),
+            facts["status"].label("status"),
+            facts["exception"].label("exception"),
+            facts["slow"].label("slow"),
+        )
         .select_from(*froms)
-        .where(*where)
-        .group_by(route)
+        .where(*where)  # the duration's NULL check is outside: parsed once
+        .subquery("rq")
     )
-    weights = {row[0]: float(row[1]) for row in conn.execute(query)}
-    if not weights:
-        return {}
-    return _walk(conn, table, froms, facts, where, weights)
+    c = facts_query.c
+    total = sa.func.sum(_weight(c.rate)).over(
+        partition_by=c.route_name, order_by=c.ms, rows=(None, None)
+    )
+    query = (
+        sa.select(c.route_name, c.ms, c.rate, c.status, c.exception, c.slow, total)
+        .where(c.ms.is_not(None))
+        .order_by(c.route_name, c.ms)
+    )
+    return _read(conn, query, None)
 
 
 def _walk(
@@ -159,11 +177,8 @@ def _walk(
     where: list[sa.ColumnElement[bool]],
     weights: dict[str | None, float],
 ) -> dict[str | None, _Figures]:
-    """Every figure of each route from its rows, read in duration order.
-
-    ``weights`` (the routes' total weights, from a first query) place the
-    percentiles; the rows are read once and never kept.
-    """
+    """Every figure of each route from its rows, read in duration order,
+    with the routes' total ``weights`` from a first query (PostgreSQL)."""
     route = table.c.route_name
     duration = facts["duration_ms"]
     query = (
@@ -179,14 +194,32 @@ def _walk(
         .where(*where)
         .order_by(route, duration)
     )
+    return _read(conn, query, weights)
+
+
+def _read(
+    conn: sa.Connection,
+    query: sa.Select[t.Any],
+    weights: dict[str | None, float] | None,
+) -> dict[str | None, _Figures]:
+    """Stream ``query``'s rows and compute each route's figures; never keep
+    the rows. The total weight of a route is in ``weights`` or, without
+    them, the last column of each row."""
     result = conn.execution_options(
         stream_results=True, yield_per=_STREAM_ROWS
     ).execute(query)
     found: dict[str | None, _Figures] = {}
-    key = _route_key(conn.dialect, weights)
     try:
-        for name, rows in itertools.groupby(result, key=key):
-            found[name] = _figures(rows, weights[name])
+        rows = iter(result)
+        first = next(rows, None)
+        if first is None:
+            return found
+        key = _route_key(conn.dialect)
+        for name, group in itertools.groupby(itertools.chain((first,), rows), key=key):
+            group = iter(group)
+            head = next(group)
+            total = float(head[6]) if weights is None else weights[name]
+            found[name] = _figures(itertools.chain((head,), group), total)
     finally:
         result.close()
     return found
@@ -199,7 +232,7 @@ def _figures(rows: t.Iterable[t.Any], total_weight: float) -> _Figures:
     count = 0
     weight_sum = weighted_ms = errors = client_errors = slow = 0.0
     last = 0.0
-    for _, ms, rate, status, exception, is_slow in rows:
+    for _, ms, rate, status, exception, is_slow, *_ in rows:
         ms = float(ms)
         weight = 1.0 / rate if rate is not None and 0 < rate < 1 else 1.0
         count += 1
@@ -226,22 +259,20 @@ def _figures(rows: t.Iterable[t.Any], total_weight: float) -> _Figures:
     )
 
 
-def _route_key(
-    dialect: sa.Dialect, names: t.Iterable[str | None]
-) -> t.Callable[[t.Any], str | None]:
-    """The route of a streamed row as GROUP BY saw it.
+def _route_key(dialect: sa.Dialect) -> t.Callable[[t.Any], str | None]:
+    """The route of a streamed row as GROUP BY or PARTITION BY saw it.
 
     MySQL and MariaDB compare with the column's collation, case-insensitive
     by default: endpoints that differ only in case are one group there, and
-    their rows come sorted together; they are mapped to the name the first
-    query returned.
+    their rows come sorted together. They are reported under the first
+    spelling met.
     """
     if not _dialects.is_mysql(dialect):
         return lambda row: row[0]
-    folded = {name.casefold(): name for name in names if name is not None}
+    spellings: dict[str, str] = {}
 
     def key(row: t.Any) -> str | None:
         name: str | None = row[0]
-        return name if name is None else folded.get(name.casefold(), name)
+        return name if name is None else spellings.setdefault(name.casefold(), name)
 
     return key
