@@ -28,7 +28,8 @@ from .storage.vocabulary import EventType, Severity
 from .storage.writer import TraceWriter
 
 telemetry_cli = AppGroup(
-    "telemetry", help="Check the telemetry table and show the telemetry settings."
+    "telemetry",
+    help="Check, read and prune the telemetry table; show the telemetry settings.",
 )
 
 
@@ -243,3 +244,8 @@ def config_command(as_json: bool) -> None:
 
 
 __all__ = ["telemetry_cli"]
+
+from .cli_read import COMMANDS  # noqa: E402  (the read side's commands)
+
+for _command in COMMANDS:
+    telemetry_cli.add_command(_command)
