@@ -41,6 +41,11 @@ class RouteRules:
         self._slow_rules = dict(slow_ms_by_endpoint or {})
         self._slow: dict[str | None, float] = {None: slow_ms}
 
+    def exclude_endpoints(self, *selectors: str) -> None:
+        """Exclude more endpoints (names with ``*`` wildcards), after setup."""
+        self._endpoints.extend(selectors)
+        self._excluded = {None: False}
+
     def excluded(self, endpoint: str | None, path: str) -> bool:
         """Whether telemetry ignores a request to ``endpoint`` at ``path``."""
         hit = self._excluded.get(endpoint)
