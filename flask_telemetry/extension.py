@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import enum
 import re
 import typing as t
@@ -10,6 +11,7 @@ import weakref
 
 from flask import Flask, current_app, has_app_context
 
+from . import reading
 from .cli import telemetry_cli
 from .config import DEFAULTS, ConfigVars, Settings, load_settings
 from .domain import (
@@ -298,6 +300,108 @@ class Telemetry:
                 len(states),
             )
         return None
+
+    # -- reading ---------------------------------------------------------------
+    # Thin wrappers over flask_telemetry.reading, on the telemetry bind of the
+    # current app (an app context is needed).
+
+    def events(
+        self,
+        *,
+        since: reading.TimeBound | None = None,
+        until: reading.TimeBound | None = None,
+        event_type: EventType | str | t.Iterable[EventType | str] | None = None,
+        min_severity: Severity | str | None = None,
+        route: str | None = None,
+        request_id: str | None = None,
+        actor_type: ActorType | str | None = None,
+        actor_id: int | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[reading.EventRecord]:
+        """Stored events, newest first; see :func:`flask_telemetry.reading.events`.
+
+        Pass the last record's ``id`` as ``before_id`` for the next page.
+        ``route`` takes a glob (``api.*``); ``since`` and ``until`` take a
+        datetime or a timedelta back from now.
+        """
+        engine, table, _ = self._reading()
+        return reading.events(
+            engine,
+            table,
+            since=since,
+            until=until,
+            event_type=event_type,
+            min_severity=min_severity,
+            route=route,
+            request_id=request_id,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            limit=limit,
+            before_id=before_id,
+        )
+
+    def request_summary(
+        self,
+        *,
+        since: reading.TimeBound,
+        until: reading.TimeBound | None = None,
+        route: str | None = None,
+    ) -> list[reading.RouteSummary]:
+        """Per-route requests, errors and percentiles from ``http_request_end``;
+        see :func:`flask_telemetry.reading.request_summary`."""
+        engine, table, _ = self._reading()
+        return reading.request_summary(
+            engine, table, since=since, until=until, route=route
+        )
+
+    def event_counts(
+        self, *, since: reading.TimeBound, until: reading.TimeBound | None = None
+    ) -> list[reading.EventCount]:
+        """(event_type, severity, count) of the window, most frequent first."""
+        engine, table, _ = self._reading()
+        return reading.event_counts(engine, table, since=since, until=until)
+
+    def prune(
+        self,
+        *,
+        older_than_days: float | None = None,
+        batch_size: int = 5000,
+        max_seconds: float | None = None,
+        dry_run: bool = False,
+    ) -> reading.PruneResult:
+        """Delete events older than ``older_than_days`` (default
+        ``TELEMETRY_RETENTION_DAYS``) in short batches; see
+        :func:`flask_telemetry.reading.prune`."""
+        engine, table, settings = self._reading()
+        days = settings.retention_days if older_than_days is None else older_than_days
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
+            raise ValueError(f"older_than_days must be a number >= 0, not {days!r}.")
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+        return reading.prune(
+            engine,
+            table,
+            cutoff=cutoff,
+            batch_size=batch_size,
+            max_seconds=max_seconds,
+            dry_run=dry_run,
+        )
+
+    def _reading(self) -> tuple[sa.Engine, sa.Table, Settings]:
+        if not has_app_context():
+            raise RuntimeError(
+                "Reading telemetry needs an application context "
+                "(with app.app_context(): ...)."
+            )
+        state = self._state()
+        if state is None:
+            raise RuntimeError("Telemetry is not initialised on this application.")
+        db = state.model.__fsa__
+        return (
+            db.engines[state.settings.bind_key],
+            state.model.__table__,
+            state.settings,
+        )
 
     # -- dashboard ---
 

@@ -1,0 +1,30 @@
+"""The read side: events, per-route request figures, counts, and prune.
+
+Plain functions over SQLAlchemy Core: each takes the engine (or a
+connection) of the telemetry bind and the ``telemetry_traces`` table, and
+returns frozen records. :class:`~flask_telemetry.Telemetry` exposes them as
+methods inside an app context; this package imports no Flask.
+"""
+
+from __future__ import annotations
+
+from ._window import TimeBound
+from .events import MAX_LIMIT, event_counts, events
+from .percentiles import weighted_percentiles
+from .prune import prune
+from .records import EventCount, EventRecord, PruneResult, RouteSummary
+from .summary import request_summary
+
+__all__ = [
+    "MAX_LIMIT",
+    "EventCount",
+    "EventRecord",
+    "PruneResult",
+    "RouteSummary",
+    "TimeBound",
+    "event_counts",
+    "events",
+    "prune",
+    "request_summary",
+    "weighted_percentiles",
+]

@@ -1,0 +1,83 @@
+"""Time windows and filters shared by the queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+import sqlalchemy as sa
+
+from ..storage import Severity
+from . import _dialects
+
+#: What ``since`` and ``until`` accept: an aware datetime (a naive one is
+#: taken as UTC), or a timedelta counted back from now.
+TimeBound: t.TypeAlias = "dt.datetime | dt.timedelta"
+
+_SEVERITIES = [s.value for s in Severity]
+
+
+def resolve(
+    value: TimeBound | None, now: dt.datetime | None = None
+) -> dt.datetime | None:
+    """``value`` as an aware UTC datetime (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.timedelta):
+        return (now or dt.datetime.now(dt.UTC)) - value
+    if not isinstance(value, dt.datetime):
+        raise TypeError(
+            f"A time bound must be a datetime or a timedelta, not {value!r}."
+        )
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def time_filters(
+    dialect: sa.Dialect,
+    table: sa.Table,
+    since: TimeBound | None,
+    until: TimeBound | None,
+) -> list[sa.ColumnElement[bool]]:
+    """``since <= occurred_at < until``, each side when given."""
+    now = dt.datetime.now(dt.UTC)
+    clauses: list[sa.ColumnElement[bool]] = []
+    start = resolve(since, now)
+    end = resolve(until, now)
+    if start is not None:
+        clauses.append(table.c.occurred_at >= _dialects.bind_time(dialect, start))
+    if end is not None:
+        clauses.append(table.c.occurred_at < _dialects.bind_time(dialect, end))
+    return clauses
+
+
+def severities_from(min_severity: Severity | str) -> list[str]:
+    """The severity values at or above ``min_severity``."""
+    value = min_severity.value if isinstance(min_severity, Severity) else min_severity
+    if value not in _SEVERITIES:
+        raise ValueError(
+            f"min_severity must be one of {', '.join(_SEVERITIES)}, not "
+            f"{min_severity!r}."
+        )
+    return _SEVERITIES[_SEVERITIES.index(value) :]
+
+
+def route_filter(table: sa.Table, route: str) -> sa.ColumnElement[bool]:
+    """Endpoints matching ``route``: a name, or a glob with ``*`` and ``?``.
+
+    A glob becomes a LIKE pattern with ``%`` and ``_`` escaped, bound as a
+    parameter; a name without wildcards is compared with ``=``.
+    """
+    if "*" not in route and "?" not in route:
+        return table.c.route_name == route
+    pattern = "".join(
+        "%" if char == "*" else "_" if char == "?" else _escape(char) for char in route
+    )
+    return table.c.route_name.like(pattern, escape="/")
+
+
+def _escape(char: str) -> str:
+    # "/" as the escape character: a backslash means different things in
+    # MySQL's string literals and elsewhere.
+    return "/" + char if char in "%_/" else char

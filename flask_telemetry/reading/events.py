@@ -1,0 +1,166 @@
+"""Events newest first, paged by id; counts per event type and severity."""
+
+from __future__ import annotations
+
+import contextlib
+import typing as t
+
+import sqlalchemy as sa
+
+from ..storage import Severity
+from . import _dialects, _window
+from .records import EventCount, EventRecord
+
+#: Bind: an Engine (a connection is taken for the query) or a Connection.
+Bind: t.TypeAlias = "sa.Engine | sa.Connection"
+
+#: The most rows one call returns.
+MAX_LIMIT = 10_000
+
+
+def events(
+    bind: Bind,
+    table: sa.Table,
+    *,
+    since: _window.TimeBound | None = None,
+    until: _window.TimeBound | None = None,
+    event_type: str | t.Iterable[str] | None = None,
+    min_severity: Severity | str | None = None,
+    route: str | None = None,
+    request_id: str | None = None,
+    actor_type: str | None = None,
+    actor_id: int | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[EventRecord]:
+    """Events matching every filter given, newest (highest id) first.
+
+    ``limit`` rows at most (1 to :data:`MAX_LIMIT`); pass the last record's
+    id as ``before_id`` for the next page: paging is by key, so a page costs
+    the same however deep it is and rows written meanwhile neither shift
+    nor repeat a page. ``route`` is an endpoint name or a glob (``api.*``).
+    ``event_type`` is a value or several.
+    """
+    if (
+        isinstance(limit, bool)
+        or not isinstance(limit, int)
+        or not (1 <= limit <= MAX_LIMIT)
+    ):
+        raise ValueError(
+            f"limit must be an integer from 1 to {MAX_LIMIT}, not {limit!r}."
+        )
+    with connection(bind) as conn:
+        dialect = conn.dialect
+        clauses = _window.time_filters(dialect, table, since, until)
+        if event_type is not None:
+            types = _values(event_type)
+            clauses.append(
+                table.c.event_type == types[0]
+                if len(types) == 1
+                else table.c.event_type.in_(types)
+            )
+        if min_severity is not None:
+            levels = _window.severities_from(min_severity)
+            if len(levels) < len(Severity):
+                clauses.append(table.c.severity.in_(levels))
+        if route is not None:
+            clauses.append(_window.route_filter(table, route))
+        if request_id is not None:
+            clauses.append(table.c.request_id == request_id)
+        if actor_type is not None:
+            clauses.append(table.c.actor_type == _value(actor_type))
+        if actor_id is not None:
+            clauses.append(table.c.actor_id == actor_id)
+        if before_id is not None:
+            clauses.append(table.c.id < before_id)
+        query = (
+            sa.select(*_columns(table))
+            .where(*clauses)
+            .order_by(table.c.id.desc())
+            .limit(limit)
+        )
+        return [_record(row) for row in conn.execute(query)]
+
+
+def event_counts(
+    bind: Bind,
+    table: sa.Table,
+    *,
+    since: _window.TimeBound,
+    until: _window.TimeBound | None = None,
+) -> list[EventCount]:
+    """How many events of each (event type, severity) the window holds.
+
+    Most frequent first, then by event type and severity.
+    """
+    with connection(bind) as conn:
+        clauses = _window.time_filters(conn.dialect, table, since, until)
+        count = sa.func.count().label("count")
+        query = (
+            sa.select(table.c.event_type, table.c.severity, count)
+            .where(*clauses)
+            .group_by(table.c.event_type, table.c.severity)
+        )
+        found = [
+            EventCount(event_type=row[0], severity=row[1], count=int(row[2]))
+            for row in conn.execute(query)
+        ]
+    found.sort(key=lambda c: (-c.count, c.event_type, c.severity))
+    return found
+
+
+def _columns(table: sa.Table) -> list[sa.Column[t.Any]]:
+    c = table.c
+    return [
+        c.id,
+        c.occurred_at,
+        c.event_type,
+        c.severity,
+        c.actor_type,
+        c.actor_id,
+        c.request_id,
+        c.route_name,
+        c.ip_address,
+        c.user_agent,
+        c.metadata,
+    ]
+
+
+def _record(row: t.Sequence[t.Any]) -> EventRecord:
+    metadata = row[10]
+    return EventRecord(
+        id=int(row[0]),
+        occurred_at=_dialects.read_time(row[1]),
+        event_type=row[2],
+        severity=row[3],
+        actor_type=row[4],
+        actor_id=row[5],
+        request_id=row[6],
+        route_name=row[7],
+        ip_address=row[8],
+        user_agent=row[9],
+        metadata=dict(metadata) if isinstance(metadata, dict) else {},
+    )
+
+
+def _value(value: t.Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _values(value: str | t.Iterable[str]) -> list[str]:
+    if isinstance(value, str):
+        return [_value(value)]
+    found = [_value(v) for v in value]
+    if not found:
+        raise ValueError("event_type must name at least one event type.")
+    return found
+
+
+@contextlib.contextmanager
+def connection(bind: Bind) -> t.Iterator[sa.Connection]:
+    """A connection from ``bind``: the one given, or a new one closed after."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+        return
+    with bind.connect() as conn:
+        yield conn

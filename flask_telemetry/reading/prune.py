@@ -1,0 +1,217 @@
+"""Retention: delete expired rows in short batches, drop expired partitions.
+
+Each batch is its own transaction deleting at most ``batch_size`` rows,
+chosen in the database by the ``occurred_at`` index (no id is ever loaded
+into memory), so the writer inserting at the same time waits at most one
+short batch. On a PostgreSQL table partitioned by ``occurred_at`` (see
+docs/examples/partitioning.sql), partitions that hold only expired rows
+are dropped whole first, each in a transaction of its own with a short lock
+timeout, and the rows left are deleted batch by batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import time
+import typing as t
+
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+
+from . import _dialects
+from .records import PruneResult
+
+#: How long dropping a partition may wait for its lock (PostgreSQL): the
+#: writer's inserts queue behind the DROP meanwhile, so well below the
+#: writer's own lock timeout.
+DROP_LOCK_TIMEOUT_MS = 100
+#: Attempts to drop one partition before leaving it to the row deletes.
+DROP_ATTEMPTS = 5
+#: How long one DELETE batch may wait for a lock (PostgreSQL).
+BATCH_LOCK_TIMEOUT_MS = 2000
+
+_BOUND = re.compile(r"FOR VALUES FROM \((?P<low>.+)\) TO \((?P<high>.+)\)\Z")
+
+
+def prune(
+    engine: sa.Engine,
+    table: sa.Table,
+    *,
+    cutoff: dt.datetime,
+    batch_size: int = 5000,
+    max_seconds: float | None = None,
+    dry_run: bool = False,
+) -> PruneResult:
+    """Delete the rows with ``occurred_at < cutoff`` and nothing else.
+
+    ``cutoff`` is an aware datetime (a naive one is taken as UTC). Rows go
+    ``batch_size`` at a time, each batch in a transaction of its own; with
+    ``max_seconds`` no new batch starts once that much time has passed, and
+    the result says how many expired rows are left. ``dry_run`` counts what
+    would be deleted and deletes nothing.
+    """
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be an integer >= 1, not {batch_size!r}.")
+    if max_seconds is not None and max_seconds < 0:
+        raise ValueError(f"max_seconds must be >= 0 or None, not {max_seconds!r}.")
+    if cutoff.tzinfo is None:
+        cutoff = cutoff.replace(tzinfo=dt.UTC)
+    cutoff = cutoff.astimezone(dt.UTC)
+    started = time.monotonic()
+    dialect = engine.dialect
+    bound = _dialects.bind_time(dialect, cutoff)
+    partitions: list[str] = []
+    if dialect.name == "postgresql":
+        with engine.connect() as conn:
+            partitions = _expired_partitions(conn, table, cutoff)
+    if dry_run:
+        with engine.connect() as conn:
+            count = _count_expired(conn, table, bound)
+        return PruneResult(
+            deleted=count,
+            batches=0,
+            seconds=time.monotonic() - started,
+            cutoff=cutoff,
+            partitions_dropped=len(partitions),
+            partition_names=tuple(partitions),
+            dry_run=True,
+        )
+    deleted = 0
+    dropped: list[str] = []
+    for name in partitions:
+        rows = _drop_partition(engine, name)
+        if rows is not None:
+            deleted += rows
+            dropped.append(name)
+    delete = _batch_delete(dialect, table, batch_size)
+    batches = 0
+    remaining = 0
+    while True:
+        with _transaction(engine) as conn:
+            count = conn.execute(delete, {"cutoff": bound}).rowcount
+        batches += 1
+        deleted += count
+        if count < batch_size:
+            break
+        if max_seconds is not None and time.monotonic() - started >= max_seconds:
+            with engine.connect() as conn:
+                remaining = _count_expired(conn, table, bound)
+            break
+    return PruneResult(
+        deleted=deleted,
+        batches=batches,
+        seconds=time.monotonic() - started,
+        cutoff=cutoff,
+        partitions_dropped=len(dropped),
+        partition_names=tuple(dropped),
+        remaining=remaining,
+    )
+
+
+def _count_expired(conn: sa.Connection, table: sa.Table, bound: dt.datetime) -> int:
+    query = sa.select(sa.func.count()).where(table.c.occurred_at < bound)
+    return int(conn.execute(query).scalar_one())
+
+
+def _batch_delete(
+    dialect: sa.Dialect, table: sa.Table, batch_size: int
+) -> sa.Executable:
+    """One batch: the oldest ``batch_size`` expired rows, by the time index."""
+    cutoff = sa.bindparam("cutoff", type_=table.c.occurred_at.type)
+    if _dialects.is_mysql(dialect):
+        # MySQL and MariaDB refuse LIMIT in an IN subquery on the same
+        # table, and have DELETE ... ORDER BY ... LIMIT instead.
+        preparer = dialect.identifier_preparer
+        name = preparer.format_table(table)
+        column = preparer.quote("occurred_at")
+        return sa.text(
+            f"DELETE FROM {name} WHERE {column} < :cutoff "
+            f"ORDER BY {column} LIMIT {int(batch_size)}"
+        ).bindparams(cutoff)
+    oldest = (
+        sa.select(table.c.id)
+        .where(table.c.occurred_at < cutoff)
+        .order_by(table.c.occurred_at)
+        .limit(batch_size)
+        .scalar_subquery()
+    )
+    return table.delete().where(table.c.id.in_(oldest))
+
+
+@contextlib.contextmanager
+def _transaction(engine: sa.Engine) -> t.Iterator[sa.Connection]:
+    """A short transaction for one batch, with the dialect's lock settings."""
+    if _dialects.is_mysql(engine.dialect):
+        # No gap locks: the batch locks the rows it deletes and no range a
+        # concurrent INSERT might need.
+        engine = engine.execution_options(isolation_level="READ COMMITTED")
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {BATCH_LOCK_TIMEOUT_MS}")
+        yield conn
+
+
+def _expired_partitions(
+    conn: sa.Connection, table: sa.Table, cutoff: dt.datetime
+) -> list[str]:
+    """Partitions of ``table`` whose upper bound is at or before ``cutoff``.
+
+    Empty unless ``table`` is a PostgreSQL table partitioned by range. The
+    default partition and partitions without an upper bound are never
+    listed.
+    """
+    parent = conn.execute(
+        sa.text(
+            "SELECT c.oid FROM pg_class c WHERE c.oid = to_regclass(:name) "
+            "AND c.relkind = 'p'"
+        ),
+        {"name": table.fullname},
+    ).scalar()
+    if parent is None:
+        return []
+    children = conn.execute(
+        sa.text(
+            "SELECT c.oid::regclass::text, pg_get_expr(c.relpartbound, c.oid) "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = :parent ORDER BY 1"
+        ),
+        {"parent": parent},
+    ).all()
+    expired = []
+    for name, bound in children:
+        match = _BOUND.match(bound or "")
+        if match is None:  # DEFAULT, or not a range partition
+            continue
+        high = match.group("high").strip()
+        if not (high.startswith("'") and high.endswith("'")):
+            continue  # MAXVALUE, or several columns
+        ends = conn.execute(
+            sa.text("SELECT CAST(:high AS timestamptz) <= :cutoff"),
+            {"high": high[1:-1].replace("''", "'"), "cutoff": cutoff},
+        ).scalar()
+        if ends:
+            expired.append(name)
+    conn.rollback()
+    return expired
+
+
+def _drop_partition(engine: sa.Engine, name: str) -> int | None:
+    """Drop one expired partition; its row count, or None if it stayed."""
+    for attempt in range(DROP_ATTEMPTS):
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {DROP_LOCK_TIMEOUT_MS}")
+                rows = conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar()
+                conn.exec_driver_sql(f"DROP TABLE {name}")
+                return int(rows or 0)
+        except sa_exc.OperationalError:
+            # Lock not granted in time: a long query holds the table. Let the
+            # writer through and try again a little later.
+            time.sleep(0.05 * (attempt + 1))
+    return None
