@@ -102,12 +102,12 @@ def line_chart(
                     f'<polyline class="line {escape(line.css)}" points="{points}"/>'
                 )
         # Hover targets: the value of each point, as text, without script.
-        for i, v in enumerate(line.values):
-            if v is not None:
+        for i, value in enumerate(line.values):
+            if value is not None:
                 when = times[i].strftime("%Y-%m-%d %H:%M") if i < len(times) else ""
                 parts.append(
-                    f'<circle class="hover" cx="{x(i):.1f}" cy="{y(v):.1f}" r="4">'
-                    f"<title>{escape(line.label)} {escape(_fmt(v))}{escape(unit)} "
+                    f'<circle class="hover" cx="{x(i):.1f}" cy="{y(value):.1f}" r="4">'
+                    f"<title>{escape(line.label)} {escape(_fmt(value))}{escape(unit)} "
                     f"at {escape(when)} UTC</title></circle>"
                 )
     parts.append(_legend(lines, width))
@@ -270,7 +270,7 @@ def _nice(value: float) -> float:
     """The smallest of 1, 2, 2.5, 5 x 10^k at or above ``value`` (0 for 0)."""
     if value <= 0:
         return 0.0
-    power = 10 ** math.floor(math.log10(value))
+    power = 10.0 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
         if value <= step * power * (1 + 1e-9):
             return step * power

@@ -24,6 +24,8 @@ import typing as t
 
 import sqlalchemy as sa
 
+from . import _dialects
+
 #: Histogram bins per factor e of duration, for the percentiles over time.
 BINS_PER_E = 20
 #: Bins per factor 10 of the latency histogram of a route.
@@ -255,18 +257,20 @@ def slowest(
     limit: int = 20,
 ) -> list[SlowRequest]:
     """The ``limit`` slowest requests of the window, the slowest first."""
+    froms, facts = _dialects.request_end_facts(conn.dialect, table)
+    duration = facts["duration_ms"]
     meta = table.c.metadata
-    duration = meta["duration_ms"].as_float()
     query = (
         sa.select(
             table.c.id,
             table.c.occurred_at,
             table.c.request_id,
             meta["method"].as_string(),
-            meta["status"].as_integer(),
+            facts["status"],
             duration,
             meta["exception"].as_string(),
         )
+        .select_from(*froms)
         .where(*_window(conn, table, _aware(since), _aware(until), route, unmatched))
         .order_by(duration.desc(), table.c.id.desc())
         .limit(limit)
@@ -274,7 +278,7 @@ def slowest(
     return [
         SlowRequest(
             id=row[0],
-            occurred_at=_utc(row[1]),
+            occurred_at=_dialects.read_time(row[1]),
             request_id=row[2],
             method=row[3],
             status=row[4],
@@ -298,24 +302,24 @@ def _facts(
     unmatched: bool,
 ) -> sa.Subquery:
     """``http_request_end`` rows of the window as (occurred_at, duration,
-    status, error, weight), read from the metadata once."""
-    meta = table.c.metadata
-    status = meta["status"].as_integer()
-    rate = meta["sample_rate"].as_float()
+    status, error, weight), the metadata read the way the summary reads it."""
+    froms, facts = _dialects.request_end_facts(conn.dialect, table)
+    rate = facts["sample_rate"]
     error = sa.case(
-        (status >= 500, 1),
-        (meta["exception"].as_string().is_not(None), 1),
+        (facts["status"] >= 500, 1),
+        (facts["exception"], 1),
         else_=0,
     )
     weight = sa.case((rate > 0, 1.0 / rate), else_=1.0)
     return (
         sa.select(
             table.c.occurred_at.label("occurred_at"),
-            meta["duration_ms"].as_float().label("duration"),
-            status.label("status"),
+            facts["duration_ms"].label("duration"),
+            facts["status"].label("status"),
             error.label("error"),
             weight.label("weight"),
         )
+        .select_from(*froms)
         .where(*_window(conn, table, since, until, route, unmatched))
         .subquery("facts")
     )
@@ -331,23 +335,14 @@ def _window(
 ) -> list[sa.ColumnElement[bool]]:
     where = [
         table.c.event_type == _REQUEST_END,
-        table.c.occurred_at >= _bind_time(conn, since),
-        table.c.occurred_at < _bind_time(conn, until),
+        table.c.occurred_at >= _dialects.bind_time(conn.dialect, since),
+        table.c.occurred_at < _dialects.bind_time(conn.dialect, until),
     ]
     if unmatched:
         where.append(table.c.route_name.is_(None))
     elif route is not None:
         where.append(table.c.route_name == route)
     return where
-
-
-def _bind_time(conn: sa.Connection, when: dt.datetime) -> dt.datetime:
-    """``when`` as the column compares it: aware on PostgreSQL, naive UTC
-    elsewhere (DATETIME columns have no zone; the writer stores UTC)."""
-    when = _aware(when)
-    if conn.dialect.name == "postgresql":
-        return when
-    return when.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def _bucket_index(
@@ -359,7 +354,7 @@ def _bucket_index(
     """The 0-based index of the bucket of ``occurred_at``, counted from
     ``since`` in buckets of ``width`` seconds, in the dialect's terms."""
     start = sa.bindparam(
-        "bucket_start", _bind_time(conn, since), type_=occurred_at.type
+        "bucket_start", _dialects.bind_time(conn.dialect, since), type_=occurred_at.type
     )
     name = conn.dialect.name
     seconds: sa.ColumnElement[t.Any]
@@ -409,12 +404,6 @@ def _quantiles(
 
 def _aware(when: dt.datetime) -> dt.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
-
-
-def _utc(when: dt.datetime) -> dt.datetime:
-    return (
-        when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
-    )
 
 
 __all__ = [
