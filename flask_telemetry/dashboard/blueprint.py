@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import pathlib
 import typing as t
 
-from flask import Blueprint, Response, abort, g, request, url_for
+from flask import Blueprint, Response, abort, g, request, send_from_directory, url_for
 
-from ..domain import logger
 from . import views
 from .window import PRESETS, parse_window
 
 if t.TYPE_CHECKING:
-    from ..extension import Telemetry
+    from .. import Telemetry
+
+logger = logging.getLogger("flask_telemetry")
 
 #: Called in each dashboard request; a false value (or an exception) answers 404.
 Authorize = t.Callable[[], t.Any]
@@ -32,6 +35,7 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+_STATIC = pathlib.Path(__file__).with_name("static")
 _READ_METHODS = frozenset({"GET", "HEAD"})
 #: Routes accept every method so that a refused request is a 404 whatever its
 #: method (a 405 would tell that the page exists); an allowed one gets 405.
@@ -49,8 +53,6 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
         BLUEPRINT_NAME,
         __name__,
         template_folder="templates",
-        static_folder="static",
-        static_url_path="/static",
     )
 
     @bp.before_request
@@ -109,6 +111,12 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
         ("/route", "route", reader.route),
         ("/trace/<path:request_id>", "trace", reader.trace),
         ("/events", "events", reader.events),
+        # The CSS, behind authorize and with every method like the pages.
+        ("/static/<path:filename>", "static", _static),
     ):
         bp.add_url_rule(rule, endpoint, view, methods=_ANY_METHOD)
     return bp
+
+
+def _static(filename: str) -> Response:
+    return send_from_directory(_STATIC, filename)

@@ -9,14 +9,13 @@ import typing as t
 import sqlalchemy as sa
 from flask import abort, current_app, render_template, request
 
-from ..domain import ActorType
+from .. import ActorType, EventType, Severity
 from ..reading import series
-from ..storage import EventType, Severity
 from . import charts
 from .window import parse_window
 
 if t.TYPE_CHECKING:
-    from ..extension import Telemetry
+    from .. import Telemetry
 
 #: Routes shown in the overview's table (the slowest in total first).
 MAX_ROUTES = 100
@@ -61,11 +60,12 @@ class Reader:
             sort = "total"
         descending = request.args.get("order", "desc") != "asc"
         attribute = SORTS[sort][1]
+        # A missing value (the unmatched route's name) goes last either way.
         routes = sorted(
-            summary,
-            key=lambda r: _sort_key(getattr(r, attribute)),
+            (r for r in summary if getattr(r, attribute) is not None),
+            key=lambda r: getattr(r, attribute),
             reverse=descending,
-        )
+        ) + [r for r in summary if getattr(r, attribute) is None]
         with self._connect() as conn:
             buckets = series.traffic(
                 conn, self._table(), since=window.since, until=window.until
@@ -305,11 +305,6 @@ def _pivot(counts: t.Iterable[t.Any]) -> list[tuple[str, dict[str, int], int]]:
         by_severity[row.severity] = by_severity.get(row.severity, 0) + row.count
     rows = [(name, sev, sum(sev.values())) for name, sev in table.items()]
     return sorted(rows, key=lambda r: (-r[2], r[0]))
-
-
-def _sort_key(value: t.Any) -> tuple[int, t.Any]:
-    # None (the unmatched route) sorts after every name, whatever the order.
-    return (0, "") if value is None else (1, value)
 
 
 def pretty(metadata: t.Any) -> str:
