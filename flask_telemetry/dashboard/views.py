@@ -53,6 +53,7 @@ class Reader:
     # -- pages ----------------------------------------------------------------
 
     def overview(self) -> str:
+        """The overview: traffic charts, the route table, event counts."""
         window = parse_window(request.args)
         summary = self.telemetry.request_summary(since=window.since, until=window.until)
         sort = request.args.get("sort", "total")
@@ -92,6 +93,7 @@ class Reader:
         )
 
     def route(self) -> str:
+        """One route: histogram, statuses, charts, slowest requests."""
         window = parse_window(request.args)
         unmatched = request.args.get("unmatched") == "1"
         name = None if unmatched else request.args.get("name") or None
@@ -150,6 +152,7 @@ class Reader:
         )
 
     def trace(self, request_id: str) -> str:
+        """Every event of one request id on a timeline."""
         events = self.telemetry.events(request_id=request_id, limit=MAX_TRACE_EVENTS)
         if not events:
             abort(404)
@@ -197,6 +200,7 @@ class Reader:
         )
 
     def events(self) -> str:
+        """The events of the window, filtered, paged by id."""
         window = parse_window(request.args)
         args = request.args
         errors: list[str] = []

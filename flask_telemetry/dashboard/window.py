@@ -39,6 +39,7 @@ class Window:
 
     @property
     def span(self) -> dt.timedelta:
+        """How long the window is."""
         return self.until - self.since
 
 
