@@ -402,3 +402,20 @@ def test_dashboard_depends_on_reading_only() -> None:
                     else [a.name for a in node.names]
                 )
                 assert not any((n or "").startswith("flask") for n in names)
+
+
+def test_reads_through_the_telemetry_bind(
+    make_app: MakeApp, db_url: str, tmp_path: pathlib.Path
+) -> None:
+    bundle = make_app(
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'default.db'}",
+        SQLALCHEMY_BINDS={"telemetry": db_url},
+        TELEMETRY_BIND_KEY="telemetry",
+    )
+    app = _shop(bundle)
+    client = app.test_client()
+    client.get("/items/1", headers={"X-Request-ID": "on-the-bind"})
+    bundle.telemetry.flush(10)
+    assert client.get("/_telemetry/trace/on-the-bind").status_code == 200
+    page = client.get("/_telemetry/").get_data(as_text=True)
+    assert ">shop.item</a>" in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 import typing as t
@@ -9,7 +10,7 @@ import typing as t
 import sqlalchemy as sa
 from flask import abort, current_app, render_template, request
 
-from .. import ActorType, EventType, Severity
+from .. import ActorType, EventType, Severity, reading
 from ..reading import series
 from . import charts
 from .window import parse_window
@@ -25,6 +26,10 @@ PAGE_SIZE = 100
 MAX_TRACE_EVENTS = 500
 #: Slowest requests listed on a route's page.
 SLOWEST = 20
+
+#: Queries of one page run at the same time, each on its own connection.
+CONCURRENT_QUERIES = 3
+_SHARED_POOLS = (sa.pool.StaticPool, sa.pool.SingletonThreadPool)
 
 #: Columns the route table sorts by: query value -> (heading, record attribute).
 SORTS: dict[str, tuple[str, str]] = {
@@ -55,7 +60,16 @@ class Reader:
     def overview(self) -> str:
         """The overview: traffic charts, the route table, event counts."""
         window = parse_window(request.args)
-        summary = self.telemetry.request_summary(since=window.since, until=window.until)
+        since, until = window.since, window.until
+        table = self._table()
+        found = self._run(
+            summary=lambda c: reading.request_summary(
+                c, table, since=since, until=until
+            ),
+            buckets=lambda c: series.traffic(c, table, since=since, until=until),
+            counts=lambda c: reading.event_counts(c, table, since=since, until=until),
+        )
+        summary, buckets, counts = found["summary"], found["buckets"], found["counts"]
         sort = request.args.get("sort", "total")
         if sort not in SORTS:
             sort = "total"
@@ -67,11 +81,6 @@ class Reader:
             key=lambda r: getattr(r, attribute),
             reverse=descending,
         ) + [r for r in summary if getattr(r, attribute) is None]
-        with self._connect() as conn:
-            buckets = series.traffic(
-                conn, self._table(), since=window.since, until=window.until
-            )
-        counts = self.telemetry.event_counts(since=window.since, until=window.until)
         requests = sum(r.requests for r in summary)
         errors = sum(r.errors for r in summary)
         return render_template(
@@ -106,13 +115,23 @@ class Reader:
             "route": name,
             "unmatched": unmatched,
         }
-        with self._connect() as conn:
-            buckets = series.traffic(conn, table, **bounds)
-            histogram = series.latency_histogram(conn, table, **bounds)
-            statuses = series.status_breakdown(conn, table, **bounds)
-            slowest = series.slowest(conn, table, limit=SLOWEST, **bounds)
-        summary = self.telemetry.request_summary(
-            since=window.since, until=window.until, route=None if unmatched else name
+        since, until = window.since, window.until
+        found = self._run(
+            buckets=lambda c: series.traffic(c, table, **bounds),
+            histogram=lambda c: series.latency_histogram(c, table, **bounds),
+            statuses=lambda c: series.status_breakdown(c, table, **bounds),
+            slowest=lambda c: series.slowest(c, table, limit=SLOWEST, **bounds),
+            # The route's name as a glob matches itself (and maybe more, if
+            # it holds * or ?: the exact name is picked below).
+            summary=lambda c: reading.request_summary(
+                c, table, since=since, until=until, route=name
+            ),
+        )
+        buckets, histogram = found["buckets"], found["histogram"]
+        statuses, slowest, summary = (
+            found["statuses"],
+            found["slowest"],
+            found["summary"],
         )
         figures = next((r for r in summary if r.route_name == name), None)
         return render_template(
@@ -153,7 +172,11 @@ class Reader:
 
     def trace(self, request_id: str) -> str:
         """Every event of one request id on a timeline."""
-        events = self.telemetry.events(request_id=request_id, limit=MAX_TRACE_EVENTS)
+        events = self._run(
+            events=lambda c: reading.events(
+                c, self._table(), request_id=request_id, limit=MAX_TRACE_EVENTS
+            )
+        )["events"]
         if not events:
             abort(404)
         events = sorted(events, key=lambda e: (e.occurred_at, e.id))
@@ -231,9 +254,16 @@ class Reader:
                     filters[key] = int(raw)
                 except ValueError:
                     errors.append(f"{key} must be a whole number, not {raw[:40]!r}.")
-        events = self.telemetry.events(
-            since=window.since, until=window.until, limit=PAGE_SIZE, **filters
-        )
+        events = self._run(
+            events=lambda c: reading.events(
+                c,
+                self._table(),
+                since=window.since,
+                until=window.until,
+                limit=PAGE_SIZE,
+                **filters,
+            )
+        )["events"]
         shown = {k: v for k, v in filters.items() if k != "before_id"}
         return render_template(
             "telemetry_dashboard/events.html",
@@ -255,11 +285,34 @@ class Reader:
         table: sa.Table = self.telemetry.trace_model.__table__
         return table
 
-    def _connect(self) -> sa.Connection:
+    def _engine(self) -> sa.Engine:
+        # Flask-SQLAlchemy sets ``__fsa__`` on its models: the instance whose
+        # engines the telemetry bind is one of.
         model = self.telemetry.trace_model
         db = getattr(model, "__fsa__", None) or current_app.extensions["sqlalchemy"]
-        engine: sa.Engine = db.engines[model.__table__.info.get("bind_key")]
-        return engine.connect()
+        engine: sa.Engine = db.engines[getattr(model, "__bind_key__", None)]
+        return engine
+
+    def _run(self, **calls: t.Callable[[sa.Connection], t.Any]) -> dict[str, t.Any]:
+        """Each call's result, each run on a connection of its own.
+
+        The queries of a page run at the same time, up to
+        :data:`CONCURRENT_QUERIES` at once, so that a page takes about as long
+        as its slowest query. Not on an engine whose pool shares one
+        connection (an in-memory SQLite database): there one after the other.
+        """
+        engine = self._engine()
+
+        def run(call: t.Callable[[sa.Connection], t.Any]) -> t.Any:
+            with engine.connect() as conn:
+                return call(conn)
+
+        if len(calls) == 1 or isinstance(engine.pool, _SHARED_POOLS):
+            return {key: run(call) for key, call in calls.items()}
+        workers = min(len(calls), CONCURRENT_QUERIES)
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            futures = {key: pool.submit(run, call) for key, call in calls.items()}
+            return {key: future.result() for key, future in futures.items()}
 
 
 def _traffic_charts(buckets: list[series.Bucket]) -> list[t.Any]:
