@@ -241,3 +241,8 @@ def config_command(as_json: bool) -> None:
 
 
 __all__ = ["telemetry_cli"]
+
+from .cli_read import COMMANDS  # noqa: E402  (the read side's commands)
+
+for _command in COMMANDS:
+    telemetry_cli.add_command(_command)

@@ -318,10 +318,12 @@ class Telemetry:
         actor_id: int | None = None,
         limit: int = 100,
         before_id: int | None = None,
+        after_id: int | None = None,
     ) -> list[reading.EventRecord]:
         """Stored events, newest first; see :func:`flask_telemetry.reading.events`.
 
-        Pass the last record's ``id`` as ``before_id`` for the next page.
+        Pass the last record's ``id`` as ``before_id`` for the next page;
+        ``after_id`` keeps the events newer than an id.
         ``route`` takes a glob (``api.*``); ``since`` and ``until`` take a
         datetime or a timedelta back from now.
         """
@@ -339,6 +341,7 @@ class Telemetry:
             actor_id=actor_id,
             limit=limit,
             before_id=before_id,
+            after_id=after_id,
         )
 
     def request_summary(

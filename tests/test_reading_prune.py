@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import pathlib
+import threading
+import time
 
 import pytest
+import sqlalchemy as sa
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ConfigVars
@@ -82,3 +86,107 @@ def test_telemetry_prune_uses_the_retention_days(make_app: MakeApp) -> None:
         with pytest.raises(ValueError, match="batch_size"):
             bundle.telemetry.prune(batch_size=0)
     assert [r.metadata["age"] for r in bundle.rows()] == [6]
+
+
+def test_prune_beside_a_busy_writer(make_app: MakeApp) -> None:
+    """The writer goes on storing while prune deletes: nothing is dropped and
+    no insert waits anywhere near its lock timeout."""
+    bundle = make_app(**{ConfigVars.DELIVERY: "sync", ConfigVars.MAX_RETRIES: 0})
+    expired = NOW - dt.timedelta(days=30)
+    store(
+        bundle,
+        [
+            event(occurred_at=expired + dt.timedelta(milliseconds=i))
+            for i in range(20_000)
+        ],
+    )
+    done = threading.Event()
+    waits: list[float] = []
+
+    def write() -> None:
+        with bundle.app.app_context():
+            while not done.is_set():
+                started = time.perf_counter()
+                bundle.telemetry.record("cache_hit", metadata={"n": len(waits)})
+                waits.append(time.perf_counter() - started)
+                time.sleep(0.001)  # a busy application, not a flood
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(0.1)
+        result = prune(engine_of(bundle), bundle.traces, cutoff=NOW, batch_size=500)
+        during = len(waits)
+        time.sleep(0.1)
+    finally:
+        done.set()
+        writer.join(30)
+    assert result.deleted == 20_000
+    assert result.batches == 41
+    assert during > 50  # the writer did run while prune deleted
+    with bundle.app.app_context():
+        stats = bundle.telemetry.stats()
+    assert stats["dropped"] == dict.fromkeys(stats["dropped"], 0)
+    assert stats["written"] == len(waits)
+    rows = bundle.rows()
+    assert len(rows) == len(waits)
+    assert {r.event_type for r in rows} == {"cache_hit"}
+    assert max(waits) < 0.5  # TELEMETRY_LOCK_TIMEOUT_MS
+
+
+PARTITIONING = pathlib.Path(__file__).parents[1] / "docs/examples/partitioning.sql"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_prune_drops_expired_partitions(make_app: MakeApp) -> None:
+    bundle = make_app(False)
+    engine = engine_of(bundle)
+    with engine.connect() as conn:
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        dbapi.execute(PARTITIONING.read_text())
+        dbapi.execute(
+            "SELECT telemetry_traces_add_partition("
+            "(now() AT TIME ZONE 'UTC')::date - n) FROM generate_series(1, 10) AS n"
+        )
+        dbapi.commit()
+    today = dt.datetime.combine(NOW.date(), dt.time(), tzinfo=dt.UTC)
+    store(
+        bundle,
+        [
+            event(
+                metadata={"day": d, "i": i},
+                occurred_at=today - dt.timedelta(days=d, hours=-i),
+            )
+            for d in range(11)
+            for i in range(0, 24, 4)
+        ],
+    )
+    # Mid-day, five days ago: days 6 to 10 wholly expired, day 5 straddles.
+    cutoff = today - dt.timedelta(days=5) + dt.timedelta(hours=10)
+    table = bundle.traces
+    dry = prune(engine, table, cutoff=cutoff, dry_run=True)
+    assert dry.partitions_dropped == 5
+    assert dry.deleted == 5 * 6 + 3
+    result = prune(engine, table, cutoff=cutoff, batch_size=2)
+    assert result.partitions_dropped == 5
+    assert result.partition_names == tuple(
+        f"telemetry_traces_{today - dt.timedelta(days=d):%Y%m%d}"
+        for d in range(10, 5, -1)
+    )  # oldest first
+    assert result.deleted == 5 * 6 + 3
+    assert result.batches == 2  # 2 rows, then 1: the straddling day only
+    left = {(r.metadata["day"], r.metadata["i"]) for r in bundle.rows()}
+    assert left == {(d, i) for d in range(5) for i in range(0, 24, 4)} | {
+        (5, 12),
+        (5, 16),
+        (5, 20),
+    }
+    with engine.connect() as conn:
+        parts = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_inherits "
+                "WHERE inhparent = 'telemetry_traces'::regclass"
+            )
+        ).scalar()
+    assert parts == 1 + 3 + 5  # default, today and two ahead, days 1 to 5

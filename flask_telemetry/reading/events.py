@@ -32,13 +32,15 @@ def events(
     actor_id: int | None = None,
     limit: int = 100,
     before_id: int | None = None,
+    after_id: int | None = None,
 ) -> list[EventRecord]:
     """Events matching every filter given, newest (highest id) first.
 
     ``limit`` rows at most (1 to :data:`MAX_LIMIT`); pass the last record's
     id as ``before_id`` for the next page: paging is by key, so a page costs
     the same however deep it is and rows written meanwhile neither shift
-    nor repeat a page. ``route`` is an endpoint name or a glob (``api.*``).
+    nor repeat a page. ``after_id`` keeps the rows above an id (to poll for
+    new ones). ``route`` is an endpoint name or a glob (``api.*``).
     ``event_type`` is a value or several.
     """
     if (
@@ -73,6 +75,8 @@ def events(
             clauses.append(table.c.actor_id == actor_id)
         if before_id is not None:
             clauses.append(table.c.id < before_id)
+        if after_id is not None:
+            clauses.append(table.c.id > after_id)
         query = (
             sa.select(*_columns(table))
             .where(*clauses)

@@ -3,7 +3,9 @@
 Each batch is its own transaction deleting at most ``batch_size`` rows,
 chosen in the database by the ``occurred_at`` index (no id is ever loaded
 into memory), so the writer inserting at the same time waits at most one
-short batch. On a PostgreSQL table partitioned by ``occurred_at`` (see
+short batch (on SQLite, whose one write lock covers the whole database,
+batches are spaced so that a waiting writer always gets in). On a
+PostgreSQL table partitioned by ``occurred_at`` (see
 docs/examples/partitioning.sql), partitions that hold only expired rows
 are dropped whole first, each in a transaction of its own with a short lock
 timeout, and the rows left are deleted batch by batch.
@@ -29,8 +31,16 @@ from .records import PruneResult
 DROP_LOCK_TIMEOUT_MS = 100
 #: Attempts to drop one partition before leaving it to the row deletes.
 DROP_ATTEMPTS = 5
+#: Attempts of one DELETE batch that could not get its locks in time.
+BATCH_ATTEMPTS = 5
 #: How long one DELETE batch may wait for a lock (PostgreSQL).
 BATCH_LOCK_TIMEOUT_MS = 2000
+
+#: Pause between two batches (SQLite): one lock covers the whole database,
+#: and a writer waiting for it polls, sleeping up to 100 ms between tries
+#: (SQLite's busy handler), so each gap must be longer than that for the
+#: writer to get in.
+SQLITE_PAUSE = 0.11
 
 _BOUND = re.compile(r"FOR VALUES FROM \((?P<low>.+)\) TO \((?P<high>.+)\)\Z")
 
@@ -93,8 +103,7 @@ def prune(
     batches = 0
     remaining = 0
     while True:
-        with _transaction(engine) as conn:
-            count = conn.execute(delete, {"cutoff": bound}).rowcount
+        count = _run_batch(engine, delete, bound)
         batches += 1
         deleted += count
         if count < batch_size:
@@ -103,6 +112,8 @@ def prune(
             with engine.connect() as conn:
                 remaining = _count_expired(conn, table, bound)
             break
+        if dialect.name == "sqlite":
+            time.sleep(SQLITE_PAUSE)
     return PruneResult(
         deleted=deleted,
         batches=batches,
@@ -112,6 +123,21 @@ def prune(
         partition_names=tuple(dropped),
         remaining=remaining,
     )
+
+
+def _run_batch(engine: sa.Engine, delete: sa.Executable, bound: dt.datetime) -> int:
+    """One batch in its own transaction; tried again when a lock was not
+    granted in time (the writer holds SQLite's one lock, a long query holds
+    a row). Returns the rows deleted."""
+    for attempt in range(BATCH_ATTEMPTS):
+        try:
+            with _transaction(engine) as conn:
+                return int(conn.execute(delete, {"cutoff": bound}).rowcount)
+        except sa_exc.OperationalError:
+            if attempt == BATCH_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _count_expired(conn: sa.Connection, table: sa.Table, bound: dt.datetime) -> int:

@@ -35,8 +35,9 @@ def request_summary(
     ``1/sample_rate`` requests: counts, mean and percentiles weigh it so
     (see :mod:`flask_telemetry.reading.percentiles` for the exact method).
     Without sampled rows the percentiles are the linear ones of
-    ``percentile_cont``, computed by PostgreSQL and MariaDB themselves and,
-    on SQLite, over the durations streamed in order (never held in memory).
+    ``percentile_cont``: computed by PostgreSQL itself, in the same query as
+    the counts; on SQLite and MySQL/MariaDB (and for sampled rows
+    everywhere) over the durations streamed in order, never held in memory.
     """
     with connection(bind) as conn:
         dialect = conn.dialect
@@ -56,33 +57,28 @@ def request_summary(
         client = sa.and_(
             facts["status"] >= 400, facts["status"] < 500, sa.not_(facts["exception"])
         )
-        totals = (
-            sa.select(
-                table.c.route_name,
-                sa.func.count(),
-                sa.func.sum(weight),
-                sa.func.sum(weight * duration),
-                sa.func.max(duration),
-                sa.func.sum(sa.case((failed, weight), else_=0)),
-                sa.func.sum(sa.case((client, weight), else_=0)),
-                sa.func.sum(sa.case((facts["slow"], weight), else_=0)),
-                sa.func.sum(sa.case((sampled, 1), else_=0)),
-            )
-            .select_from(*froms)
-            .where(*where)
-            .group_by(table.c.route_name)
-        )
-        routes = {row[0]: row for row in conn.execute(totals)}
+        aggregates: list[sa.FunctionElement[t.Any]] = [
+            sa.func.count(),
+            sa.func.sum(weight),
+            sa.func.sum(weight * duration),
+            sa.func.max(duration),
+            sa.func.sum(sa.case((failed, weight), else_=0)),
+            sa.func.sum(sa.case((client, weight), else_=0)),
+            sa.func.sum(sa.case((facts["slow"], weight), else_=0)),
+            sa.func.sum(sa.case((sampled, 1), else_=0)),
+        ]
+        query = _totals(dialect, table.c.route_name, aggregates, duration)
+        rows = conn.execute(query.select_from(*froms).where(*where)).all()
+        routes = {row[0]: row for row in rows}
         if not routes:
             return []
-        any_sampled = any(row[8] for row in routes.values())
-        if _dialects.has_percentile_cont(dialect) and not any_sampled:
-            percentiles = _in_database(conn, froms, where, table, duration)
-        else:
+        if any(row[8] for row in rows) or not _dialects.has_percentile_cont(dialect):
             weights = {name: float(row[2]) for name, row in routes.items()}
             percentiles = _streamed(
                 conn, froms, where, table, duration, weight, weights
             )
+        else:  # computed by the database, in the same query
+            percentiles = {name: tuple(row[9:12]) for name, row in routes.items()}
     found = []
     for name, row in routes.items():
         rows, total, weighted_ms, max_ms, errors, client_errors, slow = row[1:8]
@@ -108,21 +104,17 @@ def request_summary(
     return found
 
 
-def _in_database(
-    conn: sa.Connection,
-    froms: list[sa.FromClause],
-    where: list[sa.ColumnElement[bool]],
-    table: sa.Table,
+def _totals(
+    dialect: sa.Dialect,
+    route: sa.ColumnElement[t.Any],
+    aggregates: list[sa.FunctionElement[t.Any]],
     duration: sa.ColumnElement[t.Any],
-) -> dict[str | None, tuple[float, ...]]:
-    route = table.c.route_name
-    columns = _dialects.percentile_columns(conn.dialect, duration, route)
-    query = sa.select(route, *columns).select_from(*froms).where(*where)
-    if conn.dialect.name == "postgresql":
-        query = query.group_by(route)
-    else:  # a window function: one identical row per request, hence DISTINCT
-        query = query.distinct()
-    return {row[0]: tuple(row[1:]) for row in conn.execute(query)}
+) -> sa.Select[t.Any]:
+    """One row per route: the aggregates, then on PostgreSQL the percentiles."""
+    columns: list[sa.ColumnElement[t.Any]] = [*aggregates]
+    if _dialects.has_percentile_cont(dialect):
+        columns += _dialects.percentile_columns(duration)
+    return sa.select(route, *columns).group_by(route)
 
 
 def _streamed(

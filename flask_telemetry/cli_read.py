@@ -1,0 +1,467 @@
+"""``flask telemetry report | trace | tail | prune``: the read side on the CLI.
+
+Each command prints aligned tables, or with ``--json`` the API's records
+under their field names. Times take ``90m``, ``24h``, ``7d`` (also ``s``
+and ``w``), an ISO 8601 duration (``PT90M``, ``P7D``) or an ISO 8601 date
+and time (``2026-11-27T10:00:00Z``; without an offset, UTC).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+import typing as t
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .reading import EventRecord, RouteSummary
+from .storage import Severity
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SHORT = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_ISO_DURATION = re.compile(
+    r"P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?"
+)
+_FORMS = (
+    "90m, 24h, 7d, an ISO 8601 duration (PT90M) or date and time (2026-11-27T10:00Z)"
+)
+
+#: How often ``tail --follow`` looks for new events, in seconds.
+FOLLOW_INTERVAL = 1.0
+_sleep = time.sleep
+
+
+def parse_time(value: str) -> dt.datetime | dt.timedelta:
+    """A time the commands accept: a timedelta back from now, or a datetime.
+
+    Raises ValueError for anything else.
+    """
+    text = value.strip()
+    short = _SHORT.fullmatch(text)
+    if short:
+        return dt.timedelta(seconds=float(short.group(1)) * _UNITS[short.group(2)])
+    iso = _ISO_DURATION.fullmatch(text.upper())
+    if iso and text.upper() not in ("P", "PT") and any(iso.groupdict().values()):
+        return dt.timedelta(
+            seconds=sum(float(v) * _UNITS[k] for k, v in iso.groupdict().items() if v)
+        )
+    try:
+        when = dt.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time") from None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
+
+
+class TimeType(click.ParamType[dt.datetime | dt.timedelta, t.Any]):
+    """A click parameter of :func:`parse_time` (durations only, if asked)."""
+
+    name = "time"
+
+    def __init__(self, *, durations_only: bool = False) -> None:
+        self.durations_only = durations_only
+
+    def convert(
+        self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dt.datetime | dt.timedelta:
+        if isinstance(value, (dt.datetime, dt.timedelta)):
+            return value
+        try:
+            parsed = parse_time(str(value))
+        except ValueError:
+            forms = "90m, 24h, 7d or an ISO 8601 duration (P7D, PT90M)"
+            self.fail(
+                f"{value!r} is not a time: use "
+                f"{forms if self.durations_only else _FORMS}.",
+                param,
+                ctx,
+            )
+        if self.durations_only and isinstance(parsed, dt.datetime):
+            self.fail(
+                f"{value!r} is a date: use a duration such as 7d or P7D.", param, ctx
+            )
+        return parsed
+
+
+def _telemetry() -> t.Any:
+    return current_app.extensions["telemetry"].owner
+
+
+def _iso(value: dt.datetime | dt.timedelta | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.timedelta):
+        value = dt.datetime.now(dt.UTC) - value
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def _echo_json(data: t.Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _table(headers: t.Sequence[str], rows: t.Sequence[t.Sequence[t.Any]]) -> None:
+    """Print rows as columns, numbers right-aligned."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    numeric = [
+        bool(rows) and all(isinstance(r[i], (int, float)) for r in rows)
+        for i in range(len(headers))
+    ]
+
+    def line(values: t.Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if right else v.ljust(w)
+            for v, w, right in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    click.echo(line(headers))
+    for row in cells:
+        click.echo(line(row))
+
+
+def _cell(value: t.Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+# -- report ---------------------------------------------------------------------
+
+
+@click.command("report")
+@with_appcontext
+@click.option(
+    "--since", type=TimeType(), default="24h", show_default=True, help="Window start."
+)
+@click.option("--until", type=TimeType(), default=None, help="Window end (now).")
+@click.option("--route", default=None, help="Endpoint name or glob (api.*).")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Routes shown.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
+def report_command(
+    since: dt.datetime | dt.timedelta,
+    until: dt.datetime | dt.timedelta | None,
+    route: str | None,
+    top: int,
+    as_json: bool,
+) -> None:
+    """Requests per route (counts, errors, percentiles) and event counts.
+
+    Routes are ordered by total time spent in them (requests x mean).
+    """
+    telemetry = _telemetry()
+    routes: list[RouteSummary] = telemetry.request_summary(
+        since=since, until=until, route=route
+    )
+    counts = telemetry.event_counts(since=since, until=until)
+    if as_json:
+        _echo_json(
+            {
+                "since": _iso(since),
+                "until": _iso(until) or _iso(dt.datetime.now(dt.UTC)),
+                "routes": [r.as_dict() for r in routes[:top]],
+                "event_counts": [c.as_dict() for c in counts],
+            }
+        )
+        return
+    window = f"{_iso(since)} .. {_iso(until) or 'now'}"
+    click.echo(f"Requests {window}")
+    if not routes:
+        click.echo("  (no http_request_end events)")
+    else:
+        _table(
+            [
+                "route",
+                "requests",
+                "errors",
+                "4xx",
+                "error%",
+                "slow",
+                "mean_ms",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "max_ms",
+            ],
+            [
+                [
+                    r.route_name or "(unmatched)",
+                    r.requests,
+                    r.errors,
+                    r.client_errors,
+                    round(r.error_rate * 100, 1),
+                    r.slow,
+                    r.mean_ms,
+                    r.p50_ms,
+                    r.p95_ms,
+                    r.p99_ms,
+                    r.max_ms,
+                ]
+                for r in routes[:top]
+            ],
+        )
+        if len(routes) > top:
+            click.echo(f"({len(routes) - top} more route(s); --top to see them)")
+    click.echo("")
+    click.echo("Events")
+    if not counts:
+        click.echo("  (none)")
+    else:
+        _table(
+            ["event_type", "severity", "count"],
+            [[c.event_type, c.severity, c.count] for c in counts],
+        )
+
+
+# -- trace ----------------------------------------------------------------------
+
+
+@click.command("trace")
+@with_appcontext
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
+def trace_command(request_id: str, as_json: bool) -> None:
+    """Every event of one request, oldest first, with offsets in ms."""
+    telemetry = _telemetry()
+    found: list[EventRecord] = []
+    before = None
+    while True:
+        page = telemetry.events(request_id=request_id, limit=1000, before_id=before)
+        found += page
+        if len(page) < 1000:
+            break
+        before = page[-1].id
+    if not found:
+        raise click.ClickException(
+            f"No telemetry events for request id {request_id!r} "
+            "(expired, not recorded, or recorded on another database)."
+        )
+    found.sort(key=lambda r: (r.occurred_at, r.id))
+    first = found[0].occurred_at
+    offsets = [(r.occurred_at - first) / dt.timedelta(milliseconds=1) for r in found]
+    if as_json:
+        _echo_json(
+            [
+                {**r.as_dict(), "offset_ms": o}
+                for r, o in zip(found, offsets, strict=True)
+            ]
+        )
+        return
+    click.echo(f"Request {request_id}: {len(found)} event(s) from {first.isoformat()}")
+    _table(
+        ["offset_ms", "event_type", "severity", "route", "actor", "metadata"],
+        [
+            [
+                round(o, 3),
+                r.event_type,
+                r.severity,
+                r.route_name,
+                _actor(r),
+                _metadata(r.metadata),
+            ]
+            for r, o in zip(found, offsets, strict=True)
+        ],
+    )
+
+
+def _actor(record: EventRecord) -> str:
+    if record.actor_id is None:
+        return record.actor_type
+    return f"{record.actor_type}:{record.actor_id}"
+
+
+def _metadata(metadata: dict[str, t.Any], width: int = 80) -> str:
+    text = json.dumps(metadata, separators=(",", ":"), default=str) if metadata else ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- tail -----------------------------------------------------------------------
+
+
+@click.command("tail")
+@with_appcontext
+@click.option(
+    "-n",
+    "--lines",
+    "count",
+    type=click.IntRange(min=1, max=10_000),
+    default=20,
+    show_default=True,
+    help="Events shown.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events.")
+@click.option("--event-type", default=None, help="Only this event type.")
+@click.option(
+    "--min-severity",
+    type=click.Choice([s.value for s in Severity]),
+    default=None,
+    help="Only events at or above this severity.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object a line.")
+def tail_command(
+    count: int,
+    follow: bool,
+    event_type: str | None,
+    min_severity: str | None,
+    as_json: bool,
+) -> None:
+    """The latest events, oldest first; --follow keeps printing new ones."""
+    telemetry = _telemetry()
+    filters = {"event_type": event_type, "min_severity": min_severity}
+    latest: list[EventRecord] = telemetry.events(limit=count, **filters)
+    printer = _printer(as_json)
+    for record in reversed(latest):
+        printer(record)
+    if not follow:
+        return
+    last = latest[0].id if latest else _newest_id(telemetry)
+    try:
+        while True:
+            _sleep(FOLLOW_INTERVAL)
+            new: list[EventRecord] = []
+            before = None
+            while True:  # newest first, down to the last one printed
+                page = telemetry.events(
+                    limit=1000, after_id=last, before_id=before, **filters
+                )
+                new += page
+                if len(page) < 1000:
+                    break
+                before = page[-1].id
+            for record in reversed(new):
+                printer(record)
+            if new:
+                last = new[0].id
+    except KeyboardInterrupt:
+        pass
+
+
+def _newest_id(telemetry: t.Any) -> int:
+    newest = telemetry.events(limit=1)
+    return int(newest[0].id) if newest else 0
+
+
+def _printer(as_json: bool) -> t.Callable[[EventRecord], None]:
+    if as_json:
+        return lambda r: click.echo(json.dumps(r.as_dict(), default=str))
+
+    def line(record: EventRecord) -> None:
+        when = record.occurred_at.isoformat(timespec="milliseconds")
+        click.echo(
+            f"{when}  {record.severity:<8}  {record.event_type:<20}  "
+            f"{record.route_name or '-':<24}  {record.request_id or '-'}  "
+            f"{_metadata(record.metadata)}".rstrip()
+        )
+
+    return line
+
+
+# -- prune ----------------------------------------------------------------------
+
+#: Exit status of ``prune`` when --max-seconds left expired rows.
+EXIT_INCOMPLETE = 3
+
+
+@click.command("prune")
+@with_appcontext
+@click.option(
+    "--older-than",
+    type=TimeType(durations_only=True),
+    default=None,
+    help="Age of the events to delete [default: TELEMETRY_RETENTION_DAYS].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Rows per DELETE transaction.",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Start no batch after this many seconds; exit 3 if rows are left.",
+)
+@click.option("--dry-run", is_flag=True, help="Count, delete nothing.")
+@click.option("--yes", is_flag=True, help="Allow an age under one day.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
+def prune_command(
+    older_than: dt.timedelta | None,
+    batch_size: int,
+    max_seconds: float | None,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Delete events older than the retention period, in short batches.
+
+    Exits with status 0 when no expired event is left, 3 when
+    --max-seconds stopped it first (run it again).
+    """
+    days = None
+    if older_than is not None:
+        days = older_than / dt.timedelta(days=1)
+        if days < 1 and not yes:
+            raise click.BadParameter(
+                f"{_age(older_than)} is under one day: pass --yes to delete "
+                "events that recent.",
+                param_hint="'--older-than'",
+            )
+    result = _telemetry().prune(
+        older_than_days=days,
+        batch_size=batch_size,
+        max_seconds=max_seconds,
+        dry_run=dry_run,
+    )
+    if as_json:
+        _echo_json(result.as_dict())
+    else:
+        verb = "Would delete" if dry_run else "Deleted"
+        click.echo(
+            f"{verb} {result.deleted:,} event(s) older than "
+            f"{result.cutoff.isoformat(timespec='seconds')} "
+            f"in {result.batches} batch(es), {result.seconds:.2f} s."
+        )
+        if result.partitions_dropped:
+            verb = "Would drop" if dry_run else "Dropped"
+            click.echo(
+                f"{verb} {result.partitions_dropped} partition(s): "
+                + ", ".join(result.partition_names)
+            )
+        if result.remaining:
+            click.echo(
+                f"{result.remaining:,} expired event(s) left: --max-seconds ran "
+                "out. Run it again."
+            )
+    if result.remaining:
+        raise SystemExit(EXIT_INCOMPLETE)
+
+
+def _age(value: dt.timedelta) -> str:
+    seconds = value.total_seconds()
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+#: The commands added to the ``flask telemetry`` group.
+COMMANDS = (report_command, trace_command, tail_command, prune_command)
+
+__all__ = ["COMMANDS", "parse_time"]
