@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import pathlib
 import re
+import time
 import typing as t
 
 import pytest
@@ -14,7 +15,7 @@ from flask import Blueprint, Flask, request
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import EventType, Telemetry
-from flask_telemetry.dashboard import charts
+from flask_telemetry.dashboard import budget, charts
 from flask_telemetry.dashboard.blueprint import CONTENT_SECURITY_POLICY
 from flask_telemetry.dashboard.window import MAX_SPAN, parse_window
 from flask_telemetry.reading import series
@@ -419,3 +420,46 @@ def test_reads_through_the_telemetry_bind(
     assert client.get("/_telemetry/trace/on-the-bind").status_code == 200
     page = client.get("/_telemetry/").get_data(as_text=True)
     assert ">shop.item</a>" in page
+
+
+SLOW_QUERIES = {
+    "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+    "SELECT count(*) FROM n",
+    "postgresql": "SELECT pg_sleep(5)",
+    "mariadb": "SELECT count(*) FROM information_schema.columns a, "
+    "information_schema.columns b, information_schema.columns c",
+}
+
+
+def test_a_query_past_its_time_is_stopped(bundle: Bundle, backend: str) -> None:
+    with bundle.app.app_context(), bundle.db.engines[None].connect() as conn:
+        started = time.monotonic()
+        with pytest.raises(budget.TooSlow), budget.limited(conn, 0.3):
+            conn.exec_driver_sql(SLOW_QUERIES[backend]).all()
+        assert time.monotonic() - started < 3
+        conn.rollback()
+        # The connection goes on without the limit.
+        with budget.limited(conn, 5):
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        if backend == "mariadb":
+            assert conn.exec_driver_sql(
+                "SELECT @@SESSION.max_statement_time"
+            ).scalar() == (
+                conn.exec_driver_sql("SELECT @@GLOBAL.max_statement_time").scalar()
+            )
+
+
+def test_a_page_past_its_time_says_so(
+    shop: Flask, bundle: Bundle, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def slow(conn: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        return conn.exec_driver_sql(SLOW_QUERIES[backend]).all()
+
+    monkeypatch.setattr(budget, "QUERY_SECONDS", 0.3)
+    monkeypatch.setattr(series, "traffic", slow)
+    response = shop.test_client().get("/_telemetry/?window=24h")
+    assert response.status_code == 503
+    page = response.get_data(as_text=True)
+    assert "This window is too large for a page" in page
+    assert 'aria-current="true">24h<' in page
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY

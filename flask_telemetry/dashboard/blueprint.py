@@ -6,9 +6,18 @@ import logging
 import pathlib
 import typing as t
 
-from flask import Blueprint, Response, abort, g, request, send_from_directory, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 
-from . import views
+from . import budget, views
 from .window import PRESETS, parse_window
 
 if t.TYPE_CHECKING:
@@ -104,6 +113,10 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
             "window": window,
             "presets": list(PRESETS),
         }
+
+    @bp.errorhandler(budget.TooSlow)
+    def _too_slow(error: budget.TooSlow) -> tuple[str, int]:
+        return render_template("telemetry_dashboard/slow.html", error=error), 503
 
     reader = views.Reader(telemetry)
     for rule, endpoint, view in (

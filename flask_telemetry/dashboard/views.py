@@ -12,7 +12,7 @@ from flask import abort, current_app, render_template, request
 
 from .. import ActorType, EventType, Severity, reading
 from ..reading import series
-from . import charts
+from . import budget, charts
 from .window import parse_window
 
 if t.TYPE_CHECKING:
@@ -294,7 +294,8 @@ class Reader:
         return engine
 
     def _run(self, **calls: t.Callable[[sa.Connection], t.Any]) -> dict[str, t.Any]:
-        """Each call's result, each run on a connection of its own.
+        """Each call's result, each run on a connection of its own with the
+        time limit of :mod:`.budget`.
 
         The queries of a page run at the same time, up to
         :data:`CONCURRENT_QUERIES` at once, so that a page takes about as long
@@ -304,7 +305,7 @@ class Reader:
         engine = self._engine()
 
         def run(call: t.Callable[[sa.Connection], t.Any]) -> t.Any:
-            with engine.connect() as conn:
+            with engine.connect() as conn, budget.limited(conn):
                 return call(conn)
 
         if len(calls) == 1 or isinstance(engine.pool, _SHARED_POOLS):

@@ -1,0 +1,72 @@
+"""A time limit on the dashboard's queries, set the way each database can.
+
+A page over a window too large for the database answers quickly with a
+message instead of holding a worker (and the database) for minutes: each
+query runs with a deadline, and an error after the deadline is
+:class:`TooSlow`.
+
+- PostgreSQL: ``SET LOCAL statement_timeout`` in the query's transaction.
+- MariaDB: ``max_statement_time``, MySQL: ``max_execution_time``, for the
+  session, restored before the connection goes back to the pool.
+- SQLite: a progress handler that interrupts the statement after the deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import typing as t
+
+import sqlalchemy as sa
+
+#: How long a dashboard query may run, in seconds.
+QUERY_SECONDS = 10.0
+
+
+class TooSlow(Exception):
+    """A query of the page ran out of its time."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"A query took more than {seconds:g} s and was stopped.")
+        self.seconds = seconds
+
+
+@contextlib.contextmanager
+def limited(conn: sa.Connection, seconds: float | None = None) -> t.Iterator[None]:
+    """Run the block's queries on ``conn`` with a time limit of ``seconds``
+    (:data:`QUERY_SECONDS` by default)."""
+    seconds = max(QUERY_SECONDS if seconds is None else seconds, 0.001)
+    deadline = time.monotonic() + seconds
+    name = conn.dialect.name
+    restore: str | None = None
+    driver = conn.connection.driver_connection
+    if name == "postgresql":
+        conn.exec_driver_sql(
+            f"SET LOCAL statement_timeout = {max(int(seconds * 1000), 1)}"
+        )
+    elif name in ("mysql", "mariadb"):
+        if getattr(conn.dialect, "is_mariadb", False):
+            variable, value = "max_statement_time", f"{seconds:.3f}"
+        else:
+            variable, value = "max_execution_time", str(max(int(seconds * 1000), 1))
+        restore = f"SET SESSION {variable} = @@GLOBAL.{variable}"
+        conn.exec_driver_sql(f"SET SESSION {variable} = {value}")
+    elif name == "sqlite":
+        driver.set_progress_handler(  # type: ignore[union-attr]
+            lambda: time.monotonic() > deadline, 10_000
+        )
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if time.monotonic() >= deadline - 0.05:
+            raise TooSlow(seconds) from exc
+        raise
+    finally:
+        if name == "sqlite":
+            driver.set_progress_handler(None, 0)  # type: ignore[union-attr]
+        elif restore is not None:
+            try:
+                conn.exec_driver_sql(restore)
+            except sa.exc.DBAPIError:
+                # Never hand a connection with the limit back to the pool.
+                conn.invalidate()
