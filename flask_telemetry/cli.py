@@ -22,7 +22,8 @@ from .storage import TABLE_NAME, EventType, Severity, TraceEvent, TraceWriter
 from .storage import event as ev
 
 telemetry_cli = AppGroup(
-    "telemetry", help="Check the telemetry table and show the telemetry settings."
+    "telemetry",
+    help="Check, read and prune the telemetry table; show the telemetry settings.",
 )
 
 

@@ -69,6 +69,7 @@ class TimeType(click.ParamType[dt.datetime | dt.timedelta, t.Any]):
     def convert(
         self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> dt.datetime | dt.timedelta:
+        """Parse ``value``; a usage error naming the option when it is no time."""
         if isinstance(value, (dt.datetime, dt.timedelta)):
             return value
         try:
@@ -98,6 +99,14 @@ def _iso(value: dt.datetime | dt.timedelta | None) -> str | None:
     if isinstance(value, dt.timedelta):
         value = dt.datetime.now(dt.UTC) - value
     return value.astimezone(dt.UTC).isoformat()
+
+
+def _shown(value: dt.datetime | dt.timedelta | None) -> str:
+    if value is None:
+        return "now"
+    if isinstance(value, dt.timedelta):
+        value = dt.datetime.now(dt.UTC) - value
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _echo_json(data: t.Any) -> None:
@@ -178,8 +187,7 @@ def report_command(
             }
         )
         return
-    window = f"{_iso(since)} .. {_iso(until) or 'now'}"
-    click.echo(f"Requests {window}")
+    click.echo(f"Requests from {_shown(since)} to {_shown(until)}")
     if not routes:
         click.echo("  (no http_request_end events)")
     else:
@@ -261,7 +269,10 @@ def trace_command(request_id: str, as_json: bool) -> None:
             ]
         )
         return
-    click.echo(f"Request {request_id}: {len(found)} event(s) from {first.isoformat()}")
+    click.echo(
+        f"Request {request_id}: {len(found)} event(s) from "
+        f"{first.isoformat(timespec='milliseconds')}"
+    )
     _table(
         ["offset_ms", "event_type", "severity", "route", "actor", "metadata"],
         [
@@ -431,12 +442,14 @@ def prune_command(
     if as_json:
         _echo_json(result.as_dict())
     else:
-        verb = "Would delete" if dry_run else "Deleted"
-        click.echo(
-            f"{verb} {result.deleted:,} event(s) older than "
-            f"{result.cutoff.isoformat(timespec='seconds')} "
-            f"in {result.batches} batch(es), {result.seconds:.2f} s."
-        )
+        cutoff = result.cutoff.isoformat(timespec="seconds")
+        if dry_run:
+            click.echo(f"Would delete {result.deleted:,} event(s) older than {cutoff}.")
+        else:
+            click.echo(
+                f"Deleted {result.deleted:,} event(s) older than {cutoff} "
+                f"in {result.batches} batch(es), {result.seconds:.2f} s."
+            )
         if result.partitions_dropped:
             verb = "Would drop" if dry_run else "Dropped"
             click.echo(

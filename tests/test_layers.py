@@ -66,6 +66,8 @@ def test_imports_only_go_down(layer: str) -> None:
         # The model is declared on the application's Flask-SQLAlchemy ``db``,
         # but storage knows nothing of requests.
         ("storage", {"flask", "werkzeug"}),
+        # The read side: SQLAlchemy over the table, usable without an app.
+        ("reading", {"flask", "flask_sqlalchemy", "werkzeug"}),
     ],
 )
 def test_lower_layers_know_no_flask(layer: str, forbidden: set[str]) -> None:
@@ -83,3 +85,12 @@ def test_the_checker_sees_a_violation(tmp_path: pathlib.Path) -> None:
     assert "flask_telemetry.exceptions" in imports
     assert "flask_telemetry.storage.event" in imports
     assert _layer_of("flask_telemetry.http.hooks") == "http"
+
+
+def test_reading_depends_on_storage_only() -> None:
+    for path in sorted((PACKAGE / "reading").rglob("*.py")):
+        for module in _imports(path):
+            if module.startswith("flask_telemetry"):
+                assert module.startswith(
+                    ("flask_telemetry.reading", "flask_telemetry.storage")
+                ), f"{path.relative_to(PACKAGE)} imports {module}"

@@ -42,6 +42,7 @@ INDEXES = {
     ("request_id",),
     ("actor_type", "actor_id"),
     ("event_type",),
+    ("event_type", "occurred_at"),
 }
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from conftest import Bundle
-from flask_telemetry import EventType, Severity
+from conftest import Bundle, MakeApp
+from flask_telemetry import ConfigVars, EventType, Severity
 from flask_telemetry.reading import EventRecord
 from reading_data import NOW, event, store
 
@@ -148,3 +150,20 @@ def test_event_counts(bundle: Bundle) -> None:
 def test_reading_needs_an_app_context(bundle: Bundle) -> None:
     with pytest.raises(RuntimeError, match="application context"):
         bundle.telemetry.events()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_reading_uses_the_telemetry_bind(make_app: MakeApp, tmp_path: Path) -> None:
+    bundle = make_app(
+        SQLALCHEMY_BINDS={"telemetry": f"sqlite:///{tmp_path / 'telemetry.db'}"},
+        **{ConfigVars.BIND_KEY: "telemetry"},
+    )
+    with bundle.app.app_context():
+        bundle.telemetry.record("cache_miss", metadata={"where": "bind"})
+        default = bundle.db.engines[None]
+        assert not sa.inspect(default).has_table("telemetry_traces")
+        (found,) = bundle.telemetry.events()
+        assert found.metadata == {"where": "bind"}
+        assert bundle.telemetry.event_counts(since=dt.timedelta(hours=1))[0].count == 1
+        assert bundle.telemetry.prune(older_than_days=0).deleted == 1
+        assert bundle.telemetry.events() == []

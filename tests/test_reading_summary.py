@@ -139,3 +139,28 @@ def test_weighted_percentiles_reduce_to_the_linear_method() -> None:
         assert got == pytest.approx([linear(values, p) for p in FRACTIONS], abs=1e-12)
     with pytest.raises(ValueError, match="No rows"):
         weighted_percentiles([], 0.0, FRACTIONS)
+
+
+def test_routes_differing_only_in_case(bundle: Bundle, backend: str) -> None:
+    """MySQL/MariaDB's default collation makes them one route; the figures
+    stay exact either way."""
+    upper = [1.0, 5.0, 9.0, 30.0]
+    lower = [2.0, 3.0, 50.0]
+    store(
+        bundle,
+        [request_end("Shop.item", d, sample_rate=0.5) for d in upper]
+        + [request_end("shop.item", d) for d in lower],
+    )
+    found = _summary(bundle)
+    if backend == "mariadb":
+        (summary,) = found.values()
+        pairs = [(d, 2.0) for d in upper] + [(d, 1.0) for d in lower]
+        assert summary.requests == 11
+        assert _percentiles(summary) == pytest.approx(
+            [weighted(pairs, p) for p in FRACTIONS], abs=1e-6
+        )
+    else:
+        assert found["Shop.item"].requests == 8
+        assert _percentiles(found["shop.item"]) == pytest.approx(
+            [linear(lower, p) for p in FRACTIONS], abs=1e-6
+        )

@@ -13,6 +13,7 @@ import datetime as dt
 import typing as t
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 #: The percentiles the summary reports, as fractions.
 FRACTIONS = (0.5, 0.95, 0.99)
@@ -73,8 +74,10 @@ def request_end_facts(
     if dialect.name == "postgresql":
         # json_to_record parses each row's JSON once for every key, where
         # ``->>`` would parse the (json, not jsonb) value once per key.
+        # The cast is a no-op on the model's json column, and lets a column
+        # changed to jsonb be read too.
         record = (
-            sa.func.json_to_record(table.c.metadata)
+            sa.func.json_to_record(sa.cast(table.c.metadata, postgresql.JSON))
             .table_valued(
                 sa.column("status", sa.Integer),
                 sa.column("duration_ms", sa.Float),
@@ -92,30 +95,58 @@ def request_end_facts(
             "slow": sa.func.coalesce(columns.slow, sa.false()),
             "sample_rate": columns.sample_rate,
         }
+    # Parsing the JSON is most of the cost of a summary there, and each
+    # extraction parses the whole document again. ``status`` and
+    # ``duration_ms`` are in every row; the keys most rows lack are looked
+    # for as text first (the writer stores them as ``"key":``), and parsed
+    # only in the rows that have them.
     column = _quoted(dialect, table)
     if is_mysql(dialect):
 
         def get(key: str) -> str:
             return f"JSON_EXTRACT({column}, '$.{key}')"
 
+        def has(key: str) -> str:
+            return f"LOCATE('\"{key}\"', {column}) > 0"
+
         exprs = {
             "status": f"CAST({get('status')} AS SIGNED)",
             "duration_ms": f"({get('duration_ms')} + 0e0)",
-            "exception": f"({get('exception')} IS NOT NULL)",
-            "slow": f"(COALESCE(JSON_UNQUOTE({get('slow')}), '') = 'true')",
-            "sample_rate": f"({get('sample_rate')} + 0e0)",
+            "exception": (
+                f"(CASE WHEN {has('exception')} "
+                f"THEN {get('exception')} IS NOT NULL ELSE FALSE END)"
+            ),
+            "slow": (
+                f"(CASE WHEN {has('slow')} "
+                f"THEN COALESCE(JSON_UNQUOTE({get('slow')}), '') = 'true' "
+                "ELSE FALSE END)"
+            ),
+            "sample_rate": (
+                f"(CASE WHEN {has('sample_rate')} THEN {get('sample_rate')} + 0e0 END)"
+            ),
         }
     else:  # SQLite: json_extract gives numbers, and 1 for true
 
         def get(key: str) -> str:
             return f"json_extract({column}, '$.{key}')"
 
+        def has(key: str) -> str:
+            return f"instr({column}, '\"{key}\"') > 0"
+
         exprs = {
             "status": get("status"),
             "duration_ms": f"CAST({get('duration_ms')} AS REAL)",
-            "exception": f"({get('exception')} IS NOT NULL)",
-            "slow": f"(COALESCE({get('slow')}, 0) = 1)",
-            "sample_rate": get("sample_rate"),
+            "exception": (
+                f"(CASE WHEN {has('exception')} "
+                f"THEN {get('exception')} IS NOT NULL ELSE 0 END)"
+            ),
+            "slow": (
+                f"(CASE WHEN {has('slow')} "
+                f"THEN COALESCE({get('slow')}, 0) = 1 ELSE 0 END)"
+            ),
+            "sample_rate": (
+                f"(CASE WHEN {has('sample_rate')} THEN {get('sample_rate')} END)"
+            ),
         }
     types: dict[str, sa.types.TypeEngine[t.Any]] = {
         "status": sa.Integer(),

@@ -21,6 +21,7 @@ linear method applied to the values repeated ``w_k`` times.
 
 from __future__ import annotations
 
+import math
 import typing as t
 
 
@@ -35,15 +36,42 @@ def weighted_percentiles(
     rows are read once, in order, and never kept. ``fractions`` ascend.
     Raises ValueError when there are no rows.
     """
-    targets = [p * (total_weight - 1.0) for p in fractions]
-    found: list[float] = []
-    position = 0.0  # S_{k-1}
-    previous: float | None = None
-    value = 0.0
+    walk = Walk(total_weight, fractions)
     for value, weight in rows:
-        weight = max(weight, 1.0)
-        start = position
-        end = position + weight - 1.0
+        if walk.add(value, weight):
+            break  # the rows above the last percentile are not read
+    return walk.result()
+
+
+class Walk:
+    """The percentiles of sorted values fed one at a time (see the module)."""
+
+    __slots__ = ("_found", "_next", "_position", "_previous", "_targets", "_value")
+
+    def __init__(self, total_weight: float, fractions: t.Sequence[float]) -> None:
+        self._targets = [p * (total_weight - 1.0) for p in fractions]
+        self._found: list[float] = []
+        self._next = self._targets[0] if self._targets else math.inf
+        self._position = 0.0  # S_{k-1}
+        self._previous: float | None = None
+        self._value = 0.0
+
+    def add(self, value: float, weight: float) -> bool:
+        """Feed the next value; True once every percentile is known."""
+        if weight < 1.0:
+            weight = 1.0
+        start = self._position
+        end = start + weight - 1.0
+        if end >= self._next:  # this value reaches the next percentile
+            self._place(value, start, end)
+        self._position = start + weight
+        self._previous = self._value = value
+        return self._next == math.inf
+
+    def _place(self, value: float, start: float, end: float) -> None:
+        targets = self._targets
+        found = self._found
+        previous = self._previous
         while len(found) < len(targets):
             target = targets[len(found)]
             if target > end:
@@ -51,14 +79,13 @@ def weighted_percentiles(
             if target >= start or previous is None:
                 found.append(value)
             else:
-                fraction = target - (start - 1.0)
-                found.append(previous + (value - previous) * fraction)
-        if len(found) == len(targets):
-            return found  # the rows above the last percentile are not read
-        position += weight
-        previous = value
-    if previous is None:
-        raise ValueError("No rows to take percentiles of.")
-    # Targets a rounding error put past the end: the largest value.
-    found.extend(value for _ in range(len(targets) - len(found)))
-    return found
+                found.append(previous + (value - previous) * (target - (start - 1.0)))
+        self._next = targets[len(found)] if len(found) < len(targets) else math.inf
+
+    def result(self) -> list[float]:
+        """The percentiles; ValueError when no value was fed."""
+        if self._previous is None:
+            raise ValueError("No rows to take percentiles of.")
+        # Targets a rounding error put past the end: the largest value.
+        missing = len(self._targets) - len(self._found)
+        return self._found + [self._value] * missing

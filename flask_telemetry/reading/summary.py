@@ -10,11 +10,15 @@ import sqlalchemy as sa
 from ..storage import EventType
 from . import _dialects, _window
 from .events import Bind, connection
-from .percentiles import weighted_percentiles
+from .percentiles import Walk
 from .records import RouteSummary
 
 #: Rows fetched at a time when the durations are streamed.
 _STREAM_ROWS = 5000
+
+#: Per route: rows, weight, weighted ms, max ms, errors, 4xx, slow (weighted),
+#: then the three percentiles.
+_Figures: t.TypeAlias = tuple[t.Any, ...]
 
 
 def request_summary(
@@ -42,22 +46,68 @@ def request_summary(
     with connection(bind) as conn:
         dialect = conn.dialect
         froms, facts = _dialects.request_end_facts(dialect, table)
-        duration = facts["duration_ms"]
-        rate = facts["sample_rate"]
-        sampled = sa.and_(rate > 0, rate < 1)
-        weight = sa.case((sampled, 1.0 / rate), else_=sa.literal(1.0))
         where = [
             table.c.event_type == EventType.HTTP_REQUEST_END.value,
             *_window.time_filters(dialect, table, since, until),
-            duration.is_not(None),
         ]
         if route is not None:
             where.append(_window.route_filter(table, route))
-        failed = sa.or_(facts["status"] >= 500, facts["exception"])
-        client = sa.and_(
-            facts["status"] >= 400, facts["status"] < 500, sa.not_(facts["exception"])
-        )
-        aggregates: list[sa.FunctionElement[t.Any]] = [
+        if _dialects.has_percentile_cont(dialect):
+            figures = _in_database(conn, table, froms, facts, where)
+        else:
+            figures = _streamed(conn, table, froms, facts, where)
+    found = [_summary(name, row) for name, row in figures.items()]
+    found.sort(key=lambda s: (-s.requests * s.mean_ms, s.route_name or ""))
+    return found
+
+
+def _summary(name: str | None, row: _Figures) -> RouteSummary:
+    rows, total, weighted_ms, max_ms, errors, client_errors, slow = row[:7]
+    total = float(total)
+    p50, p95, p99 = row[7:10]
+    return RouteSummary(
+        route_name=name,
+        requests=round(total),
+        errors=round(float(errors)),
+        client_errors=round(float(client_errors)),
+        error_rate=float(errors) / total,
+        slow=round(float(slow)),
+        mean_ms=float(weighted_ms) / total,
+        p50_ms=float(p50),
+        p95_ms=float(p95),
+        p99_ms=float(p99),
+        max_ms=float(max_ms),
+        rows=int(rows),
+    )
+
+
+def _weight(rate: sa.ColumnElement[t.Any]) -> sa.ColumnElement[t.Any]:
+    return sa.case((sa.and_(rate > 0, rate < 1), 1.0 / rate), else_=sa.literal(1.0))
+
+
+def _in_database(
+    conn: sa.Connection,
+    table: sa.Table,
+    froms: list[sa.FromClause],
+    facts: dict[str, sa.ColumnElement[t.Any]],
+    where: list[sa.ColumnElement[bool]],
+) -> dict[str | None, _Figures]:
+    """PostgreSQL: every figure in one GROUP BY, percentile_cont included.
+
+    With sampled rows in the window, the percentiles are then streamed.
+    """
+    where = [*where, facts["duration_ms"].is_not(None)]
+    route = table.c.route_name
+    duration = facts["duration_ms"]
+    rate = facts["sample_rate"]
+    weight = _weight(rate)
+    failed = sa.or_(facts["status"] >= 500, facts["exception"])
+    client = sa.and_(
+        facts["status"] >= 400, facts["status"] < 500, sa.not_(facts["exception"])
+    )
+    query = (
+        sa.select(
+            route,
             sa.func.count(),
             sa.func.sum(weight),
             sa.func.sum(weight * duration),
@@ -65,87 +115,164 @@ def request_summary(
             sa.func.sum(sa.case((failed, weight), else_=0)),
             sa.func.sum(sa.case((client, weight), else_=0)),
             sa.func.sum(sa.case((facts["slow"], weight), else_=0)),
-            sa.func.sum(sa.case((sampled, 1), else_=0)),
-        ]
-        query = _totals(dialect, table.c.route_name, aggregates, duration)
-        rows = conn.execute(query.select_from(*froms).where(*where)).all()
-        routes = {row[0]: row for row in rows}
-        if not routes:
-            return []
-        if any(row[8] for row in rows) or not _dialects.has_percentile_cont(dialect):
-            weights = {name: float(row[2]) for name, row in routes.items()}
-            percentiles = _streamed(
-                conn, froms, where, table, duration, weight, weights
-            )
-        else:  # computed by the database, in the same query
-            percentiles = {name: tuple(row[9:12]) for name, row in routes.items()}
-    found = []
-    for name, row in routes.items():
-        rows, total, weighted_ms, max_ms, errors, client_errors, slow = row[1:8]
-        total = float(total)
-        p50, p95, p99 = percentiles[name]
-        found.append(
-            RouteSummary(
-                route_name=name,
-                requests=round(total),
-                errors=round(float(errors)),
-                client_errors=round(float(client_errors)),
-                error_rate=float(errors) / total,
-                slow=round(float(slow)),
-                mean_ms=float(weighted_ms) / total,
-                p50_ms=float(p50),
-                p95_ms=float(p95),
-                p99_ms=float(p99),
-                max_ms=float(max_ms),
-                rows=int(rows),
-            )
+            *_dialects.percentile_columns(duration),
+            sa.func.sum(sa.case((sa.and_(rate > 0, rate < 1), 1), else_=0)),
         )
-    found.sort(key=lambda s: (-s.requests * s.mean_ms, s.route_name or ""))
-    return found
-
-
-def _totals(
-    dialect: sa.Dialect,
-    route: sa.ColumnElement[t.Any],
-    aggregates: list[sa.FunctionElement[t.Any]],
-    duration: sa.ColumnElement[t.Any],
-) -> sa.Select[t.Any]:
-    """One row per route: the aggregates, then on PostgreSQL the percentiles."""
-    columns: list[sa.ColumnElement[t.Any]] = [*aggregates]
-    if _dialects.has_percentile_cont(dialect):
-        columns += _dialects.percentile_columns(duration)
-    return sa.select(route, *columns).group_by(route)
+        .select_from(*froms)
+        .where(*where)
+        .group_by(route)
+    )
+    rows = {row[0]: tuple(row[1:]) for row in conn.execute(query)}
+    if not any(row[10] for row in rows.values()):
+        return rows
+    weights = {name: float(row[1]) for name, row in rows.items()}
+    walked = _walk(conn, table, froms, facts, where, weights)
+    return {name: rows[name][:7] + walked[name][7:] for name in rows}
 
 
 def _streamed(
     conn: sa.Connection,
-    froms: list[sa.FromClause],
-    where: list[sa.ColumnElement[bool]],
     table: sa.Table,
-    duration: sa.ColumnElement[t.Any],
-    weight: sa.ColumnElement[t.Any],
-    weights: dict[str | None, float],
-) -> dict[str | None, tuple[float, ...]]:
+    froms: list[sa.FromClause],
+    facts: dict[str, sa.ColumnElement[t.Any]],
+    where: list[sa.ColumnElement[bool]],
+) -> dict[str | None, _Figures]:
+    """SQLite, MySQL/MariaDB: one pass over the rows in duration order.
+
+    Each row carries its route's total weight (a window sum, which the
+    database computes while it sorts), needed to place the percentiles
+    before the route's rows are read.
+    """
     route = table.c.route_name
+    facts_query = (
+        sa.select(
+            route.label("route_name"),
+            facts["duration_ms"].label("ms"),
+            facts["sample_rate"].label("rate"),
+            facts["status"].label("status"),
+            facts["exception"].label("exception"),
+            facts["slow"].label("slow"),
+        )
+        .select_from(*froms)
+        .where(*where)  # the duration's NULL check is outside: parsed once
+        .subquery("rq")
+    )
+    c = facts_query.c
+    total = sa.func.sum(_weight(c.rate)).over(
+        partition_by=c.route_name, order_by=c.ms, rows=(None, None)
+    )
     query = (
-        sa.select(route, duration, weight)
+        sa.select(c.route_name, c.ms, c.rate, c.status, c.exception, c.slow, total)
+        .where(c.ms.is_not(None))
+        .order_by(c.route_name, c.ms)
+    )
+    return _read(conn, query, None)
+
+
+def _walk(
+    conn: sa.Connection,
+    table: sa.Table,
+    froms: list[sa.FromClause],
+    facts: dict[str, sa.ColumnElement[t.Any]],
+    where: list[sa.ColumnElement[bool]],
+    weights: dict[str | None, float],
+) -> dict[str | None, _Figures]:
+    """Every figure of each route from its rows, read in duration order,
+    with the routes' total ``weights`` from a first query (PostgreSQL)."""
+    route = table.c.route_name
+    duration = facts["duration_ms"]
+    query = (
+        sa.select(
+            route,
+            duration,
+            facts["sample_rate"],
+            facts["status"],
+            facts["exception"],
+            facts["slow"],
+        )
         .select_from(*froms)
         .where(*where)
         .order_by(route, duration)
     )
+    return _read(conn, query, weights)
+
+
+def _read(
+    conn: sa.Connection,
+    query: sa.Select[t.Any],
+    weights: dict[str | None, float] | None,
+) -> dict[str | None, _Figures]:
+    """Stream ``query``'s rows and compute each route's figures; never keep
+    the rows. The total weight of a route is in ``weights`` or, without
+    them, the last column of each row."""
     result = conn.execution_options(
         stream_results=True, yield_per=_STREAM_ROWS
     ).execute(query)
-    found: dict[str | None, tuple[float, ...]] = {}
+    found: dict[str | None, _Figures] = {}
     try:
-        for name, rows in itertools.groupby(result, key=lambda row: row[0]):
-            found[name] = tuple(
-                weighted_percentiles(
-                    ((float(r[1]), float(r[2])) for r in rows),
-                    weights[name],
-                    _dialects.FRACTIONS,
-                )
-            )
+        rows = iter(result)
+        first = next(rows, None)
+        if first is None:
+            return found
+        key = _route_key(conn.dialect)
+        for name, group in itertools.groupby(itertools.chain((first,), rows), key=key):
+            group = iter(group)
+            head = next(group)
+            total = float(head[6]) if weights is None else weights[name]
+            found[name] = _figures(itertools.chain((head,), group), total)
     finally:
         result.close()
     return found
+
+
+def _figures(rows: t.Iterable[t.Any], total_weight: float) -> _Figures:
+    """One route's figures from its rows ``(route, ms, rate, status,
+    exception, slow)`` in duration order."""
+    walk = Walk(total_weight, _dialects.FRACTIONS)
+    count = 0
+    weight_sum = weighted_ms = errors = client_errors = slow = 0.0
+    last = 0.0
+    for _, ms, rate, status, exception, is_slow, *_ in rows:
+        ms = float(ms)
+        weight = 1.0 / rate if rate is not None and 0 < rate < 1 else 1.0
+        count += 1
+        weight_sum += weight
+        weighted_ms += weight * ms
+        last = ms
+        status = status or 0
+        if exception or status >= 500:
+            errors += weight
+        elif status >= 400:
+            client_errors += weight
+        if is_slow:
+            slow += weight
+        walk.add(ms, weight)
+    return (
+        count,
+        weight_sum,
+        weighted_ms,
+        last,
+        errors,
+        client_errors,
+        slow,
+        *walk.result(),
+    )
+
+
+def _route_key(dialect: sa.Dialect) -> t.Callable[[t.Any], str | None]:
+    """The route of a streamed row as GROUP BY or PARTITION BY saw it.
+
+    MySQL and MariaDB compare with the column's collation, case-insensitive
+    by default: endpoints that differ only in case are one group there, and
+    their rows come sorted together. They are reported under the first
+    spelling met.
+    """
+    if not _dialects.is_mysql(dialect):
+        return lambda row: row[0]
+    spellings: dict[str, str] = {}
+
+    def key(row: t.Any) -> str | None:
+        name: str | None = row[0]
+        return name if name is None else spellings.setdefault(name.casefold(), name)
+
+    return key

@@ -69,6 +69,13 @@ def trace_model(db: SQLAlchemy, bind_key: str | None = None) -> type[t.Any]:
             "__bind_key__": bind_key,
             "__table_args__": (
                 sa.Index("ix_telemetry_traces_actor", "actor_type", "actor_id"),
+                # The read side's request summary and counts: one event
+                # type over a time window.
+                sa.Index(
+                    "ix_telemetry_traces_event_type_occurred_at",
+                    "event_type",
+                    "occurred_at",
+                ),
             ),
             "__module__": __name__,
             **_columns(),
