@@ -441,6 +441,8 @@ def test_a_query_past_its_time_is_stopped(bundle: Bundle, backend: str) -> None:
         # The connection goes on without the limit.
         with budget.limited(conn, 5):
             assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        with pytest.raises(budget.TooSlow), budget.limited(conn, 0):
+            pytest.fail("a spent budget runs nothing")
         if backend == "mariadb":
             assert conn.exec_driver_sql(
                 "SELECT @@SESSION.max_statement_time"
@@ -455,7 +457,7 @@ def test_a_page_past_its_time_says_so(
     def slow(conn: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
         return conn.exec_driver_sql(SLOW_QUERIES[backend]).all()
 
-    monkeypatch.setattr(budget, "QUERY_SECONDS", 0.3)
+    monkeypatch.setattr(budget, "PAGE_SECONDS", 0.3)
     monkeypatch.setattr(series, "traffic", slow)
     response = shop.test_client().get("/_telemetry/?window=24h")
     assert response.status_code == 503

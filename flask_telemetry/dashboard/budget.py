@@ -1,8 +1,9 @@
 """A time limit on the dashboard's queries, set the way each database can.
 
 A page over a window too large for the database answers quickly with a
-message instead of holding a worker (and the database) for minutes: each
-query runs with a deadline, and an error after the deadline is
+message instead of holding a worker (and the database) for minutes: the
+queries of a page share a deadline :data:`PAGE_SECONDS` away, each query is
+stopped by the database when it passes, and an error after the deadline is
 :class:`TooSlow`.
 
 - PostgreSQL: ``SET LOCAL statement_timeout`` in the query's transaction.
@@ -19,23 +20,26 @@ import typing as t
 
 import sqlalchemy as sa
 
-#: How long a dashboard query may run, in seconds.
-QUERY_SECONDS = 10.0
+#: How long the queries of one dashboard page may take together, in seconds.
+PAGE_SECONDS = 10.0
 
 
 class TooSlow(Exception):
-    """A query of the page ran out of its time."""
+    """The queries of a page ran out of their time."""
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"A query took more than {seconds:g} s and was stopped.")
-        self.seconds = seconds
+    def __init__(self) -> None:
+        super().__init__(
+            f"The queries of this page needed more than {PAGE_SECONDS:g} s "
+            "and were stopped."
+        )
 
 
 @contextlib.contextmanager
-def limited(conn: sa.Connection, seconds: float | None = None) -> t.Iterator[None]:
-    """Run the block's queries on ``conn`` with a time limit of ``seconds``
-    (:data:`QUERY_SECONDS` by default)."""
-    seconds = max(QUERY_SECONDS if seconds is None else seconds, 0.001)
+def limited(conn: sa.Connection, seconds: float) -> t.Iterator[None]:
+    """Run the block's queries on ``conn`` with a time limit of ``seconds``."""
+    if seconds <= 0:
+        raise TooSlow
+    seconds = max(seconds, 0.001)
     deadline = time.monotonic() + seconds
     name = conn.dialect.name
     restore: str | None = None
@@ -59,7 +63,7 @@ def limited(conn: sa.Connection, seconds: float | None = None) -> t.Iterator[Non
         yield
     except sa.exc.DBAPIError as exc:
         if time.monotonic() >= deadline - 0.05:
-            raise TooSlow(seconds) from exc
+            raise TooSlow from exc
         raise
     finally:
         if name == "sqlite":

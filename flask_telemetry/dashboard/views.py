@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import json
+import time
 import typing as t
 
 import sqlalchemy as sa
@@ -294,8 +295,8 @@ class Reader:
         return engine
 
     def _run(self, **calls: t.Callable[[sa.Connection], t.Any]) -> dict[str, t.Any]:
-        """Each call's result, each run on a connection of its own with the
-        time limit of :mod:`.budget`.
+        """Each call's result, each run on a connection of its own; together
+        they have :data:`.budget.PAGE_SECONDS`.
 
         The queries of a page run at the same time, up to
         :data:`CONCURRENT_QUERIES` at once, so that a page takes about as long
@@ -303,9 +304,13 @@ class Reader:
         connection (an in-memory SQLite database): there one after the other.
         """
         engine = self._engine()
+        deadline = time.monotonic() + budget.PAGE_SECONDS
 
         def run(call: t.Callable[[sa.Connection], t.Any]) -> t.Any:
-            with engine.connect() as conn, budget.limited(conn):
+            with (
+                engine.connect() as conn,
+                budget.limited(conn, deadline - time.monotonic()),
+            ):
                 return call(conn)
 
         if len(calls) == 1 or isinstance(engine.pool, _SHARED_POOLS):
