@@ -52,10 +52,10 @@ def request_summary(
         ]
         if route is not None:
             where.append(_window.route_filter(table, route))
-        if _dialects.has_percentile_cont(dialect):
-            figures = _in_database(conn, table, froms, facts, where)
-        else:
+        if dialect.name == "sqlite":
             figures = _streamed(conn, table, froms, facts, where)
+        else:
+            figures = _grouped(conn, table, froms, facts, where)
     found = [_summary(name, row) for name, row in figures.items()]
     found.sort(key=lambda s: (-s.requests * s.mean_ms, s.route_name or ""))
     return found
@@ -85,16 +85,19 @@ def _weight(rate: sa.ColumnElement[t.Any]) -> sa.ColumnElement[t.Any]:
     return sa.case((sa.and_(rate > 0, rate < 1), 1.0 / rate), else_=sa.literal(1.0))
 
 
-def _in_database(
+def _grouped(
     conn: sa.Connection,
     table: sa.Table,
     froms: list[sa.FromClause],
     facts: dict[str, sa.ColumnElement[t.Any]],
     where: list[sa.ColumnElement[bool]],
 ) -> dict[str | None, _Figures]:
-    """PostgreSQL: every figure in one GROUP BY, percentile_cont included.
+    """PostgreSQL and MySQL/MariaDB: the counts in one GROUP BY.
 
-    With sampled rows in the window, the percentiles are then streamed.
+    On PostgreSQL percentile_cont comes in the same query. Elsewhere, and
+    with sampled rows in the window, the durations are then streamed in
+    order, with only the two columns the percentiles need: on MySQL the
+    driver's decoding of each value is the largest cost.
     """
     where = [*where, facts["duration_ms"].is_not(None)]
     route = table.c.route_name
@@ -105,6 +108,8 @@ def _in_database(
     client = sa.and_(
         facts["status"] >= 400, facts["status"] < 500, sa.not_(facts["exception"])
     )
+    in_database = _dialects.has_percentile_cont(conn.dialect)
+    percentiles = _dialects.percentile_columns(duration) if in_database else []
     query = (
         sa.select(
             route,
@@ -115,19 +120,55 @@ def _in_database(
             sa.func.sum(sa.case((failed, weight), else_=0)),
             sa.func.sum(sa.case((client, weight), else_=0)),
             sa.func.sum(sa.case((facts["slow"], weight), else_=0)),
-            *_dialects.percentile_columns(duration),
             sa.func.sum(sa.case((sa.and_(rate > 0, rate < 1), 1), else_=0)),
+            *percentiles,
         )
         .select_from(*froms)
         .where(*where)
         .group_by(route)
     )
     rows = {row[0]: tuple(row[1:]) for row in conn.execute(query)}
-    if not any(row[10] for row in rows.values()):
-        return rows
+    if in_database and not any(row[7] for row in rows.values()):
+        return {name: row[:7] + row[8:] for name, row in rows.items()}
     weights = {name: float(row[1]) for name, row in rows.items()}
-    walked = _walk(conn, table, froms, facts, where, weights)
-    return {name: rows[name][:7] + walked[name][7:] for name in rows}
+    walked = _percentiles(conn, table, froms, facts, where, weights)
+    return {name: row[:7] + walked[name] for name, row in rows.items()}
+
+
+def _percentiles(
+    conn: sa.Connection,
+    table: sa.Table,
+    froms: list[sa.FromClause],
+    facts: dict[str, sa.ColumnElement[t.Any]],
+    where: list[sa.ColumnElement[bool]],
+    weights: dict[str | None, float],
+) -> dict[str | None, tuple[float, ...]]:
+    """Each route's percentiles from its durations streamed in order, placed
+    with the routes' total ``weights``; the rows are never kept."""
+    route = table.c.route_name
+    duration = facts["duration_ms"]
+    query = (
+        sa.select(route, duration, facts["sample_rate"])
+        .select_from(*froms)
+        .where(*where)
+        .order_by(route, duration)
+    )
+    result = conn.execution_options(
+        stream_results=True, yield_per=_STREAM_ROWS
+    ).execute(query)
+    found: dict[str | None, tuple[float, ...]] = {}
+    key = _route_key(conn.dialect)
+    try:
+        for name, rows in itertools.groupby(result, key=key):
+            walk = Walk(weights[name], _dialects.FRACTIONS)
+            for _, ms, rate in rows:
+                weight = 1.0 / rate if rate is not None and 0 < rate < 1 else 1.0
+                if walk.add(float(ms), weight):
+                    break  # groupby skips the rest of the route's rows
+            found[name] = tuple(walk.result())
+    finally:
+        result.close()
+    return found
 
 
 def _streamed(
@@ -137,7 +178,7 @@ def _streamed(
     facts: dict[str, sa.ColumnElement[t.Any]],
     where: list[sa.ColumnElement[bool]],
 ) -> dict[str | None, _Figures]:
-    """SQLite, MySQL/MariaDB: one pass over the rows in duration order.
+    """SQLite: one pass over the rows in duration order.
 
     Each row carries its route's total weight (a window sum, which the
     database computes while it sorts), needed to place the percentiles
@@ -166,60 +207,21 @@ def _streamed(
         .where(c.ms.is_not(None))
         .order_by(c.route_name, c.ms)
     )
-    return _read(conn, query, None)
+    return _read(conn, query)
 
 
-def _walk(
-    conn: sa.Connection,
-    table: sa.Table,
-    froms: list[sa.FromClause],
-    facts: dict[str, sa.ColumnElement[t.Any]],
-    where: list[sa.ColumnElement[bool]],
-    weights: dict[str | None, float],
-) -> dict[str | None, _Figures]:
-    """Every figure of each route from its rows, read in duration order,
-    with the routes' total ``weights`` from a first query (PostgreSQL)."""
-    route = table.c.route_name
-    duration = facts["duration_ms"]
-    query = (
-        sa.select(
-            route,
-            duration,
-            facts["sample_rate"],
-            facts["status"],
-            facts["exception"],
-            facts["slow"],
-        )
-        .select_from(*froms)
-        .where(*where)
-        .order_by(route, duration)
-    )
-    return _read(conn, query, weights)
-
-
-def _read(
-    conn: sa.Connection,
-    query: sa.Select[t.Any],
-    weights: dict[str | None, float] | None,
-) -> dict[str | None, _Figures]:
-    """Stream ``query``'s rows and compute each route's figures; never keep
-    the rows. The total weight of a route is in ``weights`` or, without
-    them, the last column of each row."""
+def _read(conn: sa.Connection, query: sa.Select[t.Any]) -> dict[str | None, _Figures]:
+    """Stream ``query``'s rows and compute each route's figures, its total
+    weight in the last column of each row; never keep the rows."""
     result = conn.execution_options(
         stream_results=True, yield_per=_STREAM_ROWS
     ).execute(query)
     found: dict[str | None, _Figures] = {}
     try:
-        rows = iter(result)
-        first = next(rows, None)
-        if first is None:
-            return found
-        key = _route_key(conn.dialect)
-        for name, group in itertools.groupby(itertools.chain((first,), rows), key=key):
-            group = iter(group)
-            head = next(group)
-            total = float(head[6]) if weights is None else weights[name]
-            found[name] = _figures(itertools.chain((head,), group), total)
+        for name, group in itertools.groupby(result, key=_route_key(conn.dialect)):
+            rows = iter(group)
+            head = next(rows)
+            found[name] = _figures(itertools.chain((head,), rows), float(head[6]))
     finally:
         result.close()
     return found
