@@ -13,7 +13,7 @@ import pathlib
 import typing as t
 
 import click
-from flask import Flask, g
+from flask import Flask, g, session
 
 from flask_telemetry import ActorType
 
@@ -45,6 +45,7 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     app.register_blueprint(catalogue.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(shipping.bp)
+    telemetry.init_dashboard(app, authorize=may_see_dashboard)
     app.cli.add_command(seed)
     return app
 
@@ -56,6 +57,12 @@ def current_actor() -> tuple[ActorType, int] | None:
     if user is None:
         return None
     return (ActorType.ADMIN if user.is_admin else ActorType.USER), user.id
+
+
+def may_see_dashboard() -> bool:
+    """The telemetry dashboard is for an admin who passed the step-up check."""
+    user = g.get("user")
+    return user is not None and user.is_admin and bool(session.get("stepped_up"))
 
 
 @click.command("seed")

@@ -551,6 +551,39 @@ class Telemetry:
         state = self._required()
         return state.engine(), state.model.__table__, state.settings
 
+    # -- dashboard ---
+
+    def init_dashboard(
+        self,
+        app: Flask,
+        *,
+        url_prefix: str = "/_telemetry",
+        authorize: t.Callable[[], t.Any] | None = None,
+    ) -> None:
+        """Serve the read-only dashboard pages at ``url_prefix`` on ``app``.
+
+        ``authorize()`` is called in every dashboard request and must return
+        true to let it through; any other request gets 404. Without
+        ``authorize`` nothing is registered. The dashboard's own requests
+        are not recorded. Call after :meth:`init_app`.
+        """
+        state = app.extensions.get("telemetry")
+        if state is None or state.owner is not self:
+            raise RuntimeError("Call telemetry.init_app(app) before init_dashboard.")
+        if authorize is None:
+            logger.warning(
+                "init_dashboard() without authorize: the dashboard is not served."
+            )
+            return
+        if not callable(authorize):
+            raise ValueError(f"authorize must be a callable, not {authorize!r}.")
+        from .dashboard import BLUEPRINT_NAME, make_blueprint
+
+        state.request.rules.exclude_endpoints(f"{BLUEPRINT_NAME}.*")
+        app.register_blueprint(
+            make_blueprint(self, authorize=authorize), url_prefix=url_prefix
+        )
+
 
 def _event_values(enums: t.Iterable[type[enum.Enum]]) -> tuple[str, ...]:
     values = []

@@ -120,6 +120,10 @@ def test_distributions_hold_the_package_and_pass_twine(
     for module in ("py.typed", "__init__.py", "cli.py", "testing.py"):
         assert f"flask_telemetry/{module}" in names
     assert "flask_telemetry/pytest_plugin.py" in names
+    dashboard = "flask_telemetry/dashboard/"
+    for page in ("base", "overview", "route", "trace", "events"):
+        assert f"{dashboard}templates/telemetry_dashboard/{page}.html" in names
+    assert f"{dashboard}static/dashboard.css" in names
     assert "flask_telemetry = flask_telemetry.pytest_plugin" in plugins
     assert not any(n.startswith(("tests/", "docs/", "example_app/")) for n in names)
     # Lower bounds only: no upper bound and no exact pin on any dependency.

@@ -32,6 +32,11 @@ class RouteRules:
         self._exact = frozenset(p.rstrip("/") or "/" for p in paths)
         self._excluded: dict[str | None, bool] = {None: False}
 
+    def exclude_endpoints(self, *selectors: str) -> None:
+        """Exclude more endpoints (names with ``*`` wildcards), after setup."""
+        self._endpoints.extend(selectors)
+        self._excluded = {None: False}
+
     def excluded(self, endpoint: str | None, path: str) -> bool:
         """Whether telemetry ignores a request to ``endpoint`` at ``path``."""
         hit = self._excluded.get(endpoint)

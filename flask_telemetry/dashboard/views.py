@@ -1,0 +1,393 @@
+"""The pages: each reads a bounded slice of the window and renders it."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import json
+import time
+import typing as t
+
+import sqlalchemy as sa
+from flask import abort, render_template, request
+
+from .. import ActorType, EventType, Severity, reading
+from ..reading import series
+from . import budget, charts
+from .window import parse_window
+
+if t.TYPE_CHECKING:
+    from .. import Telemetry
+
+#: Routes shown in the overview's table (the slowest in total first).
+MAX_ROUTES = 100
+#: Events on one page of the events list.
+PAGE_SIZE = 100
+#: Events shown for one request id.
+MAX_TRACE_EVENTS = 500
+#: Slowest requests listed on a route's page.
+SLOWEST = 20
+
+#: Queries of one page run at the same time, each on its own connection.
+CONCURRENT_QUERIES = 3
+_SHARED_POOLS = (sa.pool.StaticPool, sa.pool.SingletonThreadPool)
+
+#: Columns the route table sorts by: query value -> (heading, record attribute).
+SORTS: dict[str, tuple[str, str]] = {
+    "route": ("Route", "route_name"),
+    "requests": ("Requests", "requests"),
+    "errors": ("Errors", "errors"),
+    "error_rate": ("Error rate", "error_rate"),
+    "client_errors": ("4xx", "client_errors"),
+    "slow": ("Slow", "slow"),
+    "mean": ("Mean ms", "mean_ms"),
+    "p50": ("p50 ms", "p50_ms"),
+    "p95": ("p95 ms", "p95_ms"),
+    "p99": ("p99 ms", "p99_ms"),
+    "max": ("Max ms", "max_ms"),
+    "total": ("Total s", "total_ms"),
+}
+SEVERITIES = [s.value for s in Severity]
+
+
+class Reader:
+    """The view functions, reading through one :class:`Telemetry`."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    # -- pages ----------------------------------------------------------------
+
+    def overview(self) -> str:
+        """The overview: traffic charts, the route table, event counts."""
+        window = parse_window(request.args)
+        since, until = window.since, window.until
+        table = self._table()
+        found = self._run(
+            summary=lambda c: reading.request_summary(
+                c, table, since=since, until=until
+            ),
+            buckets=lambda c: series.traffic(c, table, since=since, until=until),
+            counts=lambda c: reading.event_counts(c, table, since=since, until=until),
+        )
+        summary, buckets, counts = found["summary"], found["buckets"], found["counts"]
+        sort = request.args.get("sort", "total")
+        if sort not in SORTS:
+            sort = "total"
+        descending = request.args.get("order", "desc") != "asc"
+        attribute = SORTS[sort][1]
+        # A missing value (the unmatched route's name) goes last either way.
+        routes = sorted(
+            (r for r in summary if getattr(r, attribute) is not None),
+            key=lambda r: getattr(r, attribute),
+            reverse=descending,
+        ) + [r for r in summary if getattr(r, attribute) is None]
+        requests = sum(r.requests for r in summary)
+        errors = sum(r.errors for r in summary)
+        return render_template(
+            "telemetry_dashboard/overview.html",
+            routes=routes[:MAX_ROUTES],
+            route_total=len(routes),
+            sorts=SORTS,
+            sort=sort,
+            descending=descending,
+            charts=_traffic_charts(buckets),
+            totals={
+                "requests": requests,
+                "errors": errors,
+                "error_rate": errors / requests if requests else 0.0,
+                "routes": len(routes),
+            },
+            counts=_pivot(counts),
+            severities=SEVERITIES,
+        )
+
+    def route(self) -> str:
+        """One route: histogram, statuses, charts, slowest requests."""
+        window = parse_window(request.args)
+        unmatched = request.args.get("unmatched") == "1"
+        name = None if unmatched else request.args.get("name") or None
+        if name is None and not unmatched:
+            abort(404)
+        table = self._table()
+        bounds: dict[str, t.Any] = {
+            "since": window.since,
+            "until": window.until,
+            "route": name,
+            "unmatched": unmatched,
+        }
+        since, until = window.since, window.until
+        found = self._run(
+            buckets=lambda c: series.traffic(c, table, **bounds),
+            histogram=lambda c: series.latency_histogram(c, table, **bounds),
+            statuses=lambda c: series.status_breakdown(c, table, **bounds),
+            slowest=lambda c: series.slowest(c, table, limit=SLOWEST, **bounds),
+            # The route's name as a glob matches itself (and maybe more, if
+            # it holds * or ?: the exact name is picked below).
+            summary=lambda c: reading.request_summary(
+                c, table, since=since, until=until, route=name
+            ),
+        )
+        buckets, histogram = found["buckets"], found["histogram"]
+        statuses, slowest, summary = (
+            found["statuses"],
+            found["slowest"],
+            found["summary"],
+        )
+        figures = next((r for r in summary if r.route_name == name), None)
+        return render_template(
+            "telemetry_dashboard/route.html",
+            name=name,
+            unmatched=unmatched,
+            figures=figures,
+            charts=_traffic_charts(buckets),
+            histogram=charts.bar_chart(
+                [
+                    charts.Bar(
+                        label=_ms(b.low_ms),
+                        value=b.requests,
+                        hint=f"{_ms(b.low_ms)}-{_ms(b.high_ms)} ms: {b.requests}",
+                    )
+                    for b in histogram
+                ],
+                title="Requests by duration (ms, log bins)",
+            )
+            if histogram
+            else None,
+            statuses=statuses,
+            status_chart=charts.bar_chart(
+                [
+                    charts.Bar(
+                        label=str(s.status),
+                        value=s.requests,
+                        css=f"bar status{s.status // 100}",
+                    )
+                    for s in sorted(statuses, key=lambda s: s.status)
+                ],
+                title="Requests by status",
+            )
+            if statuses
+            else None,
+            slowest=slowest,
+        )
+
+    def trace(self, request_id: str) -> str:
+        """Every event of one request id on a timeline."""
+        events = self._run(
+            events=lambda c: reading.events(
+                c, self._table(), request_id=request_id, limit=MAX_TRACE_EVENTS
+            )
+        )["events"]
+        if not events:
+            abort(404)
+        events = sorted(events, key=lambda e: (e.occurred_at, e.id))
+        # Offsets from the start of the request: the first event, or the
+        # end of the request less its duration when that is earlier.
+        first = min(
+            e.occurred_at - dt.timedelta(milliseconds=_duration(e)) for e in events
+        )
+        spans = []
+        rows = []
+        for event in events:
+            offset = (event.occurred_at - first).total_seconds() * 1000.0
+            duration = _duration(event)
+            start, length = offset - duration, duration
+            spans.append(
+                charts.Span(
+                    label=event.event_type,
+                    start_ms=start,
+                    length_ms=length,
+                    css=f"span sev-{event.severity}",
+                    hint=f"{event.event_type} ({event.severity}) at +{offset:.3f} ms"
+                    + (f", {duration:.3f} ms" if length else ""),
+                )
+            )
+            rows.append(
+                {
+                    "event": event,
+                    "offset_ms": offset,
+                    "metadata": pretty(event.metadata),
+                }
+            )
+        end = next(
+            (e for e in events if e.event_type == EventType.HTTP_REQUEST_END.value),
+            None,
+        )
+        return render_template(
+            "telemetry_dashboard/trace.html",
+            request_id=request_id,
+            rows=rows,
+            first=events[0],
+            end=end,
+            truncated=len(events) >= MAX_TRACE_EVENTS,
+            timeline=charts.timeline(spans, title=f"Events of request {request_id}"),
+        )
+
+    def events(self) -> str:
+        """The events of the window, filtered, paged by id."""
+        window = parse_window(request.args)
+        args = request.args
+        errors: list[str] = []
+        filters: dict[str, t.Any] = {}
+        event_type = args.get("event_type") or None
+        if event_type is not None:
+            filters["event_type"] = event_type
+        min_severity = args.get("min_severity") or None
+        if min_severity is not None:
+            if min_severity in SEVERITIES:
+                filters["min_severity"] = min_severity
+            else:
+                errors.append(f"Unknown severity {min_severity!r}.")
+        for key in ("route", "request_id"):
+            value = (args.get(key) or "").strip()
+            if value:
+                filters[key] = value
+        actor_type = args.get("actor_type") or None
+        if actor_type is not None:
+            if actor_type in {a.value for a in ActorType}:
+                filters["actor_type"] = actor_type
+            else:
+                errors.append(f"Unknown actor type {actor_type!r}.")
+        for key in ("actor_id", "before_id"):
+            raw = (args.get(key) or "").strip()
+            if raw:
+                try:
+                    filters[key] = int(raw)
+                except ValueError:
+                    errors.append(f"{key} must be a whole number, not {raw[:40]!r}.")
+        events = self._run(
+            events=lambda c: reading.events(
+                c,
+                self._table(),
+                since=window.since,
+                until=window.until,
+                limit=PAGE_SIZE,
+                **filters,
+            )
+        )["events"]
+        shown = {k: v for k, v in filters.items() if k != "before_id"}
+        return render_template(
+            "telemetry_dashboard/events.html",
+            events=events,
+            filters=shown,
+            errors=errors,
+            next_before=events[-1].id if len(events) == PAGE_SIZE else None,
+            paged="before_id" in filters,
+            event_types=sorted(
+                {e.value for e in EventType} | {event_type or ""} - {""}
+            ),
+            severities=SEVERITIES,
+            actor_types=[a.value for a in ActorType],
+        )
+
+    # -- reading ----------------------------------------------------------------
+
+    def _table(self) -> sa.Table:
+        table: sa.Table = self.telemetry.trace_model.__table__
+        return table
+
+    def _engine(self) -> sa.Engine:
+        return self.telemetry.engine
+
+    def _run(self, **calls: t.Callable[[sa.Connection], t.Any]) -> dict[str, t.Any]:
+        """Each call's result, each run on a connection of its own; together
+        they have :data:`.budget.PAGE_SECONDS`.
+
+        The queries of a page run at the same time, up to
+        :data:`CONCURRENT_QUERIES` at once, so that a page takes about as long
+        as its slowest query. Not on an engine whose pool shares one
+        connection (an in-memory SQLite database): there one after the other.
+        """
+        engine = self._engine()
+        deadline = time.monotonic() + budget.PAGE_SECONDS
+
+        def run(call: t.Callable[[sa.Connection], t.Any]) -> t.Any:
+            with (
+                engine.connect() as conn,
+                budget.limited(conn, deadline - time.monotonic()),
+            ):
+                return call(conn)
+
+        if len(calls) == 1 or isinstance(engine.pool, _SHARED_POOLS):
+            return {key: run(call) for key, call in calls.items()}
+        workers = min(len(calls), CONCURRENT_QUERIES)
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            futures = {key: pool.submit(run, call) for key, call in calls.items()}
+            return {key: future.result() for key, future in futures.items()}
+
+
+def _traffic_charts(buckets: list[series.Bucket]) -> list[t.Any]:
+    times = [b.start for b in buckets]
+    return [
+        charts.line_chart(
+            times,
+            [
+                charts.Line(
+                    label="req/min", css="s1", values=[b.per_minute for b in buckets]
+                )
+            ],
+            title="Requests per minute",
+        ),
+        charts.line_chart(
+            times,
+            [
+                charts.Line(
+                    label="errors",
+                    css="s3",
+                    values=[
+                        b.error_rate * 100 if b.requests else None for b in buckets
+                    ],
+                )
+            ],
+            title="Error rate (status >= 500 or an exception)",
+            unit="%",
+        ),
+        charts.line_chart(
+            times,
+            [
+                charts.Line(label="p50", css="s1", values=[b.p50_ms for b in buckets]),
+                charts.Line(label="p95", css="s2", values=[b.p95_ms for b in buckets]),
+                charts.Line(label="p99", css="s3", values=[b.p99_ms for b in buckets]),
+            ],
+            title="Latency percentiles (ms, log scale, about 2.5% precision)",
+            log=True,
+        ),
+    ]
+
+
+def _pivot(counts: t.Iterable[t.Any]) -> list[tuple[str, dict[str, int], int]]:
+    """(event type, {severity: count}, total) rows, the most frequent first."""
+    table: dict[str, dict[str, int]] = {}
+    for row in counts:
+        by_severity = table.setdefault(row.event_type, {})
+        by_severity[row.severity] = by_severity.get(row.severity, 0) + row.count
+    rows = [(name, sev, sum(sev.values())) for name, sev in table.items()]
+    return sorted(rows, key=lambda r: (-r[2], r[0]))
+
+
+def pretty(metadata: t.Any) -> str:
+    """Metadata as indented JSON text (escaped by the template)."""
+    return json.dumps(
+        metadata, indent=2, sort_keys=True, ensure_ascii=False, default=str
+    )
+
+
+def _duration(event: t.Any) -> float:
+    """The duration of an ``http_request_end`` in ms; 0 for other events."""
+    if event.event_type != EventType.HTTP_REQUEST_END.value:
+        return 0.0
+    value = event.metadata.get("duration_ms")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return max(float(value), 0.0)
+
+
+def _ms(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 1:
+        return f"{value:.3g}"
+    return f"{value:.2g}"
+
+
+__all__ = ["Reader"]
