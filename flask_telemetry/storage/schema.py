@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import typing as t
+from collections.abc import Mapping
 
 import marshmallow as ma
 
@@ -17,20 +18,47 @@ BIGINT_MIN = -(2**63)
 BIGINT_MAX = 2**63 - 1
 
 
-# One encoder for every check: json.dumps(value, allow_nan=False) would build
-# a new encoder per call, which costs more than encoding a small object.
-_encode = json.JSONEncoder(allow_nan=False).encode
+#: The JSON text of a metadata object as it is stored: UTF-8 characters as
+#: they are (not ``\\uXXXX`` escapes, so the size limit of the privacy
+#: settings is the size stored) and the default separators. One encoder for
+#: every row: json.dumps() with options builds a new encoder per call, which
+#: costs more than encoding a small object.
+encode_json = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
 
 
-def _json_object(value: t.Any) -> None:
-    """Reject metadata that the JSON column could not store as an object."""
-    for key in value:
-        if type(key) is not str:
-            raise ma.ValidationError("Keys must be strings.")
-    try:
-        _encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ma.ValidationError(f"Not JSON-serialisable: {exc}") from exc
+class JsonObject(ma.fields.Field[dict[str, t.Any]]):
+    """A JSON object: a mapping with string keys that JSON can encode.
+
+    Loads as a plain ``dict``. With ``as_text=True`` the same checks load it
+    as its JSON text instead (:data:`encode_json`), which is what the writer
+    binds: a row's metadata is encoded once, by its validation.
+    """
+
+    default_error_messages = {
+        "invalid": "Not a valid mapping type.",
+        "keys": "Keys must be strings.",
+        "json": "Not JSON-serialisable: {error}",
+    }
+
+    def __init__(self, *, as_text: bool = False, **kwargs: t.Any) -> None:
+        super().__init__(**kwargs)
+        self.as_text = as_text
+
+    def _deserialize(
+        self, value: t.Any, attr: t.Any, data: t.Any, **kwargs: t.Any
+    ) -> t.Any:
+        if type(value) is not dict:
+            if not isinstance(value, Mapping):
+                raise self.make_error("invalid")
+            value = dict(value)
+        for key in value:
+            if type(key) is not str:
+                raise self.make_error("keys")
+        try:
+            text = encode_json(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise self.make_error("json", error=exc) from exc
+        return text if self.as_text else dict(value)
 
 
 class _AwareDateTimeValue(ma.fields.AwareDateTime):
@@ -90,7 +118,7 @@ class TelemetryEventSchema(ma.Schema):
     user_agent = ma.fields.String(
         allow_none=True, validate=ma.validate.Length(max=length("user_agent"))
     )
-    metadata = ma.fields.Dict(allow_none=True, validate=_json_object)
+    metadata = JsonObject(allow_none=True)
     occurred_at = _AwareDateTimeValue(required=True)
 
     def __init__(self, *, event_types: t.Iterable[str] = (), **kwargs: t.Any) -> None:

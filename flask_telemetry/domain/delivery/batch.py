@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
-from ...storage.row import TraceEvent
+from ...storage.row import TraceEvent, Values
 from ...storage.writer import StorageFailure, TraceWriter
 from ..log import RateLimitedLog
 from .stats import Stats
@@ -60,7 +60,9 @@ class BatchStore:
         self.stats = stats
         self.log = log
 
-    def validate(self, events: t.Sequence[TraceEvent], outcome: Outcome) -> list[Row]:
+    def validate(
+        self, events: t.Sequence[TraceEvent | Values], outcome: Outcome
+    ) -> list[Row]:
         """Return the rows to insert; the rejected events go to ``outcome``."""
         rows, rejected = self.writer.validate(events)
         if rejected:
