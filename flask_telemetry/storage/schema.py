@@ -70,6 +70,9 @@ class _AwareDateTimeValue(ma.fields.AwareDateTime):
     ) -> dt.datetime:
         if not isinstance(value, dt.datetime):
             raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
+        zone = value.tzinfo
+        if zone is not None and zone.utcoffset(value) is not None:
+            return value  # aware: what AwareDateTime returns, without its calls
         return super()._deserialize(value, attr, data, **kwargs)
 
 
