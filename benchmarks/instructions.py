@@ -274,6 +274,7 @@ def run(
     mariadb: str,
     *,
     databases: t.Sequence[str] = ("sqlite", "postgresql", "mariadb"),
+    only: str | None = None,
 ) -> Counts:
     """Count the loops in two callgrind children run side by side."""
     if shutil.which("valgrind") is None:
@@ -282,21 +283,22 @@ def run(
     common = ["--workdir", workdir, "--postgres", postgres, "--mariadb", mariadb]
     from concurrent.futures import ThreadPoolExecutor
 
+    writer_args = [*common, "--databases", ",".join(databases)]
     with ThreadPoolExecutor(2) as pool:
-        request = pool.submit(_run_child, "request", common, scratch)
-        writer = pool.submit(
-            _run_child,
-            "writer",
-            [*common, "--databases", ",".join(databases)],
-            scratch,
-        )
-        per_request, per_event = request.result(), writer.result()
+        request = writer = None
+        if only in (None, "request"):
+            request = pool.submit(_run_child, "request", common, scratch)
+        if only in (None, "writer"):
+            writer = pool.submit(_run_child, "writer", writer_args, scratch)
+        per_request = request.result() if request is not None else {}
+        per_event = writer.result() if writer is not None else {}
     shutil.rmtree(scratch, ignore_errors=True)
     return Counts(
         request=per_request,
         writer={
             db: {"writer": per_event[f"writer-{db}"], "raw": per_event[f"raw-{db}"]}
             for db in databases
+            if f"writer-{db}" in per_event
         },
     )
 
@@ -311,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres")
     parser.add_argument("--mariadb")
     parser.add_argument("--databases", default="sqlite,postgresql,mariadb")
+    parser.add_argument(
+        "--only", choices=["request", "writer"], help="count one side only"
+    )
     args = parser.parse_args(argv)
     if args.child:
         _child(args)
@@ -323,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
             urls.postgres,
             urls.mariadb,
             databases=args.databases.split(","),
+            only=args.only,
         )
-    bare = counts.request["bare"]
+    bare = counts.request.get("bare", 1.0)
     for key, value in counts.request.items():
         print(
             f"{key:28} {value:12,.0f} instructions/request  "

@@ -14,7 +14,7 @@ from ..domain.intent import TraceIntent
 from ..domain.log import logger
 from ..domain.privacy import clean_text, is_mapping
 from ..domain.recorder import Recorder
-from ..domain.request_end import RequestEndPolicy, actor_of
+from ..domain.request_end import ANONYMOUS, RequestEndPolicy, actor_of
 from ..storage.vocabulary import ActorType, EventType, Severity
 from .context import RequestContext
 from .request_id import resolve_request_id
@@ -179,11 +179,13 @@ class RequestTelemetry:
                 return
             if exc is not None:
                 ctx.exception = clean_text(type(exc).__name__, 200)
+            loader = self._actor_loader()
+            actor = ANONYMOUS if loader is None else self._call(loader)
             if ctx.streamed:
                 if ctx.actor is None:  # while the request context is here
-                    ctx.actor = actor_of(self._loaded_actor(), in_request=True)
+                    ctx.actor = actor
                 return
-            self._finish(ctx, actor_of(self._loaded_actor(), in_request=True))
+            self._finish(ctx, actor)
         except Exception:
             logger.exception("Telemetry could not record the end of a request")
 
@@ -203,6 +205,16 @@ class RequestTelemetry:
         except Exception:
             logger.exception("The telemetry actor_loader failed")
             return None
+
+    def _call(self, loader: ActorLoader) -> tuple[t.Any, t.Any]:
+        """The actor ``loader`` names for the current request (anonymous
+        when it names nobody or fails)."""
+        try:
+            loaded = loader()
+        except Exception:
+            logger.exception("The telemetry actor_loader failed")
+            return ANONYMOUS
+        return actor_of(loaded, in_request=True)
 
     def _finish(self, ctx: RequestContext, actor: tuple[t.Any, t.Any]) -> None:
         ctx.ended_at = _wall()
