@@ -159,7 +159,7 @@ class RequestTelemetry:
             ctx = _context()
             if ctx is not None:
                 ctx.status_code = response.status_code
-                response.headers[self.header] = ctx.request_id
+                response.headers.set(self.header, ctx.request_id)
                 if self.record_requests and type(response.response) is _Generator:
                     # Response(gen()), stream_with_context(), stream_template():
                     # the body is produced after the view returns, so the
