@@ -27,6 +27,7 @@ ActorLoader = t.Callable[[], "tuple[ActorType | str, int | None] | None"]
 _now = time.perf_counter
 _wall = time.time
 _Generator = types.GeneratorType
+_g = g._get_current_object  # the current request's g, without the proxy
 
 
 class RequestTelemetry:
@@ -55,6 +56,7 @@ class RequestTelemetry:
         self._environ_key = "HTTP_" + header.upper().replace("-", "_")
         self.record_requests = record_requests
         self.rules = rules
+        self._has_rules = not rules.empty
         self.policy = policy
         self.traceparent = traceparent
         self._actor_loader = actor_loader
@@ -130,7 +132,9 @@ class RequestTelemetry:
             environ = req.environ
             rule = req.url_rule
             endpoint = rule.endpoint if rule is not None else None
-            if self.rules.excluded(endpoint, environ.get("PATH_INFO", "")):
+            if self._has_rules and self.rules.excluded(
+                endpoint, environ.get("PATH_INFO", "")
+            ):
                 return
             header = environ.get(TRACEPARENT_ENVIRON) if self.traceparent else None
             trace = parse_traceparent(header) if header else None
@@ -156,7 +160,7 @@ class RequestTelemetry:
 
     def _after_request(self, response: Response) -> Response:
         try:
-            ctx = _context()
+            ctx = getattr(_g(), "_telemetry", None)
             if ctx is not None:
                 ctx.status_code = response.status_code
                 response.headers.set(self.header, ctx.request_id)
@@ -174,7 +178,7 @@ class RequestTelemetry:
         if not self.record_requests:
             return
         try:
-            ctx = _context()
+            ctx = getattr(_g(), "_telemetry", None)
             if ctx is None:
                 return
             if exc is not None:

@@ -32,6 +32,11 @@ class RouteRules:
         self._exact = frozenset(p.rstrip("/") or "/" for p in paths)
         self._excluded: dict[str | None, bool] = {None: False}
 
+    @property
+    def empty(self) -> bool:
+        """True when nothing is excluded (the default)."""
+        return not self._endpoints and not self._starts
+
     def excluded(self, endpoint: str | None, path: str) -> bool:
         """Whether telemetry ignores a request to ``endpoint`` at ``path``."""
         hit = self._excluded.get(endpoint)
