@@ -170,19 +170,3 @@ class TelemetryEventSchema(ma.Schema):
     @ma.post_load
     def _make_event(self, data: dict[str, t.Any], **_: t.Any) -> row.TraceEvent:
         return row.TraceEvent(**data)
-
-
-def columns_schema(names: t.Iterable[str]) -> ma.Schema:
-    """A schema validating whole columns: ``{name: [value per row, ...]}``.
-
-    Each column is a ``List`` of the same field :class:`TelemetryEventSchema`
-    declares, so a value passes here exactly when it passes there; errors
-    come back by row index. Validating a batch column by column costs a
-    fraction of validating it row by row (the per-row schema machinery runs
-    once per column instead of once per row).
-    """
-    declared = TelemetryEventSchema._declared_fields
-    fields: dict[str, ma.fields.Field[t.Any]] = {
-        name: ma.fields.List(declared[name]) for name in names
-    }
-    return ma.Schema.from_dict(fields, name="TelemetryColumnsSchema")()
