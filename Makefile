@@ -28,8 +28,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# Each run gets a temporary folder of its own: pytest's clean-up of old
+# folders under a shared one can race with another run on the machine.
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --basetemp="$$(mktemp -d /tmp/flask-telemetry-tests.XXXXXX)"
 
 # make bench [BENCH_ARGS=--quick]: overhead next to bare Flask and peers; needs
 # PostgreSQL and MariaDB on 127.0.0.1 (see benchmarks/README.rst); writes the

@@ -20,9 +20,10 @@ POSTGRES_SERVER = os.environ.get(
 MARIADB_SERVER = os.environ.get(
     "BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
 )
-#: The databases created for the run and dropped after it.
-POSTGRES_DB = "bench_pg"
-MARIADB_DB = "bench_my"
+#: The databases created for the run and dropped after it (named after the
+#: process, so that runs side by side on one server never drop each other's).
+POSTGRES_DB = f"bench_pg_{os.getpid()}"
+MARIADB_DB = f"bench_my_{os.getpid()}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

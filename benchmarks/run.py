@@ -18,7 +18,16 @@ import time
 import typing as t
 from importlib import metadata
 
-from . import breakdown, ingest, inprocess, memory, realhttp, report, syncpg
+from . import (
+    breakdown,
+    ingest,
+    inprocess,
+    instructions,
+    memory,
+    realhttp,
+    report,
+    syncpg,
+)
 from .apps import Variant
 from .common import FULL, QUICK, Relative, Scale, Summary, databases, machine, summarize
 
@@ -31,6 +40,17 @@ TARGETS = {
     "ingest": 0.60,
     "sync_postgres": 1.2,
 }
+#: Issue 13: at the limit under full load.
+TARGETS_13 = {
+    "writer_vs_dbapi": 2.0,  # at most: writer instructions per event / DBAPI's
+    "saturated": 0.80,
+    "http": 0.85,
+    "http_vs_otel": 1.25,
+    "http_p99": 1.3,  # at most
+    "request_path": 0.90,
+    "ingest_vs_core": 1.0,
+}
+DB_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
 
 
 def _log(message: str) -> None:
@@ -302,6 +322,163 @@ def targets(
     )
 
 
+def instructions_table(counts: instructions.Counts) -> report.Table:
+    labels = {
+        "bare": "bare Flask",
+        "sqla": "bare Flask + Flask-SQLAlchemy (reference)",
+        "async-idle-sqlite": "flask_telemetry async, request path (writer idle)",
+        "async-idle-sqlite-extra": "  + 1 record() per request",
+    }
+    bare = counts.request.get("bare")
+    rows = [
+        [labels.get(key, key), f"{value:,.0f}", f"{bare / value:.3f}" if bare else ""]
+        for key, value in counts.request.items()
+    ]
+    for db, pair in counts.writer.items():
+        rows.append(
+            [
+                f"writer, per event, {DB_NAMES[db]}: flask_telemetry / plain DBAPI",
+                f"{pair['writer']:,.0f} / {pair['raw']:,.0f}",
+                f"{pair['writer'] / pair['raw']:.2f}x",
+            ]
+        )
+    return report.Table(
+        title="Instructions per request and per event (callgrind)",
+        headers=["what", "instructions", "bare / this, or writer / DBAPI"],
+        rows=rows,
+        note=(
+            "Counted by ``python -m benchmarks.instructions`` under valgrind's "
+            "callgrind: fixed loops, the same to a fraction of a percent whatever "
+            "else runs; user-space instructions of this process only (a system "
+            "call counts as one; the database servers are not counted). Request "
+            f"path: {instructions.REQUESTS} ``GET /hello`` through the test "
+            "client, SQLite. Writer: the writer thread's work for "
+            f"{instructions.EVENTS} queued events (one ``http_request_end`` and "
+            "one ``record()`` with metadata per request), validation and COMMIT "
+            "included, in batches of 500; plain DBAPI: the same rows as tuples "
+            "(``json.dumps`` and the timestamp included) by sqlite3 "
+            "``executemany``, psycopg ``COPY ... FROM STDIN`` and PyMySQL "
+            "``executemany`` (a multi-row INSERT), 500 per transaction."
+        ),
+    )
+
+
+def targets_13(
+    inproc: dict[str, list[Relative]],
+    http: dict[str, list[Relative]],
+    ingest_results: dict[str, dict[str, list[float]]],
+    counts: instructions.Counts | None,
+) -> report.Table:
+    rows = []
+
+    def add(
+        what: str,
+        value: float | None,
+        goal: float,
+        count: str,
+        *,
+        at_most: bool = False,
+    ) -> None:
+        if value is None:
+            rows.append([what, "n/a", "", count, "n/a"])
+            return
+        met = value <= goal if at_most else value >= goal
+        sign = "<=" if at_most else ">="
+        rows.append(
+            [
+                what,
+                f"{value:.2f}",
+                f"{sign} {goal:.2f}",
+                count,
+                "met" if met else "missed",
+            ]
+        )
+
+    request = counts.request if counts else {}
+    writer = counts.writer if counts else {}
+    bare = request.get("bare")
+    path = request.get("async-idle-sqlite")
+    for db in ("sqlite", "postgresql", "mariadb"):
+        pair = writer.get(db)
+        add(
+            f"1. writer CPU per event vs plain DBAPI bulk, {DB_NAMES[db]}",
+            pair["writer"] / pair["raw"] if pair else None,
+            TARGETS_13["writer_vs_dbapi"],
+            f"{pair['writer']:,.0f} / {pair['raw']:,.0f} per event" if pair else "",
+            at_most=True,
+        )
+    for db in ("sqlite", "postgresql", "mariadb"):
+        key = Variant(kind="async", db=db).key
+        event = writer.get(db, {}).get("writer")
+        count = ""
+        if bare and path and event:
+            count = (
+                f"bare / (path + writer) = {bare:,.0f} / "
+                f"({path:,.0f} + {event:,.0f}) = {bare / (path + event):.2f}"
+            )
+        add(
+            f"2. saturated (test client, defaults), {DB_NAMES[db]}",
+            _throughput(inproc, key).median if key in inproc else None,
+            TARGETS_13["saturated"],
+            count,
+        )
+    otel = Variant(kind="otel").key
+    otel_ratio = _throughput(http, otel).median if otel in http else None
+    for db in ("sqlite", "postgresql", "mariadb"):
+        key = Variant(kind="async", db=db).key
+        ratio = _throughput(http, key).median if key in http else None
+        add(
+            f"3. real HTTP req/s vs bare, async {DB_NAMES[db]}",
+            ratio,
+            TARGETS_13["http"],
+            "",
+        )
+        add(
+            f"3. real HTTP ratio vs OpenTelemetry's, async {DB_NAMES[db]}",
+            ratio / otel_ratio if ratio and otel_ratio else None,
+            TARGETS_13["http_vs_otel"],
+            "",
+        )
+        add(
+            f"3. real HTTP p99 vs bare, async {DB_NAMES[db]}",
+            summarize([r.p99 for r in http[key]]).median if key in http else None,
+            TARGETS_13["http_p99"],
+            "",
+            at_most=True,
+        )
+    for db in ("sqlite", "postgresql", "mariadb"):
+        key = Variant(kind="async-idle", db=db).key
+        count = ""
+        if db == "sqlite" and bare and path:
+            count = f"bare / path = {bare:,.0f} / {path:,.0f} = {bare / path:.3f}"
+        add(
+            f"4. request path (writer idle), {DB_NAMES[db]}",
+            _throughput(inproc, key).median if key in inproc else None,
+            TARGETS_13["request_path"],
+            count,
+        )
+    for db, values in ingest_results.items():
+        add(
+            f"5. sustained ingest vs SQLAlchemy Core executemany, {DB_NAMES[db]}",
+            summarize(values["ratio"]).median,
+            TARGETS_13["ingest_vs_core"],
+            "",
+        )
+    return report.Table(
+        title="Targets (issue 13)",
+        headers=["measure", "median", "target", "instructions (callgrind)", "status"],
+        rows=rows,
+        note=(
+            "Ratios from the tables above (medians of the interleaved rounds); "
+            "target 1 is the instruction ratio itself. Instructions: per request "
+            "on the request path and per event on the writer, from the "
+            "instruction table; for target 2, the bare request over the request "
+            "path plus the writer's work per event (the mix counted above), the "
+            "figure a machine whose CPU is the bound would give."
+        ),
+    )
+
+
 def bars(
     chosen: list[Variant], ratios: dict[str, list[Relative]], extra: bool
 ) -> list[report.Bar]:
@@ -335,6 +512,14 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     raw: dict[str, t.Any] = {"scale": dataclasses.asdict(scale)}
     with databases() as urls:
+        _log("instruction counts (callgrind)")
+        try:
+            counts: instructions.Counts | None = instructions.run(
+                urls.workdir, urls.postgres, urls.mariadb
+            )
+        except Exception as exc:  # no valgrind, or internals moved
+            _log(f"instruction counts skipped: {exc!r}")
+            counts = None
         _log("in-process rounds")
         chosen, inproc, bares = inprocess.run(
             urls,
@@ -381,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
         breakdown_table(steps),
         targets(inproc, ingest_results, sync_results),
     ]
+    if counts is not None:
+        tables.insert(-1, instructions_table(counts))
+    tables.append(targets_13(inproc, http, ingest_results, counts))
     minutes = (time.monotonic() - began) / 60
     versions = ", ".join(
         f"{name} {metadata.version(name)}"
@@ -411,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         sync=sync_results,
         memory=memory_results,
         steps=steps,
+        instructions=dataclasses.asdict(counts) if counts else None,
     )
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"results-{scale.name}.json"), "w") as out:

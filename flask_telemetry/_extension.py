@@ -579,7 +579,7 @@ class Telemetry:
             raise ValueError(f"authorize must be a callable, not {authorize!r}.")
         from .dashboard import BLUEPRINT_NAME, make_blueprint
 
-        state.request.rules.exclude_endpoints(f"{BLUEPRINT_NAME}.*")
+        state.request.exclude_endpoints(f"{BLUEPRINT_NAME}.*")
         app.register_blueprint(
             make_blueprint(self, authorize=authorize), url_prefix=url_prefix
         )

@@ -191,7 +191,7 @@ def _probe(
     )
     # The writer's own validation and conversion, without its commit.
     writer = TraceWriter(lambda: conn.engine, table)
-    rows, rejected = writer.validate([probe])
+    rows, rejected = writer.model_rows([probe])
     if rejected:
         report.fail(f"the probe row does not pass the schema: {rejected[0][1]}")
         return

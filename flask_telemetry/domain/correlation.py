@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-import os
+import random
 import re
 import typing as t
 
@@ -75,16 +75,23 @@ class Correlation:
             _carried.reset(token)
 
 
-_urandom = os.urandom
-_VARIANT = "89ab89ab89ab89ab"
+_getrandbits = random.getrandbits
+# The version (4) and variant (10) bits of a UUID4: the bits to clear, then
+# the bits to set, in the 128-bit integer.
+_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def new_request_id() -> str:
-    """A random UUID4 in its canonical form (five times cheaper than uuid4())."""
-    h = _urandom(16).hex()
-    return (
-        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:]}"
-    )
+    """A random UUID4 in its canonical form.
+
+    Unique, not secret: the bits come from :func:`random.getrandbits` (the
+    Mersenne Twister, reseeded in each forked child), not from the operating
+    system, which costs a system call per id; OpenTelemetry makes its trace
+    ids the same way. A request id correlates events; it grants nothing.
+    """
+    h = "%032x" % (_getrandbits(128) & _CLEAR | _SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _carried: contextvars.ContextVar[Correlation | None] = contextvars.ContextVar(

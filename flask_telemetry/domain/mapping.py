@@ -3,8 +3,8 @@
 The recorder checks the caller's values and cleans the metadata on the
 caller's thread, and keeps the result as a :data:`Pending` tuple. The row
 (:class:`~flask_telemetry.storage.row.TraceEvent`) is built from it by
-:func:`build_event`: on the writer thread in async mode, so the request
-thread only pays for the checks.
+:func:`build_values` (or :func:`build_event`): on the writer thread in
+async mode, so the request thread only pays for the checks.
 
 A tuple of strings and numbers is also the cheapest thing to keep in a
 queue: Python's garbage collector stops tracking it once a collection or
@@ -106,8 +106,9 @@ def _text(value: str | None, size: int) -> str | None:
     return clean_text(value, size) or None
 
 
-def build_event(pending: Pending) -> ev.TraceEvent:
-    """Build the row to store from a :data:`Pending` tuple.
+def build_values(pending: Pending) -> ev.Values:
+    """Build the row to store from a :data:`Pending` tuple, as its values in
+    column order (what the background writer hands to the storage writer).
 
     Free-text fields lose their control characters and are cut to their
     column sizes rather than rejected; ``occurred_at`` becomes an aware UTC
@@ -125,20 +126,24 @@ def build_event(pending: Pending) -> ev.TraceEvent:
         metadata,
         occurred_at,
     ) = pending
-    return ev.TraceEvent(
-        actor_type=actor_type,
-        actor_id=actor_id,
-        event_type=event_type,
-        severity=severity,
-        request_id=_text(request_id, _REQUEST_ID),
-        route_name=_text(route_name, _ROUTE_NAME),
-        ip_address=_text(ip_address, _IP_ADDRESS),
-        user_agent=_text(user_agent, _USER_AGENT),
-        metadata=(
-            request_end_metadata(metadata) if isinstance(metadata, tuple) else metadata
-        ),
-        occurred_at=_from_timestamp(occurred_at, _UTC),
+    return (
+        actor_type,
+        actor_id,
+        event_type,
+        severity,
+        _text(request_id, _REQUEST_ID),
+        _text(route_name, _ROUTE_NAME),
+        _text(ip_address, _IP_ADDRESS),
+        _text(user_agent, _USER_AGENT),
+        request_end_metadata(metadata) if type(metadata) is tuple else metadata,
+        _from_timestamp(occurred_at, _UTC),
     )
+
+
+def build_event(pending: Pending) -> ev.TraceEvent:
+    """Build the row to store from a :data:`Pending` tuple (see
+    :func:`build_values`) as a :class:`~flask_telemetry.storage.row.TraceEvent`."""
+    return ev.from_values(build_values(pending))
 
 
 def request_end_facts(end: RequestEnd) -> EndFacts:

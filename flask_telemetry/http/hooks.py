@@ -14,7 +14,7 @@ from ..domain.intent import TraceIntent
 from ..domain.log import logger
 from ..domain.privacy import clean_text, is_mapping
 from ..domain.recorder import Recorder
-from ..domain.request_end import RequestEndPolicy, actor_of
+from ..domain.request_end import ANONYMOUS, RequestEndPolicy, actor_of
 from ..storage.vocabulary import ActorType, EventType, Severity
 from .context import RequestContext
 from .request_id import resolve_request_id
@@ -27,6 +27,7 @@ ActorLoader = t.Callable[[], "tuple[ActorType | str, int | None] | None"]
 _now = time.perf_counter
 _wall = time.time
 _Generator = types.GeneratorType
+_g = g._get_current_object  # the current request's g, without the proxy
 
 
 class RequestTelemetry:
@@ -55,9 +56,15 @@ class RequestTelemetry:
         self._environ_key = "HTTP_" + header.upper().replace("-", "_")
         self.record_requests = record_requests
         self.rules = rules
+        self._has_rules = not rules.empty
         self.policy = policy
         self.traceparent = traceparent
         self._actor_loader = actor_loader
+
+    def exclude_endpoints(self, *selectors: str) -> None:
+        """Ignore requests to more endpoints (``*`` wildcards), after setup."""
+        self.rules.exclude_endpoints(*selectors)
+        self._has_rules = not self.rules.empty
 
     def register(self, app: Flask) -> None:
         """Install the hooks on ``app``."""
@@ -130,7 +137,9 @@ class RequestTelemetry:
             environ = req.environ
             rule = req.url_rule
             endpoint = rule.endpoint if rule is not None else None
-            if self.rules.excluded(endpoint, environ.get("PATH_INFO", "")):
+            if self._has_rules and self.rules.excluded(
+                endpoint, environ.get("PATH_INFO", "")
+            ):
                 return
             header = environ.get(TRACEPARENT_ENVIRON) if self.traceparent else None
             trace = parse_traceparent(header) if header else None
@@ -156,10 +165,10 @@ class RequestTelemetry:
 
     def _after_request(self, response: Response) -> Response:
         try:
-            ctx = _context()
+            ctx = getattr(_g(), "_telemetry", None)
             if ctx is not None:
                 ctx.status_code = response.status_code
-                response.headers[self.header] = ctx.request_id
+                response.headers.set(self.header, ctx.request_id)
                 if self.record_requests and type(response.response) is _Generator:
                     # Response(gen()), stream_with_context(), stream_template():
                     # the body is produced after the view returns, so the
@@ -174,16 +183,18 @@ class RequestTelemetry:
         if not self.record_requests:
             return
         try:
-            ctx = _context()
+            ctx = getattr(_g(), "_telemetry", None)
             if ctx is None:
                 return
             if exc is not None:
                 ctx.exception = clean_text(type(exc).__name__, 200)
+            loader = self._actor_loader()
+            actor = ANONYMOUS if loader is None else self._call(loader)
             if ctx.streamed:
                 if ctx.actor is None:  # while the request context is here
-                    ctx.actor = actor_of(self._loaded_actor(), in_request=True)
+                    ctx.actor = actor
                 return
-            self._finish(ctx, actor_of(self._loaded_actor(), in_request=True))
+            self._finish(ctx, actor)
         except Exception:
             logger.exception("Telemetry could not record the end of a request")
 
@@ -203,6 +214,16 @@ class RequestTelemetry:
         except Exception:
             logger.exception("The telemetry actor_loader failed")
             return None
+
+    def _call(self, loader: ActorLoader) -> tuple[t.Any, t.Any]:
+        """The actor ``loader`` names for the current request (anonymous
+        when it names nobody or fails)."""
+        try:
+            loaded = loader()
+        except Exception:
+            logger.exception("The telemetry actor_loader failed")
+            return ANONYMOUS
+        return actor_of(loaded, in_request=True)
 
     def _finish(self, ctx: RequestContext, actor: tuple[t.Any, t.Any]) -> None:
         ctx.ended_at = _wall()

@@ -37,6 +37,11 @@ class RouteRules:
         self._endpoints.extend(selectors)
         self._excluded = {None: False}
 
+    @property
+    def empty(self) -> bool:
+        """True when nothing is excluded (the default)."""
+        return not self._endpoints and not self._starts
+
     def excluded(self, endpoint: str | None, path: str) -> bool:
         """Whether telemetry ignores a request to ``endpoint`` at ``path``."""
         hit = self._excluded.get(endpoint)

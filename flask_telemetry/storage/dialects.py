@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import typing as t
 
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
-Row = dict[str, t.Any]
+from . import row
 
 
 def is_shared_memory(engine: sa.Engine) -> bool:
@@ -45,24 +46,87 @@ def in_transaction(engine: sa.Engine) -> bool:
     return bool(getattr(dbapi, "in_transaction", False))
 
 
-def bindable(rows: list[Row], dialect: str) -> list[Row]:
-    """Make each row's ``occurred_at`` what ``dialect`` binds, in place.
+#: Turns a validated row into what the insert binds: ``(values in column
+#: order, the metadata's JSON text, the aware occurred_at)``.
+Convert = t.Callable[[tuple[t.Any, ...], "str | None", dt.datetime], t.Any]
 
-    DATETIME columns (MySQL, MariaDB, SQLite) have no zone: naive UTC.
-    SQLAlchemy's SQLite DATETIME binds the fields and ignores the zone, so a
-    UTC value goes as it is there; timestamptz takes the aware value.
+_UTC = dt.UTC
+_NAMED = re.compile(r"%\((\w+)\)s")
+# The converters below put the metadata text and the time in the last two
+# places, where the declaration has them.
+assert row.FIELDS[-2:] == ("metadata", "occurred_at")
+_HEAD = len(row.FIELDS) - 2
+
+
+def _path(dialect: sa.Dialect) -> str:
+    """How rows reach ``dialect``: ``copy`` (psycopg's COPY), ``text`` (an
+    executemany of the compiled INSERT on the driver, the time as text) or
+    ``model`` (SQLAlchemy's executemany through the model's column types)."""
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        return "copy"
+    if (dialect.name, dialect.driver) == ("sqlite", "pysqlite") or (
+        dialect.name in ("mysql", "mariadb") and dialect.driver in ("pymysql",)
+    ):
+        return "text"
+    return "model"
+
+
+def converter(dialect: sa.Dialect, model: bool = False) -> Convert:
+    """What :meth:`Dialects.insert` binds for a validated row on ``dialect``.
+
+    Each value is what the model's column type would send:
+
+    - metadata: the JSON text, UTF-8 characters as they are (SQLAlchemy's
+      JSON type would escape them as ``\\uXXXX``; the privacy settings'
+      size limit counts them as stored); None is SQL NULL.
+    - occurred_at: timestamptz on PostgreSQL takes the aware value. DATETIME
+      columns (SQLite, MySQL, MariaDB) have no zone: the UTC time as the
+      text ``YYYY-MM-DD HH:MM:SS.ffffff``, which is SQLAlchemy's SQLite
+      storage format and what PyMySQL sends for a naive datetime.
+
+    With ``model=True`` (or on a driver without a path of its own) the rows
+    are dicts keyed by column for SQLAlchemy's INSERT through the model's
+    column types.
     """
-    if dialect == "postgresql":
-        return rows
-    for row in rows:
-        occurred = row["occurred_at"]
-        zone = occurred.tzinfo
-        if zone is None or (zone is dt.UTC and dialect == "sqlite"):
-            continue
-        if zone is not dt.UTC:
-            occurred = occurred.astimezone(dt.UTC)
-        row["occurred_at"] = occurred.replace(tzinfo=None)
-    return rows
+    path = "model" if model else _path(dialect)
+    if path == "copy":
+
+        def copy_row(
+            values: tuple[t.Any, ...], text: str | None, when: dt.datetime
+        ) -> t.Any:
+            return (*values[:_HEAD], text, when)
+
+        return copy_row
+    if path == "text":
+
+        def text_row(
+            values: tuple[t.Any, ...], text: str | None, when: dt.datetime
+        ) -> t.Any:
+            if when.tzinfo is not _UTC:
+                when = when.astimezone(_UTC)
+            return (*values[:_HEAD], text, when.isoformat(" ", "microseconds")[:26])
+
+        return text_row
+    name = dialect.name
+
+    def model_row(
+        values: tuple[t.Any, ...], text: str | None, when: dt.datetime
+    ) -> t.Any:
+        # Another driver: SQLAlchemy binds the model's types (its JSON type
+        # encodes the metadata again, with \\uXXXX escapes).
+        data = dict(zip(row.FIELDS, values, strict=True))
+        metadata = data["metadata"]
+        if metadata is not None and type(metadata) is not dict:
+            data["metadata"] = dict(metadata)
+        if name != "postgresql":
+            if when.tzinfo is not _UTC:
+                when = when.astimezone(_UTC)
+            if name != "sqlite":
+                when = when.replace(tzinfo=None)
+        data["occurred_at"] = when
+        return data
+
+    return model_row
 
 
 def limit_connects(
@@ -148,44 +212,83 @@ class Dialects:
             # crash may lose the last moments of telemetry, never the
             # application's data, whose transactions keep their own setting.
             self._pg_settings += "; SET LOCAL synchronous_commit = off"
+        self._compiled: dict[tuple[str, str, str], str] = {}
 
     def insert(
         self,
         conn: sa.Connection,
-        statement: sa.Insert,
-        rows: list[Row],
+        table: sa.Table,
+        rows: list[t.Any],
         *,
         shared: bool = False,
     ) -> None:
-        """Execute ``statement`` for ``rows`` and commit, with the timeouts."""
-        if conn.dialect.driver == "psycopg":
-            self._insert_psycopg(conn, statement, rows)
+        """Insert ``rows`` (from :func:`converter`) into ``table`` and commit,
+        with the timeouts."""
+        path = _path(conn.dialect)
+        if path == "copy":
+            self._copy_psycopg(conn, table, rows)
             return
         with self._timeouts(conn, shared):
-            conn.execute(statement, rows)
+            if path == "text":
+                conn.exec_driver_sql(self._statement(conn.dialect, table), rows)
+            else:
+                conn.execute(table.insert(), rows)
             conn.commit()
 
-    def _insert_psycopg(
-        self, conn: sa.Connection, statement: sa.Insert, rows: list[Row]
+    def _statement(self, dialect: sa.Dialect, table: sa.Table) -> str:
+        """The model table's INSERT of every column, compiled once."""
+        key = (dialect.name, dialect.paramstyle, table.fullname)
+        sql = self._compiled.get(key)
+        if sql is None:
+            compiled = table.insert().compile(
+                dialect=dialect, column_keys=list(row.FIELDS)
+            )
+            sql = str(compiled)
+            if dialect.paramstyle == "pyformat":  # PyMySQL: %(name)s -> %s
+                order = tuple(_NAMED.findall(sql))
+                sql = _NAMED.sub("%s", sql)
+            else:
+                order = tuple(compiled.positiontup or ())
+            if order != row.FIELDS:  # the rows are tuples in column order
+                raise RuntimeError(f"INSERT parameters in order {order}")
+            self._compiled[key] = sql
+        return sql
+
+    def _copy_psycopg(
+        self, conn: sa.Connection, table: sa.Table, rows: list[t.Any]
     ) -> None:
-        # The transaction and its settings in one round trip: BEGIN and the
-        # SET LOCALs go to psycopg as one simple query on a connection lent
-        # in autocommit mode, instead of psycopg's own BEGIN and then the
-        # SETs. Sent on the DBAPI connection: through exec_driver_sql the
-        # same query costs SQLAlchemy's execution machinery again, which is
-        # a tenth of a single-row insert. psycopg 3 commits and rolls back by
-        # the server's transaction status, autocommit or not.
-        dbapi = conn.connection.dbapi_connection
+        # COPY into the model's table, in a transaction begun with its
+        # settings in one round trip: BEGIN and the SET LOCALs go to psycopg
+        # as one simple query on a connection lent in autocommit mode, then
+        # COPY, then COMMIT (psycopg 3 commits and rolls back by the server's
+        # transaction status, autocommit or not). All of it on the DBAPI
+        # connection: SQLAlchemy's execution machinery would cost a tenth of
+        # a single-row insert; driver errors are raised as SQLAlchemy's.
+        dbapi: t.Any = conn.connection.dbapi_connection
         assert dbapi is not None
+        key = ("copy", "", table.fullname)
+        copy_sql = self._compiled.get(key)
+        if copy_sql is None:
+            quote = conn.dialect.identifier_preparer
+            columns = ", ".join(quote.quote(name) for name in row.FIELDS)
+            copy_sql = self._compiled[key] = (
+                f"COPY {quote.format_table(table)} ({columns}) FROM STDIN"
+            )
         begin = "BEGIN; " + self._pg_settings
         dbapi.autocommit = True
         try:
+            statement = begin
             try:
                 dbapi.execute(begin)
+                statement = copy_sql
+                with dbapi.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                    write = copy.write_row
+                    for values in rows:
+                        write(values)
+                statement = "COMMIT"
+                dbapi.commit()
             except Exception as exc:
-                _raise_as_sqlalchemy(conn, dbapi, exc, begin)
-            conn.execute(statement, rows)
-            conn.commit()
+                _raise_as_sqlalchemy(conn, dbapi, exc, statement)
         except BaseException:
             with contextlib.suppress(Exception):
                 dbapi.rollback()

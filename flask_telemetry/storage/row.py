@@ -85,9 +85,20 @@ PER_ROW_FIELDS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.per_row)
 SHARED_FIELDS: tuple[str, ...] = tuple(c.name for c in COLUMNS if not c.per_row)
 
 
-_values = operator.attrgetter(*FIELDS)
+#: A row's values in column order: the fields of a :class:`TraceEvent`, as
+#: :func:`values` returns them. The writer takes events in this form too, so
+#: that the background writer need not make an object per event.
+Values: t.TypeAlias = tuple[t.Any, ...]
+
+#: The values of an event in column order.
+values: t.Callable[[TraceEvent], Values] = operator.attrgetter(*FIELDS)
 
 
 def as_row(event: TraceEvent) -> dict[str, t.Any]:
     """Return the event as a plain dict keyed by field name (no deep copy)."""
-    return dict(zip(FIELDS, _values(event), strict=True))
+    return dict(zip(FIELDS, values(event), strict=True))
+
+
+def from_values(row: Values) -> TraceEvent:
+    """The :class:`TraceEvent` of values in column order."""
+    return TraceEvent(**dict(zip(FIELDS, row, strict=True)))

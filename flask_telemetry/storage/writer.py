@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import operator
 import typing as t
 
@@ -12,7 +14,7 @@ import sqlalchemy.exc as sa_exc
 from ..exceptions import TelemetryStorageException
 from . import dialects
 from . import row as ev
-from .schema import TelemetryEventSchema, columns_schema
+from .schema import TelemetryEventSchema
 
 #: Failures caused by the content of a row: a batch that hits one is split so
 #: that the good rows are still stored. Other driver errors (a missing table,
@@ -27,7 +29,12 @@ _RETRYABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutErro
 _MYSQL_ROW_ERRNOS = frozenset({4025, 3819, 1048, 1406, 1366, 1264})
 
 
-_shared = operator.itemgetter(*ev.SHARED_FIELDS)
+#: Where each value is in :data:`~.row.Values`.
+_SHARED = operator.itemgetter(*(ev.FIELDS.index(n) for n in ev.SHARED_FIELDS))
+_ACTOR_ID = ev.FIELDS.index("actor_id")
+_REQUEST_ID = ev.FIELDS.index("request_id")
+_METADATA = ev.FIELDS.index("metadata")
+_OCCURRED_AT = ev.FIELDS.index("occurred_at")
 #: How many verdicts on shared values a writer keeps.
 _VERDICTS = 1024
 
@@ -95,14 +102,22 @@ class TraceWriter:
         self._shares_connection = False
         self.table = table
         self.schema = TelemetryEventSchema(event_types=event_types)
-        self._columns_schema = columns_schema(ev.PER_ROW_FIELDS)
         self._shared_schema = TelemetryEventSchema(
             event_types=event_types, only=ev.SHARED_FIELDS
         )
-        # The schema's own fields for the per-row columns, for one event at a
-        # time: calling them directly gives the schema's verdict and messages
-        # (no schema-level validator looks at these fields) at half the cost.
-        self._row_fields = [(n, self.schema.fields[n]) for n in ev.PER_ROW_FIELDS]
+        # The schema's own fields for the per-row columns, called directly:
+        # the schema's verdict and messages (no schema-level validator looks
+        # at these fields) at a fraction of the cost of a load. The metadata
+        # field is the schema's, loading the JSON text that is then bound.
+        fields = self.schema.fields
+        as_text = copy.copy(fields["metadata"])
+        as_text.as_text = True  # type: ignore[attr-defined]
+        self._per_row = (
+            fields["request_id"].deserialize,
+            as_text.deserialize,
+            fields["occurred_at"].deserialize,
+        )
+        self._convert: dialects.Convert | None = None
         # The schema's verdict on each combination of shared values seen
         # lately: an application sends few (event type, actor, endpoint...).
         self._verdicts: dict[tuple[t.Any, ...], dict[str, t.Any]] = {}
@@ -114,7 +129,6 @@ class TraceWriter:
             statement_timeout_ms=statement_timeout_ms,
             durable_commit=durable_commit,
         )
-        self._insert = table.insert()
 
     @property
     def engine(self) -> sa.Engine:
@@ -153,69 +167,103 @@ class TraceWriter:
         return dialects.in_transaction(self.engine)
 
     def validate(
-        self, events: t.Sequence[ev.TraceEvent]
-    ) -> tuple[list[dict[str, t.Any]], list[tuple[ev.TraceEvent, str]]]:
+        self, events: t.Sequence[ev.TraceEvent | ev.Values]
+    ) -> tuple[list[t.Any], list[tuple[ev.TraceEvent, str]]]:
         """Split events into rows ready to insert and rejected events with reasons.
 
-        Every value goes through the marshmallow schema, but a batch repeats
-        most columns (actor, event type, severity, endpoint, address, user
-        agent): those are validated once per distinct combination, and only
-        the columns that differ per row (request id, metadata, time) column
-        by column. The verdict per row is the same as validating rows one by
-        one.
+        ``events`` are :class:`~.row.TraceEvent` objects or their values in
+        column order (:data:`~.row.Values`, what the background writer
+        builds). Every value goes through the marshmallow schema's fields,
+        but a batch repeats most columns (actor, event type, severity,
+        endpoint, address, user agent): those are validated once per
+        distinct combination, request ids once per distinct id, and the
+        metadata and time of every row one by one. The verdict per row is
+        the schema's.
+
+        The rows come back in the form the insert binds (see
+        :mod:`.dialects`): metadata as its JSON text, encoded once by its
+        validation, and ``occurred_at`` as the column type would bind it.
         """
-        rows = [ev.as_row(e) for e in events]
-        errors = self._batch_errors(rows)
-        if not errors:
-            return self._db_rows(rows), []
-        good = [r for i, r in enumerate(rows) if i not in errors]
-        bad = [(events[i], str(errors[i])) for i in sorted(errors)]
-        return self._db_rows(good), bad
+        return self._validate(events, self._converter())
 
-    def _batch_errors(self, rows: list[dict[str, t.Any]]) -> dict[int, t.Any]:
-        errors: dict[int, t.Any] = {}
-        if len(rows) == 1:  # one event (sync delivery): no columns to gain from
-            row = rows[0]
-            for name, field in self._row_fields:
-                try:
-                    field.deserialize(row[name], name, row)
-                except ma.ValidationError as exc:
-                    errors.setdefault(0, {})[name] = exc.messages
-        else:
-            columns = {n: [row[n] for row in rows] for n in ev.PER_ROW_FIELDS}
-            found_columns: dict[str, t.Any] = self._columns_schema.validate(columns)
-            for name, by_row in found_columns.items():
-                for index, messages in by_row.items():
-                    errors.setdefault(int(index), {})[name] = messages
-        groups: dict[tuple[t.Any, ...], list[int]] = {}
-        try:
-            for index, row in enumerate(rows):
-                key = (*_shared(row), type(row["actor_id"]))
-                groups.setdefault(key, []).append(index)
-        except TypeError:  # an unhashable value: no sharing possible
-            full: dict[t.Any, t.Any] = self.schema.validate(rows, many=True)
-            return full
-        for key, indexes in groups.items():
-            shared = self._shared_verdict(key)
+    def model_rows(
+        self, events: t.Sequence[ev.TraceEvent | ev.Values]
+    ) -> tuple[list[dict[str, t.Any]], list[tuple[ev.TraceEvent, str]]]:
+        """Like :meth:`validate`, with the rows as dicts keyed by column for
+        the model's own INSERT (``flask telemetry check`` probes with it)."""
+        return self._validate(events, dialects.converter(self.engine.dialect, True))
+
+    def _validate(
+        self, events: t.Sequence[ev.TraceEvent | ev.Values], convert: dialects.Convert
+    ) -> tuple[list[t.Any], list[tuple[ev.TraceEvent, str]]]:
+        request_id, metadata, occurred_at = self._per_row
+        verdicts = self._verdicts
+        good: list[t.Any] = []
+        bad: list[tuple[ev.TraceEvent, str]] = []
+        valid_ids: set[str | None] = set()
+        for event in events:
+            values = event if type(event) is tuple else ev.values(event)  # type: ignore[arg-type]
+            errors: dict[str, t.Any] | None = None
+            try:
+                key = (*_SHARED(values), type(values[_ACTOR_ID]))
+                shared = verdicts.get(key)
+            except TypeError:  # an unhashable value: validated on its own
+                key, shared = None, None
+            if shared is None:
+                shared = self._shared_verdict(key, values)
             if shared:
-                for index in indexes:
-                    errors.setdefault(index, {}).update(shared)
-        return errors
+                errors = dict(shared)
+            rid = values[_REQUEST_ID]
+            # The verdict on an exact str (or None) is kept for the batch.
+            if not ((rid is None or type(rid) is str) and rid in valid_ids):
+                try:
+                    request_id(rid)
+                except ma.ValidationError as exc:
+                    errors = errors or {}
+                    errors["request_id"] = exc.messages
+                else:
+                    if rid is None or type(rid) is str:
+                        valid_ids.add(rid)
+            try:
+                text = metadata(values[_METADATA])
+            except ma.ValidationError as exc:
+                errors = errors or {}
+                errors["metadata"] = exc.messages
+            try:
+                when = occurred_at(values[_OCCURRED_AT])
+            except ma.ValidationError as exc:
+                errors = errors or {}
+                errors["occurred_at"] = exc.messages
+            if errors:
+                event = event if type(event) is not tuple else ev.from_values(event)
+                bad.append((t.cast(ev.TraceEvent, event), str(errors)))
+            else:
+                good.append(convert(values, text, t.cast(dt.datetime, when)))
+        return good, bad
 
-    def _shared_verdict(self, key: tuple[t.Any, ...]) -> dict[str, t.Any]:
+    def _shared_verdict(
+        self, key: tuple[t.Any, ...] | None, values: ev.Values
+    ) -> dict[str, t.Any]:
         # ``key`` is the shared values in field order, then the type of
-        # actor_id (1, 1.0 and True are equal keys but not equal verdicts).
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            values = dict(zip(ev.SHARED_FIELDS, key, strict=False))
-            verdict = self._shared_schema.validate(values)
+        # actor_id (1, 1.0 and True are equal keys but not equal verdicts);
+        # None for values that cannot be a key.
+        verdict: dict[str, t.Any] = self._shared_schema.validate(
+            dict(zip(ev.SHARED_FIELDS, _SHARED(values), strict=True))
+        )
+        if key is not None:
             if len(self._verdicts) >= _VERDICTS:
                 self._verdicts.clear()
             self._verdicts[key] = verdict
         return verdict
 
-    def insert(self, rows: list[dict[str, t.Any]]) -> None:
-        """INSERT already validated rows with one executemany and commit.
+    def _converter(self) -> dialects.Convert:
+        convert = self._convert
+        if convert is None:
+            convert = self._convert = dialects.converter(self.engine.dialect)
+        return convert
+
+    def insert(self, rows: list[t.Any]) -> None:
+        """INSERT rows from :meth:`validate` in one statement and commit.
 
         Raises :class:`StorageFailure` (a TelemetryStorageException) on any
         failure, with the driver's error as its cause.
@@ -227,7 +275,7 @@ class TraceWriter:
             # telemetry's own statements.
             with self.engine.connect().execution_options(flask_telemetry=True) as conn:
                 self._dialects.insert(
-                    conn, self._insert, rows, shared=self._shares_connection
+                    conn, self.table, rows, shared=self._shares_connection
                 )
         except sa_exc.SQLAlchemyError as exc:
             cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
@@ -248,8 +296,3 @@ class TraceWriter:
                 retryable=False,
                 per_row=True,
             ) from exc
-
-    def _db_rows(self, rows: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-        # (The model's attribute for the ``metadata`` column is ``metadata_``,
-        # but a Core insert binds by column key, which is ``metadata``.)
-        return dialects.bindable(rows, self.engine.dialect.name)

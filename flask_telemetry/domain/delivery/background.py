@@ -8,8 +8,8 @@ import multiprocessing.util
 import threading
 import time
 
-from ...storage.row import TraceEvent
-from ..mapping import Pending, build_event
+from ...storage.row import Values
+from ..mapping import Pending, build_values
 from .batch import BatchStore, DatabaseDown, Outcome
 from .breaker import CircuitBreaker
 from .protocol import ForkGuard, weak_method
@@ -318,11 +318,11 @@ class BackgroundDelivery:
                 cause,
             )
 
-    def _build(self, batch: list[Pending], outcome: Outcome) -> list[TraceEvent]:
+    def _build(self, batch: list[Pending], outcome: Outcome) -> list[Values]:
         events = []
         for pending in batch:
             try:
-                events.append(build_event(pending))
+                events.append(build_values(pending))
             except Exception as exc:  # our own bug: count it, keep the rest
                 outcome.drop("invalid")
                 self.store.log.error(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
-from ...storage.row import TraceEvent
+from ...storage.row import TraceEvent, Values
 from ...storage.writer import StorageFailure, TraceWriter
 from ..log import RateLimitedLog, driver_noise_muted
 from .stats import Stats
@@ -69,7 +69,9 @@ class BatchStore:
         #: Closes what the writer holds (its own pool) once delivery stops.
         self.release = release
 
-    def validate(self, events: t.Sequence[TraceEvent], outcome: Outcome) -> list[Row]:
+    def validate(
+        self, events: t.Sequence[TraceEvent | Values], outcome: Outcome
+    ) -> list[Row]:
         """Return the rows to insert; the rejected events go to ``outcome``."""
         rows, rejected = self.writer.validate(events)
         if rejected:
