@@ -105,3 +105,33 @@ def test_sync_does_not_wait_out_the_busy_timeout(tmp_path: t.Any) -> None:
         telemetry.record(EventType.RESOURCE_MUTATION)
         assert telemetry.stats()["written"] == 1
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("delivery", ["sync", "async"])
+def test_a_failed_commit_leaves_no_lock_behind(tmp_path: t.Any, delivery: str) -> None:
+    """An INSERT whose commit fails (a reader holds the database) is rolled
+    back: telemetry's pooled connection keeps no transaction and no lock, so
+    the application's next write goes through."""
+    app, db, telemetry, item = _item_app(
+        f"sqlite:///{tmp_path / 'locked.db'}",
+        TELEMETRY_DELIVERY=delivery,
+        TELEMETRY_LOCK_TIMEOUT_MS=100,
+        TELEMETRY_MAX_RETRIES=0,
+    )
+    with app.app_context():
+        db.session.add_all([item(), item()])
+        db.session.commit()
+        reader = db.engine.connect()
+        rows = reader.execute(sa.select(item.id))
+        rows.fetchone()  # a read under way: its lock blocks any commit
+        telemetry.record(EventType.CACHE_MISS)
+        assert telemetry.flush(5)
+        assert telemetry.stats()["dropped"]["storage_error"] == 1
+        rows.close()
+        reader.close()
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA busy_timeout = 200")
+            conn.execute(sa.insert(item))
+            conn.commit()
+        assert _count(db, item) == 3
+        db.engine.dispose()

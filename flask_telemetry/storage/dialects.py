@@ -184,6 +184,14 @@ def _raise_as_sqlalchemy(
     ) from exc
 
 
+def _rollback(conn: sa.Connection) -> None:
+    """Roll back the driver's connection of ``conn``, whatever its state."""
+    with contextlib.suppress(Exception):
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is not None:
+            dbapi.rollback()
+
+
 class Dialects:
     """Runs telemetry's INSERT in a transaction of its own, with its timeouts.
 
@@ -228,12 +236,21 @@ class Dialects:
         if path == "copy":
             self._copy_psycopg(conn, table, rows)
             return
-        with self._timeouts(conn, shared):
-            if path == "text":
-                conn.exec_driver_sql(self._statement(conn.dialect, table), rows)
-            else:
-                conn.execute(table.insert(), rows)
-            conn.commit()
+        try:
+            with self._timeouts(conn, shared):
+                if path == "text":
+                    conn.exec_driver_sql(self._statement(conn.dialect, table), rows)
+                else:
+                    conn.execute(table.insert(), rows)
+                conn.commit()
+        except BaseException:
+            # Once commit() was called SQLAlchemy does not roll back when the
+            # connection goes back to the pool, even if the commit failed: on
+            # SQLite the connection would keep its transaction and its lock,
+            # and the application's next write would find the database
+            # locked. Roll back on the driver's connection ourselves.
+            _rollback(conn)
+            raise
 
     def _statement(self, dialect: sa.Dialect, table: sa.Table) -> str:
         """The model table's INSERT of every column, compiled once."""
