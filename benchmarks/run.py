@@ -26,6 +26,7 @@ from . import (
     memory,
     realhttp,
     report,
+    slow_query,
     syncpg,
 )
 from .apps import Variant
@@ -50,6 +51,8 @@ TARGETS_13 = {
     "request_path": 0.90,
     "ingest_vs_core": 1.0,
 }
+#: Issue 14: what slow-query timing may cost a statement that is not slow.
+SLOW_QUERY_TARGET_US = 2.0
 DB_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
 
 
@@ -322,6 +325,34 @@ def targets(
     )
 
 
+def slow_query_table(bare: float, timed: float, rounds: int) -> report.Table:
+    """What slow-query timing costs a statement that is not slow (issue 14)."""
+    cost_us = (timed - bare) * 1e6
+    return report.Table(
+        title="Slow-query integration",
+        headers=["measure", "µs per statement", "target", "status"],
+        rows=[
+            [
+                "no instrumentation (SELECT 1, in-memory SQLite)",
+                f"{bare * 1e6:.2f}",
+                "",
+                "",
+            ],
+            ["TELEMETRY_SLOW_QUERY_MS set, none slow", f"{timed * 1e6:.2f}", "", ""],
+            [
+                "cost of the timing",
+                f"{cost_us:.2f}",
+                f"< {SLOW_QUERY_TARGET_US:.1f}",
+                "met" if cost_us < SLOW_QUERY_TARGET_US else "missed",
+            ],
+        ],
+        note=(
+            f"CPU time of the main thread, median of {rounds} alternating blocks "
+            "of each kind (``python -m benchmarks.slow_query``)."
+        ),
+    )
+
+
 def instructions_table(counts: instructions.Counts) -> report.Table:
     labels = {
         "bare": "bare Flask",
@@ -545,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         _log("memory")
         memory_results = memory.run(urls.postgres, scale.memory_events)
+        _log("slow-query timing")
+        slow_rounds = 5 if args.quick else 15
+        slow = slow_query.measure(slow_rounds, 20_000)
         _log("hot path breakdown and profiles")
         try:
             steps = breakdown.steps(urls, 4000 if not args.quick else 2000)
@@ -569,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     if counts is not None:
         tables.insert(-1, instructions_table(counts))
     tables.append(targets_13(inproc, http, ingest_results, counts))
+    tables.append(slow_query_table(*slow, slow_rounds))
     minutes = (time.monotonic() - began) / 60
     versions = ", ".join(
         f"{name} {metadata.version(name)}"
@@ -600,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         memory=memory_results,
         steps=steps,
         instructions=dataclasses.asdict(counts) if counts else None,
+        slow_query={"bare": slow[0], "timed": slow[1]},
     )
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"results-{scale.name}.json"), "w") as out:
