@@ -95,7 +95,8 @@ class Recorder:
                 severity=end.severity,
                 actor_type=self._actor_type(actor[0]),
                 actor_id=_actor_id(actor[1]),
-                request_id=_cut(end.request_id, _REQUEST_ID),
+                # Resolved by the hooks: a header's id only when it fits.
+                request_id=end.request_id,
                 route_name=_cut(end.route_name, _ROUTE_NAME),
                 ip_address=_cut(self.privacy.ip(end.ip_address), _IP_ADDRESS),
                 user_agent=_cut(end.user_agent, _USER_AGENT),

@@ -159,13 +159,13 @@ class RequestTelemetry:
             )
             if trace is not None:
                 ctx.trace_id, ctx.parent_id = trace
-            g._get_current_object()._telemetry = ctx
+            _g()._telemetry = ctx
         except Exception:
             logger.exception("Telemetry could not read the request")
 
     def _after_request(self, response: Response) -> Response:
         try:
-            ctx = getattr(_g(), "_telemetry", None)
+            ctx = _context()
             if ctx is not None:
                 ctx.status_code = response.status_code
                 response.headers.set(self.header, ctx.request_id)
@@ -183,13 +183,12 @@ class RequestTelemetry:
         if not self.record_requests:
             return
         try:
-            ctx = getattr(_g(), "_telemetry", None)
+            ctx = _context()
             if ctx is None:
                 return
             if exc is not None:
                 ctx.exception = clean_text(type(exc).__name__, 200)
-            loader = self._actor_loader()
-            actor = ANONYMOUS if loader is None else self._call(loader)
+            actor = actor_of(self._loaded_actor(), in_request=True)
             if ctx.streamed:
                 if ctx.actor is None:  # while the request context is here
                     ctx.actor = actor
@@ -200,7 +199,7 @@ class RequestTelemetry:
 
     def _closed(self, ctx: RequestContext) -> None:
         try:
-            self._finish(ctx, ctx.actor or actor_of(None, in_request=True))
+            self._finish(ctx, ctx.actor or ANONYMOUS)
         except Exception:
             logger.exception("Telemetry could not record the end of a request")
 
@@ -215,16 +214,6 @@ class RequestTelemetry:
             logger.exception("The telemetry actor_loader failed")
             return None
 
-    def _call(self, loader: ActorLoader) -> tuple[t.Any, t.Any]:
-        """The actor ``loader`` names for the current request (anonymous
-        when it names nobody or fails)."""
-        try:
-            loaded = loader()
-        except Exception:
-            logger.exception("The telemetry actor_loader failed")
-            return ANONYMOUS
-        return actor_of(loaded, in_request=True)
-
     def _finish(self, ctx: RequestContext, actor: tuple[t.Any, t.Any]) -> None:
         ctx.ended_at = _wall()
         ctx.duration_ms = (_now() - ctx.started) * 1000.0
@@ -235,7 +224,7 @@ class RequestTelemetry:
 
 
 def _context() -> RequestContext | None:
-    ctx: RequestContext | None = getattr(g._get_current_object(), "_telemetry", None)
+    ctx: RequestContext | None = getattr(_g(), "_telemetry", None)
     return ctx
 
 

@@ -9,6 +9,7 @@ body.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -36,6 +37,9 @@ _ZERO_TRACE = "0" * 32
 
 now = time.perf_counter
 logger = logging.getLogger("flask_telemetry")
+
+#: ``(method, host)`` of an outgoing request, never raising.
+Describe = t.Callable[[t.Any], tuple[str, str]]
 
 
 def trace_id_for(request_id: str) -> str:
@@ -73,6 +77,47 @@ class Outbound:
             raise ValueError(f"slow_ms must be a number >= 0, not {self.slow_ms!r}.")
         if self.slow_ms < 0:
             raise ValueError(f"slow_ms must be a number >= 0, not {self.slow_ms!r}.")
+
+    def wrap(
+        self, original: t.Callable[..., t.Any], describe: Describe
+    ) -> t.Callable[..., t.Any]:
+        """``original`` (a client's ``send(request, **kwargs)``) with the
+        headers added to the request and the call recorded when it ends."""
+
+        @functools.wraps(original)
+        def send(request: t.Any, **kwargs: t.Any) -> t.Any:
+            self.add_headers(request.headers)
+            method, host = describe(request)
+            started = now()
+            try:
+                response = original(request, **kwargs)
+            except Exception as exc:
+                self.finished(method, host, started, error=exc)
+                raise
+            self.finished(method, host, started, status=response.status_code)
+            return response
+
+        return send
+
+    def wrap_async(
+        self, original: t.Callable[..., t.Any], describe: Describe
+    ) -> t.Callable[..., t.Any]:
+        """:meth:`wrap` for an ``async def send``."""
+
+        @functools.wraps(original)
+        async def send(request: t.Any, **kwargs: t.Any) -> t.Any:
+            self.add_headers(request.headers)
+            method, host = describe(request)
+            started = now()
+            try:
+                response = await original(request, **kwargs)
+            except Exception as exc:
+                self.finished(method, host, started, error=exc)
+                raise
+            self.finished(method, host, started, status=response.status_code)
+            return response
+
+        return send
 
     def add_headers(self, headers: t.MutableMapping[str, str]) -> None:
         """Add the request id and ``traceparent`` of the current request.

@@ -17,13 +17,12 @@ are part of it. Only this client is changed, never the ``httpx`` module.
 
 from __future__ import annotations
 
-import functools
 import typing as t
 
 from flask_telemetry import Telemetry
 
 from . import require
-from ._http import DEFAULT_SLOW_MS, Outbound, host_of, now
+from ._http import DEFAULT_SLOW_MS, Outbound, host_of
 
 if t.TYPE_CHECKING:
     import httpx
@@ -56,36 +55,10 @@ def instrument(
     )
     if _MARK in vars(client):
         uninstrument(client)
-    original: t.Callable[..., t.Any] = client.send
-    send: t.Callable[..., t.Any]
     if isinstance(client, library.AsyncClient):
-
-        @functools.wraps(original)
-        async def send(request: httpx.Request, **kwargs: t.Any) -> httpx.Response:
-            method, host = _before(settings, request)
-            started = now()
-            try:
-                response = await original(request, **kwargs)
-            except Exception as exc:
-                settings.finished(method, host, started, error=exc)
-                raise
-            settings.finished(method, host, started, status=response.status_code)
-            return t.cast("httpx.Response", response)
-
+        send = settings.wrap_async(client.send, _describe)
     else:
-
-        @functools.wraps(original)
-        def send(request: httpx.Request, **kwargs: t.Any) -> httpx.Response:
-            method, host = _before(settings, request)
-            started = now()
-            try:
-                response = original(request, **kwargs)
-            except Exception as exc:
-                settings.finished(method, host, started, error=exc)
-                raise
-            settings.finished(method, host, started, status=response.status_code)
-            return t.cast("httpx.Response", response)
-
+        send = settings.wrap(client.send, _describe)
     setattr(client, "send", send)  # noqa: B010 (an instance attribute, undone below)
     setattr(client, _MARK, settings)
     return client
@@ -97,8 +70,7 @@ def uninstrument(client: httpx.Client | httpx.AsyncClient) -> None:
         vars(client).pop("send", None)
 
 
-def _before(settings: Outbound, request: httpx.Request) -> tuple[str, str]:
-    settings.add_headers(request.headers)
+def _describe(request: httpx.Request) -> tuple[str, str]:
     try:
         url = request.url
         return request.method, host_of(

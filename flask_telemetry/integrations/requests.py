@@ -16,14 +16,13 @@ status and duration only. Only this session is changed, never the
 
 from __future__ import annotations
 
-import functools
 import typing as t
 import urllib.parse
 
 from flask_telemetry import Telemetry
 
 from . import require
-from ._http import DEFAULT_SLOW_MS, Outbound, host_of, now
+from ._http import DEFAULT_SLOW_MS, Outbound, host_of
 
 if t.TYPE_CHECKING:
     import requests
@@ -53,21 +52,7 @@ def instrument(
     )
     if _MARK in vars(session):
         uninstrument(session)
-    original = session.send
-
-    @functools.wraps(original)
-    def send(request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
-        settings.add_headers(request.headers)
-        method, host = _describe(request)
-        started = now()
-        try:
-            response = original(request, **kwargs)
-        except Exception as exc:
-            settings.finished(method, host, started, error=exc)
-            raise
-        settings.finished(method, host, started, status=response.status_code)
-        return response
-
+    send = settings.wrap(session.send, _describe)
     setattr(session, "send", send)  # noqa: B010 (an instance attribute, undone below)
     setattr(session, _MARK, settings)
     return session
