@@ -94,6 +94,20 @@ def test_dashboard_requests_are_not_recorded(shop: Flask, bundle: Bundle) -> Non
     assert [r.route_name for r in rows] == ["shop.item", "shop.item"]
 
 
+def test_dashboard_requests_are_not_recorded_with_nothing_else_excluded(
+    make_app: MakeApp,
+) -> None:
+    # The request hooks skip the exclusion check while nothing is excluded:
+    # enabling the dashboard must turn it back on.
+    bundle = make_app(TELEMETRY_EXCLUDE=[])
+    app = _shop(bundle)
+    client = app.test_client()
+    assert client.get("/_telemetry/").status_code == 200
+    assert client.get("/items/5").status_code == 200
+    bundle.telemetry.flush(10)
+    assert [r.route_name for r in bundle.rows()] == ["shop.item", "shop.item"]
+
+
 def test_without_authorize_nothing_is_registered(bundle: Bundle) -> None:
     bundle.telemetry.init_dashboard(bundle.app)
     assert not any(
