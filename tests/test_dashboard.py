@@ -193,6 +193,9 @@ def test_events_filters_and_paging(shop: Flask, bundle: Bundle) -> None:
     assert ids("min_severity=error") == [
         r.id for r in reversed(bundle.rows()) if r.severity in ("error", "critical")
     ]
+    assert ids("severity=info") == [
+        r.id for r in reversed(bundle.rows()) if r.severity == "info"
+    ]
     assert ids(f"before_id={every[1]}") == every[2:]
     assert ids("route=shop.*&event_type=http_request_end") == [
         r.id
@@ -204,6 +207,18 @@ def test_events_filters_and_paging(shop: Flask, bundle: Bundle) -> None:
     text = page.get_data(as_text=True)
     assert "actor_id must be a whole number" in text
     assert "Unknown severity" in text
+    assert "Unknown severity &#39;louder&#39;" in client.get(
+        "/_telemetry/events?severity=louder"
+    ).get_data(as_text=True)
+
+
+def test_event_count_links_lead_to_that_severity_only(shop: Flask) -> None:
+    page = shop.test_client().get("/_telemetry/").get_data(as_text=True)
+    links = re.findall(r'href="[^"]*events\?[^"]*"', page)
+    with_severity = [link for link in links if "severity=" in link]
+    assert with_severity
+    assert all("min_severity" not in link for link in with_severity)
+    assert any("event_type=cache_miss&amp;severity=info" in x for x in with_severity)
 
 
 def test_trace_and_route_pages(shop: Flask, bundle: Bundle) -> None:

@@ -111,6 +111,8 @@ def test_filters(bundle: Bundle) -> None:
     assert routes(route="api.users") == ["api.users"]
     assert routes(min_severity="warning") == ["api.orders", "api_v2.users", "apixusers"]
     assert routes(min_severity=Severity.CRITICAL) == ["api_v2.users"]
+    assert routes(severity="warning") == ["api.orders"]
+    assert routes(severity=Severity.ERROR, route="api*") == ["apixusers"]
     assert routes(request_id="a") == ["api.orders", "api.users"]
     assert routes(actor_type="user", actor_id=7) == ["a%b.c"]
     assert routes(event_type=EventType.CACHE_HIT) == ["aXb.c"]
@@ -126,6 +128,8 @@ def test_filters(bundle: Bundle) -> None:
     assert len(routes(since=NOW - dt.timedelta(days=3))) == 7
     with bundle.app.app_context(), pytest.raises(ValueError, match="min_severity"):
         bundle.telemetry.events(min_severity="loud")
+    with bundle.app.app_context(), pytest.raises(ValueError, match="loud"):
+        bundle.telemetry.events(severity="loud")
     with bundle.app.app_context(), pytest.raises(ValueError, match="limit"):
         bundle.telemetry.events(limit=0)
 

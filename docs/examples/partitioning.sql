@@ -25,6 +25,8 @@ CREATE INDEX ix_telemetry_traces_event_type ON telemetry_traces (event_type);
 CREATE INDEX ix_telemetry_traces_actor ON telemetry_traces (actor_type, actor_id);
 CREATE INDEX ix_telemetry_traces_event_type_occurred_at
     ON telemetry_traces (event_type, occurred_at);
+CREATE INDEX ix_telemetry_traces_route_occurred_at
+    ON telemetry_traces (route_name, event_type, occurred_at);
 
 -- Catches events for a day whose partition is missing, so none is lost.
 -- Keep it empty: attaching a day's partition scans it.

@@ -99,16 +99,25 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
             args: dict[str, t.Any] = {
                 k: v
                 for k, v in request.args.items()
-                if k not in ("window", "since", "until", "before_id")
+                if k not in ("window", "since", "until", "before_id", "exact")
             }
             assert request.endpoint is not None
             return url_for(
                 request.endpoint, **(request.view_args or {}), **args, window=name
             )
 
+        def exact_url() -> str:
+            """This page with its figures read from every row."""
+            assert request.endpoint is not None
+            args: dict[str, t.Any] = dict(request.args.items())
+            args["exact"] = 1
+            return url_for(request.endpoint, **(request.view_args or {}), **args)
+
         return {
             "page_url": page_url,
             "preset_url": preset_url,
+            "exact_url": exact_url,
+            "page_seconds": f"{budget.PAGE_SECONDS:g}",
             "pretty": views.pretty,
             "window": window,
             "presets": list(PRESETS),

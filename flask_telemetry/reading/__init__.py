@@ -13,6 +13,7 @@ from .events import MAX_LIMIT, event_counts, events
 from .percentiles import weighted_percentiles
 from .prune import prune
 from .records import EventCount, EventRecord, PruneResult, RouteSummary
+from .sample import Sample
 from .summary import request_summary
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "EventRecord",
     "PruneResult",
     "RouteSummary",
+    "Sample",
     "TimeBound",
     "event_counts",
     "events",

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from ..storage.vocabulary import Severity
 from . import _dialects, _window
+from . import sample as _sample
 from .records import EventCount, EventRecord
 
 #: Bind: an Engine (a connection is taken for the query) or a Connection.
@@ -26,6 +27,7 @@ def events(
     until: _window.TimeBound | None = None,
     event_type: str | t.Iterable[str] | None = None,
     min_severity: Severity | str | None = None,
+    severity: Severity | str | None = None,
     route: str | None = None,
     request_id: str | None = None,
     actor_type: str | None = None,
@@ -41,7 +43,8 @@ def events(
     the same however deep it is and rows written meanwhile neither shift
     nor repeat a page. ``after_id`` keeps the rows above an id (to poll for
     new ones). ``route`` is an endpoint name or a glob (``api.*``).
-    ``event_type`` is a value or several.
+    ``event_type`` is a value or several; ``severity`` keeps one severity
+    exactly, ``min_severity`` that one and those above it.
     """
     if (
         isinstance(limit, bool)
@@ -65,6 +68,9 @@ def events(
             levels = _window.severities_from(min_severity)
             if len(levels) < len(Severity):
                 clauses.append(table.c.severity.in_(levels))
+        if severity is not None:
+            _window.severities_from(severity)  # a known value, or ValueError
+            clauses.append(table.c.severity == _value(severity))
         if route is not None:
             clauses.append(_window.route_filter(table, route))
         if request_id is not None:
@@ -92,13 +98,17 @@ def event_counts(
     *,
     since: _window.TimeBound,
     until: _window.TimeBound | None = None,
+    sample: _sample.Sample | None = None,
 ) -> list[EventCount]:
     """How many events of each (event type, severity) the window holds.
 
-    Most frequent first, then by event type and severity.
+    Most frequent first, then by event type and severity. With a
+    :class:`~flask_telemetry.reading.sample.Sample`, counted on its rows and
+    scaled up to the window (estimates).
     """
+    scale = _sample.scale(sample)
     with connection(bind) as conn:
-        clauses = _window.time_filters(conn.dialect, table, since, until)
+        clauses = _sample.time_filters(conn.dialect, table, since, until, sample)
         count = sa.func.count().label("count")
         query = (
             sa.select(table.c.event_type, table.c.severity, count)
@@ -106,7 +116,9 @@ def event_counts(
             .group_by(table.c.event_type, table.c.severity)
         )
         found = [
-            EventCount(event_type=row[0], severity=row[1], count=int(row[2]))
+            EventCount(
+                event_type=row[0], severity=row[1], count=round(int(row[2]) * scale)
+            )
             for row in conn.execute(query)
         ]
     found.sort(key=lambda c: (-c.count, c.event_type, c.severity))

@@ -25,6 +25,7 @@ import typing as t
 import sqlalchemy as sa
 
 from . import _dialects
+from . import sample as _sample
 
 #: Histogram bins per factor e of duration, for the percentiles over time.
 BINS_PER_E = 20
@@ -116,20 +117,29 @@ def traffic(
     buckets: int = 60,
     route: str | None = None,
     unmatched: bool = False,
+    sample: _sample.Sample | None = None,
 ) -> list[Bucket]:
     """Requests, errors and p50/p95/p99 per time bucket, oldest first.
 
     Every bucket of the window is in the list, empty ones with no requests
     and percentiles of None. ``route`` (an endpoint name) or ``unmatched``
-    (requests no route matched) narrows it to one route.
+    (requests no route matched) narrows it to one route. With a ``sample``,
+    its rows only, counts scaled up to the window.
     """
     since, until = _aware(since), _aware(until)
     buckets = max(1, min(buckets, MAX_BUCKETS))
     width = bucket_seconds(since, until, buckets=buckets)
     count = math.ceil((until - since).total_seconds() / width) or 1
     facts = _facts(
-        conn, table, since=since, until=until, route=route, unmatched=unmatched
+        conn,
+        table,
+        since=since,
+        until=until,
+        route=route,
+        unmatched=unmatched,
+        sample=sample,
     )
+    scale = _sample.scale(sample)
     bucket = _bucket_index(conn, facts.c.occurred_at, since, width).label("bucket")
     log_bin = sa.func.floor(
         sa.func.ln(_greatest(conn, facts.c.duration, MIN_DURATION_MS)) * BINS_PER_E
@@ -158,8 +168,8 @@ def traffic(
             Bucket(
                 start=since + dt.timedelta(seconds=index * width),
                 seconds=width,
-                requests=round(total),
-                errors=round(sum(e for _, _, e in bins)),
+                requests=round(total * scale),
+                errors=round(sum(e for _, _, e in bins) * scale),
                 p50_ms=quantiles[0],
                 p95_ms=quantiles[1],
                 p99_ms=quantiles[2],
@@ -176,10 +186,11 @@ def latency_histogram(
     until: dt.datetime,
     route: str | None = None,
     unmatched: bool = False,
+    sample: _sample.Sample | None = None,
 ) -> list[HistogramBin]:
     """Requests per duration bin (:data:`HISTOGRAM_BINS_PER_DECADE` per
     factor 10), from the fastest bin to the slowest, empty bins between
-    included."""
+    included. With a ``sample``, its rows scaled up to the window."""
     facts = _facts(
         conn,
         table,
@@ -187,7 +198,9 @@ def latency_histogram(
         until=_aware(until),
         route=route,
         unmatched=unmatched,
+        sample=sample,
     )
+    scale = _sample.scale(sample)
     per_decade = HISTOGRAM_BINS_PER_DECADE
     log_bin = sa.func.floor(
         sa.func.ln(_greatest(conn, facts.c.duration, MIN_DURATION_MS))
@@ -206,7 +219,7 @@ def latency_histogram(
         HistogramBin(
             low_ms=10 ** (b / per_decade),
             high_ms=10 ** ((b + 1) / per_decade),
-            requests=round(counts.get(b, 0.0)),
+            requests=round(counts.get(b, 0.0) * scale),
         )
         for b in range(min(counts), max(counts) + 1)
     ]
@@ -221,8 +234,10 @@ def status_breakdown(
     route: str | None = None,
     unmatched: bool = False,
     limit: int = 50,
+    sample: _sample.Sample | None = None,
 ) -> list[StatusCount]:
-    """Requests per response status, the most frequent first."""
+    """Requests per response status, the most frequent first. With a
+    ``sample``, its rows scaled up to the window."""
     facts = _facts(
         conn,
         table,
@@ -230,7 +245,9 @@ def status_breakdown(
         until=_aware(until),
         route=route,
         unmatched=unmatched,
+        sample=sample,
     )
+    scale = _sample.scale(sample)
     total = sa.func.sum(facts.c.weight).label("requests")
     query = (
         sa.select(facts.c.status, total)
@@ -240,7 +257,8 @@ def status_breakdown(
     )
     return [
         StatusCount(
-            status=int(status) if status is not None else 500, requests=round(float(n))
+            status=int(status) if status is not None else 500,
+            requests=round(float(n) * scale),
         )
         for status, n in conn.execute(query)
     ]
@@ -255,8 +273,10 @@ def slowest(
     route: str | None = None,
     unmatched: bool = False,
     limit: int = 20,
+    sample: _sample.Sample | None = None,
 ) -> list[SlowRequest]:
-    """The ``limit`` slowest requests of the window, the slowest first."""
+    """The ``limit`` slowest requests of the window, the slowest first; with
+    a ``sample``, the slowest of its rows."""
     froms, facts = _dialects.request_end_facts(conn.dialect, table)
     duration = facts["duration_ms"]
     meta = table.c.metadata
@@ -271,7 +291,11 @@ def slowest(
             meta["exception"].as_string(),
         )
         .select_from(*froms)
-        .where(*_window(conn, table, _aware(since), _aware(until), route, unmatched))
+        .where(
+            *_window(
+                conn, table, _aware(since), _aware(until), route, unmatched, sample
+            ),
+        )
         .order_by(duration.desc(), table.c.id.desc())
         .limit(limit)
     )
@@ -289,6 +313,56 @@ def slowest(
     ]
 
 
+def request_rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    route: str | None = None,
+    unmatched: bool = False,
+    sample: _sample.Sample | None = None,
+) -> float:
+    """How many ``http_request_end`` rows the window holds (of one route
+    when ``route`` or ``unmatched`` is given), read from the indexes alone.
+
+    With a ``sample`` (a :func:`~flask_telemetry.reading.sample.probe` to
+    choose a sample's fraction), an estimate: the rows in it, scaled.
+    """
+    query = (
+        sa.select(sa.func.count())
+        .select_from(table)
+        .where(
+            *_window(
+                conn, table, _aware(since), _aware(until), route, unmatched, sample
+            ),
+        )
+    )
+    return int(conn.execute(query).scalar_one()) * _sample.scale(sample)
+
+
+def event_rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    sample: _sample.Sample | None = None,
+) -> float:
+    """How many events of any type the window holds (from the time index);
+    with a ``sample``, an estimate as :func:`request_rows`'s."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(table)
+        .where(
+            *_sample.time_filters(
+                conn.dialect, table, _aware(since), _aware(until), sample
+            ),
+        )
+    )
+    return int(conn.execute(query).scalar_one()) * _sample.scale(sample)
+
+
 # -- building blocks ---------------------------------------------------------
 
 
@@ -300,6 +374,7 @@ def _facts(
     until: dt.datetime,
     route: str | None,
     unmatched: bool,
+    sample: _sample.Sample | None,
 ) -> sa.Subquery:
     """``http_request_end`` rows of the window as (occurred_at, duration,
     status, error, weight), the metadata read the way the summary reads it."""
@@ -320,7 +395,9 @@ def _facts(
             weight.label("weight"),
         )
         .select_from(*froms)
-        .where(*_window(conn, table, since, until, route, unmatched))
+        .where(
+            *_window(conn, table, since, until, route, unmatched, sample),
+        )
         .subquery("facts")
     )
 
@@ -332,11 +409,11 @@ def _window(
     until: dt.datetime,
     route: str | None,
     unmatched: bool,
+    sample: _sample.Sample | None = None,
 ) -> list[sa.ColumnElement[bool]]:
     where = [
         table.c.event_type == _REQUEST_END,
-        table.c.occurred_at >= _dialects.bind_time(conn.dialect, since),
-        table.c.occurred_at < _dialects.bind_time(conn.dialect, until),
+        *_sample.time_filters(conn.dialect, table, since, until, sample),
     ]
     if unmatched:
         where.append(table.c.route_name.is_(None))
@@ -412,7 +489,9 @@ __all__ = [
     "SlowRequest",
     "StatusCount",
     "bucket_seconds",
+    "event_rows",
     "latency_histogram",
+    "request_rows",
     "slowest",
     "status_breakdown",
     "traffic",

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from ..storage.vocabulary import EventType
 from . import _dialects, _window
+from . import sample as _sample
 from .events import Bind, connection
 from .percentiles import Walk
 from .records import RouteSummary
@@ -28,6 +29,7 @@ def request_summary(
     since: _window.TimeBound,
     until: _window.TimeBound | None = None,
     route: str | None = None,
+    sample: _sample.Sample | None = None,
 ) -> list[RouteSummary]:
     """One :class:`RouteSummary` per endpoint with requests in the window.
 
@@ -42,13 +44,18 @@ def request_summary(
     ``percentile_cont``: computed by PostgreSQL itself, in the same query as
     the counts; on SQLite and MySQL/MariaDB (and for sampled rows
     everywhere) over the durations streamed in order, never held in memory.
+
+    With a :class:`~flask_telemetry.reading.sample.Sample`, only its rows
+    are read: counts are scaled up to the window, ``rows`` is the rows read,
+    means and percentiles are the sample's (estimates), ``max_ms`` the
+    sample's largest.
     """
     with connection(bind) as conn:
         dialect = conn.dialect
         froms, facts = _dialects.request_end_facts(dialect, table)
         where = [
             table.c.event_type == EventType.HTTP_REQUEST_END.value,
-            *_window.time_filters(dialect, table, since, until),
+            *_sample.time_filters(dialect, table, since, until, sample),
         ]
         if route is not None:
             where.append(_window.route_filter(table, route))
@@ -56,22 +63,23 @@ def request_summary(
             figures = _streamed(conn, table, froms, facts, where)
         else:
             figures = _grouped(conn, table, froms, facts, where)
-    found = [_summary(name, row) for name, row in figures.items()]
+    scale = _sample.scale(sample)
+    found = [_summary(name, row, scale) for name, row in figures.items()]
     found.sort(key=lambda s: (-s.requests * s.mean_ms, s.route_name or ""))
     return found
 
 
-def _summary(name: str | None, row: _Figures) -> RouteSummary:
+def _summary(name: str | None, row: _Figures, scale: float) -> RouteSummary:
     rows, total, weighted_ms, max_ms, errors, client_errors, slow = row[:7]
     total = float(total)
     p50, p95, p99 = row[7:10]
     return RouteSummary(
         route_name=name,
-        requests=round(total),
-        errors=round(float(errors)),
-        client_errors=round(float(client_errors)),
+        requests=round(total * scale),
+        errors=round(float(errors) * scale),
+        client_errors=round(float(client_errors) * scale),
         error_rate=float(errors) / total,
-        slow=round(float(slow)),
+        slow=round(float(slow) * scale),
         mean_ms=float(weighted_ms) / total,
         p50_ms=float(p50),
         p95_ms=float(p95),

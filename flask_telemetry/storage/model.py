@@ -81,6 +81,13 @@ def trace_model(db: SQLAlchemy, bind_key: str | None = None) -> type[t.Any]:
                     "event_type",
                     "occurred_at",
                 ),
+                # One route over a time window (the dashboard's route page).
+                sa.Index(
+                    "ix_telemetry_traces_route_occurred_at",
+                    "route_name",
+                    "event_type",
+                    "occurred_at",
+                ),
             ),
             "__module__": __name__,
             **_columns(),
