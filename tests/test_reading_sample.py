@@ -38,7 +38,8 @@ def test_slices_are_inside_their_parts_and_add_up_to_the_fraction() -> None:
 def test_of_reads_everything_until_twice_the_target() -> None:
     assert Sample.of(START, START + DAY, rows=200, target=100) is None
     sample = Sample.of(START, START + DAY, rows=1000, target=100)
-    assert sample is not None and sample.fraction == pytest.approx(0.1)
+    assert sample is not None
+    assert sample.fraction == pytest.approx(0.1)
     assert Sample.of(START, START, rows=1000, target=100) is None
     with pytest.raises(ValueError, match="target"):
         Sample.of(START, START + DAY, rows=1000, target=0)
@@ -46,7 +47,9 @@ def test_of_reads_everything_until_twice_the_target() -> None:
         Sample(START, START + DAY, 1.0)
 
 
-def _request(when: dt.datetime, ms: float, status: int = 200, **more: t.Any) -> dict:
+def _request(
+    when: dt.datetime, ms: float, status: int = 200, **more: t.Any
+) -> dict[str, t.Any]:
     return {
         "actor_type": "anonymous",
         "event_type": "http_request_end",
