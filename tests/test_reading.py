@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,32 @@ def test_reading_uses_the_telemetry_bind(make_app: MakeApp, tmp_path: Path) -> N
         assert bundle.telemetry.event_counts(since=dt.timedelta(hours=1))[0].count == 1
         assert bundle.telemetry.prune(older_than_days=0).deleted == 1
         assert bundle.telemetry.events() == []
+
+
+@pytest.mark.parametrize("newer_rows", [1, 20_000])
+def test_a_past_window_pages_alike_by_id_walk_or_time_index(
+    bundle: Bundle, monkeypatch: pytest.MonkeyPatch, newer_rows: int
+) -> None:
+    """SQLite walks the ids down to a window with few newer rows and uses
+    the time index otherwise: the same page either way."""
+    module = importlib.import_module("flask_telemetry.reading.events")
+    monkeypatch.setattr(module, "_NEWER_ROWS", newer_rows)
+    start = NOW - dt.timedelta(hours=10)
+    # Written out of time order: ids do not follow occurred_at.
+    store(
+        bundle,
+        [
+            event(occurred_at=start + dt.timedelta(minutes=(37 * i) % 600))
+            for i in range(60)
+        ],
+    )
+    since, until = start + dt.timedelta(hours=2), start + dt.timedelta(hours=4)
+    with bundle.app.app_context():
+        every = bundle.telemetry.events(limit=1000)
+        page = bundle.telemetry.events(since=since, until=until, limit=5)
+        rest = bundle.telemetry.events(
+            since=since, until=until, limit=1000, before_id=page[-1].id
+        )
+    inside = [e.id for e in every if since <= e.occurred_at < until]
+    assert len(inside) > 5
+    assert [e.id for e in page + rest] == inside

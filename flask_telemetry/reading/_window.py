@@ -39,16 +39,27 @@ def time_filters(
     table: sa.Table,
     since: TimeBound | None,
     until: TimeBound | None,
+    *,
+    index: bool = True,
 ) -> list[sa.ColumnElement[bool]]:
-    """``since <= occurred_at < until``, each side when given."""
+    """``since <= occurred_at < until``, each side when given.
+
+    ``index=False`` (SQLite): compare ``+occurred_at``, which SQLite's
+    planner does not look up in an index.
+    """
     now = dt.datetime.now(dt.UTC)
     clauses: list[sa.ColumnElement[bool]] = []
     start = resolve(since, now)
     end = resolve(until, now)
+    column: sa.ColumnElement[t.Any] = table.c.occurred_at
+    if not index:
+        preparer = dialect.identifier_preparer
+        name = f"{preparer.format_table(table)}.{preparer.quote('occurred_at')}"
+        column = sa.literal_column(f"+{name}", table.c.occurred_at.type)
     if start is not None:
-        clauses.append(table.c.occurred_at >= _dialects.bind_time(dialect, start))
+        clauses.append(column >= _dialects.bind_time(dialect, start))
     if end is not None:
-        clauses.append(table.c.occurred_at < _dialects.bind_time(dialect, end))
+        clauses.append(column < _dialects.bind_time(dialect, end))
     return clauses
 
 
