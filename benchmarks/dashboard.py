@@ -14,9 +14,10 @@ requests after one warm-up request:
   (``before_id``),
 - trace of one request.
 
-Target: every page in at most 1 s. Not part of ``make bench`` (loading takes
-minutes). Options: ``--rows N``, ``--db sqlite,postgresql,mariadb``,
-``--repeat N``, ``--json``. Servers as for ``make bench``.
+Target: every page in at most 1 s. ``make bench`` runs it (loading the
+three databases takes about 6 minutes) and publishes the table. Options:
+``--rows N``, ``--db sqlite,postgresql,mariadb``, ``--repeat N``,
+``--json``. Servers as for ``make bench``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_telemetry import Telemetry
+from flask_telemetry.dashboard import views
 
+from . import report
 from .common import machine
 from .reading import database, prepare
+
+NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
 
 TARGET_S = 1.0
 WINDOWS = ("1h", "24h", "7d")
@@ -127,6 +132,52 @@ def run(kind: str, url: str, rows: int, repeat: int) -> list[dict[str, t.Any]]:
     return results
 
 
+def collect(rows: int, kinds: list[str], repeat: int) -> list[dict[str, t.Any]]:
+    """Every page's time on each database in ``kinds``, each loaded with
+    ``rows`` rows into a database of its own, dropped after."""
+    results: list[dict[str, t.Any]] = []
+    with tempfile.TemporaryDirectory(prefix="flask_telemetry_dash_") as workdir:
+        for kind in kinds:
+            with database(kind, workdir) as url:
+                results += run(kind, url, rows, repeat)
+    return results
+
+
+def table(results: list[dict[str, t.Any]], rows: int, repeat: int) -> report.Table:
+    """The page times as a table for the README, each against the target."""
+    kinds = list(dict.fromkeys(r["db"] for r in results))
+    names = list(dict.fromkeys(r["page"] for r in results))
+    by = {(r["db"], r["page"]): r for r in results}
+    body = []
+    for name in names:
+        cells = []
+        for kind in kinds:
+            found = by.get((kind, name))
+            if found is None:
+                cells.append("n/a")
+            elif found["stopped"]:
+                cells.append("stopped, missed")
+            else:
+                verdict = "met" if found["ok"] else "missed"
+                cells.append(f"{found['seconds'] * 1000:,.0f} ms, {verdict}")
+        body.append([name, *cells])
+    missed = sum(1 for r in results if not r["ok"])
+    return report.Table(
+        title=f"Dashboard: server time per page on {rows:,} rows (target <= 1 s)",
+        headers=["page", *[NAMES.get(k, k) for k in kinds]],
+        rows=body,
+        note=(
+            f"Median of {repeat} requests after a warm-up one, through the WSGI "
+            "interface (queries and rendering, no network); the target is a "
+            "time, so times are shown. Windows of more than "
+            f"{2 * views.SAMPLE_ROWS:,} requests are read from a sample of "
+            "time slices (the page says so; ``exact=1`` reads every row). "
+            f"{len(results) - missed} of {len(results)} pages met the target. "
+            "``python -m benchmarks.dashboard`` runs this part alone."
+        ),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -134,11 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    results: list[dict[str, t.Any]] = []
-    with tempfile.TemporaryDirectory(prefix="flask_telemetry_dash_") as workdir:
-        for kind in args.db.split(","):
-            with database(kind, workdir) as url:
-                results += run(kind, url, args.rows, args.repeat)
+    results = collect(args.rows, args.db.split(","), args.repeat)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

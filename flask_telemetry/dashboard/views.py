@@ -33,10 +33,10 @@ SLOWEST = 20
 #: for: a window with more than twice as many is read through a
 #: :class:`Sample` of about this many (each JSON metadata parsed costs about
 #: 3 µs on SQLite).
-SAMPLE_ROWS = 20_000
+SAMPLE_ROWS = 10_000
 
 #: Queries of one page run at the same time, each on its own connection.
-CONCURRENT_QUERIES = 3
+CONCURRENT_QUERIES = 5
 _SHARED_POOLS = (sa.pool.StaticPool, sa.pool.SingletonThreadPool)
 
 #: Columns the route table sorts by: query value -> (heading, record attribute).

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import typing as t
 
 import sqlalchemy as sa
 
@@ -97,6 +98,8 @@ class Sample:
             (_dialects.bind_time(dialect, start), _dialects.bind_time(dialect, end))
             for start, end in self.slices()
         ]
+        if _dialects.is_mysql(dialect):
+            return _tree(column, ranges)
         if dialect.name != "sqlite":
             return sa.or_(
                 *(sa.and_(column >= start, column < end) for start, end in ranges)
@@ -112,6 +115,26 @@ class Sample:
             )
         ).cte("telemetry_sample")
         return sa.and_(column >= slices.c.start, column < slices.c.end)
+
+
+def _tree(
+    column: sa.ColumnElement[t.Any], ranges: list[tuple[dt.datetime, dt.datetime]]
+) -> sa.ColumnElement[bool]:
+    """The ranges (in time order) as a balanced tree of comparisons.
+
+    MySQL/MariaDB read the ranges from it as from a flat OR, then test each
+    row against the whole condition again: a flat OR of n slices costs n/2
+    tests a row, the tree about log2(n).
+    """
+    if len(ranges) == 1:
+        [(start, end)] = ranges
+        return sa.and_(column >= start, column < end)
+    half = len(ranges) // 2
+    middle = ranges[half][0]
+    return sa.or_(
+        sa.and_(column < middle, _tree(column, ranges[:half])),
+        sa.and_(column >= middle, _tree(column, ranges[half:])),
+    )
 
 
 def probe(since: dt.datetime, until: dt.datetime) -> Sample:
