@@ -196,3 +196,46 @@ def test_the_dashboard_estimates_large_windows_and_is_exact_on_request(
     assert _number(text, "requests") == pytest.approx(COUNT, rel=0.1)
     exact = client.get(f"/_telemetry/route?name=shop.item&{window}&exact=1")
     assert _number(exact.get_data(as_text=True), "requests") == COUNT
+
+
+def test_a_sample_holding_every_row_gives_the_exact_figures_scaled(
+    bundle: Bundle,
+) -> None:
+    """Rows only inside the slices: the sampled summary (streamed on MySQL
+    and MariaDB, grouped on PostgreSQL) has the exact percentiles, and
+    counts times the scale."""
+    sample = Sample(START, START + DAY, 0.2)
+    rows = []
+    for index, (start, end) in enumerate(sample.slices()):
+        middle = start + (end - start) / 2
+        route = ("shop.item", "shop.cart", None)[index % 3]
+        rows.append(_request(middle, float(index % 37) + 0.5, route=route))
+        status = 503 if index % 10 == 0 else 404 if index % 7 == 0 else 200
+        rows.append(_request(start, float(index), status, route=route))
+        if index % 5 == 0:
+            rows.append(
+                _request(
+                    end - dt.timedelta(microseconds=1),
+                    9.0,
+                    route=route,
+                    sample_rate=0.5,
+                )
+            )
+    _insert(bundle, rows)
+    with bundle.app.app_context():
+        engine = bundle.db.engines[None]
+        exact = reading.request_summary(
+            engine, bundle.traces, since=START, until=START + DAY
+        )
+        sampled = reading.request_summary(
+            engine, bundle.traces, since=START, until=START + DAY, sample=sample
+        )
+    assert [s.route_name for s in sampled] == [s.route_name for s in exact]
+    for ours, truth in zip(sampled, exact, strict=True):
+        assert ours.rows == truth.rows
+        for name in ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms", "error_rate"):
+            assert getattr(ours, name) == pytest.approx(getattr(truth, name))
+        for name in ("requests", "errors", "client_errors"):
+            assert getattr(ours, name) == pytest.approx(
+                getattr(truth, name) * sample.scale, abs=sample.scale
+            )
