@@ -33,7 +33,7 @@ SLOWEST = 20
 #: for: a window with more than twice as many is read through a
 #: :class:`Sample` of about this many (each JSON metadata parsed costs about
 #: 3 µs on SQLite).
-SAMPLE_ROWS = 10_000
+SAMPLE_ROWS = 8_000
 
 #: Queries of one page run at the same time, each on its own connection.
 CONCURRENT_QUERIES = 5
