@@ -150,16 +150,17 @@ class RequestTelemetry:
             if user_agent is not None and not user_agent.isascii():
                 user_agent = _user_agent(user_agent)
             ctx = RequestContext(
-                request_id=request_id,
-                route_name=endpoint,
-                ip_address=environ.get("REMOTE_ADDR"),
-                user_agent=user_agent,
-                method=environ.get("REQUEST_METHOD", ""),
-                started=_now(),
+                request_id,
+                endpoint,
+                environ.get("REMOTE_ADDR"),
+                user_agent,
+                environ.get("REQUEST_METHOD", ""),
+                _now(),
             )
             if trace is not None:
                 ctx.trace_id, ctx.parent_id = trace
-            _g()._telemetry = ctx
+            # g's __setattr__ is a Python method storing into its __dict__.
+            _g().__dict__["_telemetry"] = ctx
         except Exception:
             logger.exception("Telemetry could not read the request")
 
