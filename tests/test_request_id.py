@@ -72,3 +72,19 @@ def test_header_name_is_configurable(make_app: MakeApp) -> None:
     assert response.headers["X-Correlation-ID"] == "corr-1"
     assert "X-Request-ID" not in response.headers
     assert bundle.rows()[0].request_id == "corr-1"
+
+
+def test_the_response_carries_one_request_id_header(echo: Bundle) -> None:
+    """A view's own X-Request-ID headers (any case, repeated) are replaced by
+    the request's id, once; a response without one gets it appended."""
+
+    @echo.app.get("/own")
+    def own() -> tuple[str, int, list[tuple[str, str]]]:
+        return "ok", 200, [("x-request-id", "from-view"), ("X-Request-Id", "again")]
+
+    client = echo.client()
+    response = client.get("/own", headers={"X-Request-ID": "rid-1"})
+    assert response.headers.getlist("X-Request-ID") == ["rid-1"]
+    plain = client.get("/echo", headers={"X-Request-ID": "rid-2"})
+    assert plain.headers.getlist("X-Request-ID") == ["rid-2"]
+    assert list(plain.headers)[-1] == ("X-Request-ID", "rid-2")
