@@ -112,9 +112,12 @@ class RequestEndPolicy:
         """Set ``severity``, ``slow`` and ``sample_rate`` on ``end``; return
         whether to keep it (False: sampled out)."""
         keep = True
+        threshold = self._slow.get(end.route_name)  # slow_threshold(), cached
         if end.exception is not None:
             end.severity = "error"
-        elif end.duration_ms > self.slow_threshold(end.route_name):
+        elif end.duration_ms > (
+            self.slow_threshold(end.route_name) if threshold is None else threshold
+        ):
             end.severity = "warning"
             end.slow = True
         else:

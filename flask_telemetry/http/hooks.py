@@ -193,7 +193,11 @@ class RequestTelemetry:
                 return
             if exc is not None:
                 ctx.exception = clean_text(type(exc).__name__, 200)
-            actor = actor_of(self._loaded_actor(), in_request=True)
+            loader = self._actor_loader()
+            if loader is None:
+                actor = ANONYMOUS
+            else:
+                actor = actor_of(self._call(loader), in_request=True)
             if ctx.streamed:
                 if ctx.actor is None:  # while the request context is here
                     ctx.actor = actor
@@ -211,8 +215,10 @@ class RequestTelemetry:
     def _loaded_actor(self) -> tuple[t.Any, t.Any] | None:
         """What the actor loader says of the current request (None: anonymous)."""
         loader = self._actor_loader()
-        if loader is None:
-            return None
+        return None if loader is None else self._call(loader)
+
+    @staticmethod
+    def _call(loader: ActorLoader) -> tuple[t.Any, t.Any] | None:
         try:
             return loader()
         except Exception:

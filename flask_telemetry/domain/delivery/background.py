@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import collections
 import multiprocessing.util
+import os
 import threading
 import time
 
@@ -14,6 +15,8 @@ from .batch import BatchStore, DatabaseDown, Outcome
 from .breaker import CircuitBreaker
 from .protocol import ForkGuard, weak_method
 from .size import pending_bytes
+
+_getpid = os.getpid
 
 
 class BackgroundDelivery:
@@ -109,7 +112,8 @@ class BackgroundDelivery:
         reaches its number. ``wake`` starts a write at once instead of at the
         next ``flush_interval``.
         """
-        self._fork.check()
+        if self._fork.pid != _getpid():
+            self._fork.check()
         size = pending_bytes(event)
         with self._lock:
             if self._stopped:
