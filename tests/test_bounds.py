@@ -182,7 +182,7 @@ def test_strings_are_cut_to_their_columns_before_they_are_queued(
         seen.append(queued)
         original(queued)
 
-    delivery.deliver = spy  # type: ignore[method-assign, assignment]
+    delivery.deliver = spy  # type: ignore[method-assign]
     agent = "Mozilla/5.0 " + "A" * 8192
     with bundle.app.test_request_context("/", headers={"User-Agent": agent}):
         bundle.app.preprocess_request()

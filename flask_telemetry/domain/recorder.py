@@ -142,7 +142,11 @@ class Recorder:
         except Exception as exc:  # a hostile actor loader: count, never raise
             self.reject(exc)
             return
-        self._deliver(queued)
+        self.stats.accept()  # _deliver(), without a call
+        try:
+            self.delivery.deliver(queued)
+        except Exception as exc:
+            self._failed(exc)
 
     def _deliver(self, queued: Pending) -> None:
         self.stats.accept()

@@ -100,12 +100,7 @@ class BackgroundDelivery:
 
     # -- request thread ---------------------------------------------------
 
-    def deliver(self, event: Pending) -> None:
-        """Queue an event's checked values; the writer thread builds the row.
-        Never blocks on I/O, never raises for a full queue."""
-        self.put(event, wake=False)
-
-    def put(self, event: Pending, *, wake: bool) -> int | None:
+    def put(self, event: Pending, wake: bool = False) -> int | None:
         """Queue ``event``; return its sequence number, or None when dropped.
 
         The event is finished (stored or counted) once :meth:`finished`
@@ -138,6 +133,11 @@ class BackgroundDelivery:
         if (wake or len(self._queue) >= self.batch_size) and not self._wake.is_set():
             self._wake.set()
         return seq
+
+    #: Queue an event's checked values; the writer thread builds the row.
+    #: Never blocks on I/O, never raises for a full queue. (``put`` itself:
+    #: one call per event on the request thread, not two.)
+    deliver = put
 
     def finished(self) -> int:
         """How many of the events queued so far are stored or counted."""
