@@ -151,31 +151,31 @@ class RequestTelemetry:
         def before_request() -> None:
             try:
                 req = _request()
-                environ = req.environ
+                get = req.environ.get
                 rule = req.url_rule
                 endpoint = rule.endpoint if rule is not None else None
                 if self._has_rules and self.rules.excluded(
-                    endpoint, environ.get("PATH_INFO", "")
+                    endpoint, get("PATH_INFO", "")
                 ):
                     return
-                header = environ.get(TRACEPARENT_ENVIRON) if self.traceparent else None
+                header = get(TRACEPARENT_ENVIRON) if self.traceparent else None
                 trace = parse_traceparent(header) if header else None
                 # A well-formed incoming id, else the trace id, else a new
                 # UUID4. Anything else (too long, spaces, newlines, quotes,
                 # non-ASCII) is replaced, never cleaned up, so a hostile
                 # header cannot shape the stored value.
-                request_id = environ.get(self._environ_key)
+                request_id = get(self._environ_key)
                 if not (request_id and _valid_id(request_id)):
                     request_id = trace[0] if trace else new_request_id()
-                user_agent = environ.get("HTTP_USER_AGENT")
+                user_agent = get("HTTP_USER_AGENT")
                 if user_agent is not None and not user_agent.isascii():
                     user_agent = _user_agent(user_agent)
                 ctx = RequestContext(
                     request_id,
                     endpoint,
-                    environ.get("REMOTE_ADDR"),
+                    get("REMOTE_ADDR"),
                     user_agent,
-                    environ.get("REQUEST_METHOD", ""),
+                    get("REQUEST_METHOD", ""),
                     _now(),
                 )
                 if trace is not None:
@@ -221,7 +221,13 @@ class RequestTelemetry:
                     if ctx.actor is None:  # while the request context is here
                         ctx.actor = actor
                     return
-                self._finish(ctx, actor)
+                # _finish(), without the call.
+                ctx.ended_at = _wall()
+                ctx.duration_ms = (_now() - ctx.started) * 1000.0
+                if self.policy.decide(ctx):
+                    self.recorder.record_request_end(ctx, actor)
+                else:
+                    self.recorder.skip("sampled_out")
             except Exception:
                 logger.exception("Telemetry could not record the end of a request")
 
