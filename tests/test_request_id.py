@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from conftest import Bundle, MakeApp
+from flask_telemetry.domain.correlation import new_request_id
 
 HOSTILE = [
     "x" * 65,
@@ -88,3 +89,12 @@ def test_the_response_carries_one_request_id_header(echo: Bundle) -> None:
     plain = client.get("/echo", headers={"X-Request-ID": "rid-2"})
     assert plain.headers.getlist("X-Request-ID") == ["rid-2"]
     assert list(plain.headers)[-1] == ("X-Request-ID", "rid-2")
+
+
+def test_new_request_ids_are_canonical_uuid4_text() -> None:
+    ids = [new_request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for made in ids:
+        parsed = uuid.UUID(made)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == made  # lower-case hex, 8-4-4-4-12
