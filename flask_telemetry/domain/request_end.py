@@ -121,7 +121,8 @@ class RequestEndPolicy:
             end.severity = "warning"
             end.slow = True
         else:
-            keep = end.status >= self.keep_status
+            status = end.status_code  # end.status, without the property call
+            keep = (500 if status is None else status) >= self.keep_status
         sampler = self.sampler
         if sampler.rate < 1.0:
             if keep:
