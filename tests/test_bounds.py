@@ -182,7 +182,7 @@ def test_strings_are_cut_to_their_columns_before_they_are_queued(
         seen.append(queued)
         original(queued)
 
-    delivery.deliver = spy  # type: ignore[method-assign, assignment]
+    delivery.deliver = spy  # type: ignore[method-assign]
     agent = "Mozilla/5.0 " + "A" * 8192
     with bundle.app.test_request_context("/", headers={"User-Agent": agent}):
         bundle.app.preprocess_request()
@@ -190,3 +190,23 @@ def test_strings_are_cut_to_their_columns_before_they_are_queued(
     # The event and the request's end (user_agent is the 8th value queued).
     assert [queued[7] for queued in seen] == [agent[:512]] * 2
     assert [row.user_agent for row in bundle.rows()] == [agent[:512]] * 2
+
+
+def test_pending_bytes_counts_text_as_getsizeof_does() -> None:
+    """The text fields are counted as sys.getsizeof counts them, ASCII or not."""
+    fields: dict[str, t.Any] = {
+        "actor_type": "anonymous",
+        "actor_id": None,
+        "event_type": "cache_miss",
+        "severity": "info",
+        "metadata": None,
+        "occurred_at": 0.0,
+    }
+    texts = ("request_id", "route_name", "ip_address", "user_agent")
+    none: dict[str, t.Any] = dict.fromkeys(texts)
+    base = pending(**fields, **none)
+    for text in ["0" * 36, "api.hello", "2001:db8::1", "Mozilla/5.0", "é€🚀", ""]:
+        for name in texts:
+            one: dict[str, t.Any] = {n: (text if n == name else None) for n in texts}
+            event = pending(**fields, **one)
+            assert pending_bytes(event) - pending_bytes(base) == sys.getsizeof(text)

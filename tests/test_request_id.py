@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from conftest import Bundle, MakeApp
+from flask_telemetry.domain.correlation import new_request_id
 
 HOSTILE = [
     "x" * 65,
@@ -72,3 +73,28 @@ def test_header_name_is_configurable(make_app: MakeApp) -> None:
     assert response.headers["X-Correlation-ID"] == "corr-1"
     assert "X-Request-ID" not in response.headers
     assert bundle.rows()[0].request_id == "corr-1"
+
+
+def test_the_response_carries_one_request_id_header(echo: Bundle) -> None:
+    """A view's own X-Request-ID headers (any case, repeated) are replaced by
+    the request's id, once; a response without one gets it appended."""
+
+    @echo.app.get("/own")
+    def own() -> tuple[str, int, list[tuple[str, str]]]:
+        return "ok", 200, [("x-request-id", "from-view"), ("X-Request-Id", "again")]
+
+    client = echo.client()
+    response = client.get("/own", headers={"X-Request-ID": "rid-1"})
+    assert response.headers.getlist("X-Request-ID") == ["rid-1"]
+    plain = client.get("/echo", headers={"X-Request-ID": "rid-2"})
+    assert plain.headers.getlist("X-Request-ID") == ["rid-2"]
+    assert list(plain.headers)[-1] == ("X-Request-ID", "rid-2")
+
+
+def test_new_request_ids_are_canonical_uuid4_text() -> None:
+    ids = [new_request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for made in ids:
+        parsed = uuid.UUID(made)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == made  # lower-case hex, 8-4-4-4-12

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import operator
 import random
 import re
 import typing as t
@@ -80,6 +81,12 @@ _getrandbits = random.getrandbits
 # the bits to set, in the 128-bit integer.
 _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _SET = (0x4000 << 64) | (0x8000 << 48)
+# The 8-4-4-4-12 groups of the 32 hex digits, cut in one C call with
+# prebuilt slices (cheaper than five slice expressions and an f-string).
+_groups = operator.itemgetter(
+    slice(0, 8), slice(8, 12), slice(12, 16), slice(16, 20), slice(20, 32)
+)
+_dashed = "-".join
 
 
 def new_request_id() -> str:
@@ -90,8 +97,7 @@ def new_request_id() -> str:
     system, which costs a system call per id; OpenTelemetry makes its trace
     ids the same way. A request id correlates events; it grants nothing.
     """
-    h = "%032x" % (_getrandbits(128) & _CLEAR | _SET)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _dashed(_groups("%032x" % (_getrandbits(128) & _CLEAR | _SET)))
 
 
 _carried: contextvars.ContextVar[Correlation | None] = contextvars.ContextVar(

@@ -13,9 +13,9 @@ from .delivery.protocol import Delivery
 from .delivery.stats import Stats
 from .intent import TraceIntent
 from .log import RateLimitedLog
-from .mapping import Pending, pending, request_end_facts
+from .mapping import Pending, pending
 from .privacy import Privacy, clean_text, is_mapping
-from .request_end import RequestEnd
+from .request_end import ANONYMOUS, RequestEnd
 
 _wall = time.time
 _REQUEST_ID = row.length("request_id")
@@ -67,6 +67,8 @@ class Recorder:
         self.log = log
         self.strict = strict
         self.privacy = Privacy() if privacy is None else privacy
+        #: The client address is stored as given (``ip_mode`` "full").
+        self._ip_as_is = self.privacy.ip_mode == "full"
         self._event_types = _lookup([e.value for e in EventType] + list(event_types))
         #: Every event type value this recorder accepts, the app's own included.
         self.event_types: frozenset[str] = frozenset(self._event_types)
@@ -88,25 +90,63 @@ class Recorder:
         Those facts were produced by flask_telemetry itself and are not
         checked again; ``actor`` (see :func:`.request_end.actor_of`) is checked
         like a ``record()`` argument, since an actor loader returned it.
+
+        This runs once per request, so the :data:`.mapping.Pending` tuple and
+        the :data:`.mapping.EndFacts` inside it are built here in place (the
+        same values, in the same order, as :func:`.mapping.pending` and
+        :func:`.mapping.request_end_facts` build them; ``tests/test_row.py``
+        compares them) and the text is only cut when it is too long.
         """
         try:
-            queued = pending(
-                event_type="http_request_end",
-                severity=end.severity,
-                actor_type=self._actor_type(actor[0]),
-                actor_id=_actor_id(actor[1]),
+            if actor is ANONYMOUS:  # no actor loader, or it named nobody
+                actor_type: str = "anonymous"
+                actor_id = None
+            else:
+                actor_type = self._actor_type(actor[0])
+                actor_id = _actor_id(actor[1])
+            route_name = end.route_name
+            if type(route_name) is str and len(route_name) > _ROUTE_NAME:
+                route_name = _cut(route_name, _ROUTE_NAME)
+            ip_address = end.ip_address
+            if self._ip_as_is:
+                if type(ip_address) is str and len(ip_address) > _IP_ADDRESS:
+                    ip_address = _cut(ip_address, _IP_ADDRESS)
+            else:
+                ip_address = _cut(self.privacy.ip(ip_address), _IP_ADDRESS)
+            user_agent = end.user_agent
+            if type(user_agent) is str and len(user_agent) > _USER_AGENT:
+                user_agent = _cut(user_agent, _USER_AGENT)
+            status = end.status_code
+            queued: Pending = (
+                actor_type,
+                actor_id,
+                "http_request_end",
+                end.severity,
                 # Resolved by the hooks: a header's id only when it fits.
-                request_id=end.request_id,
-                route_name=_cut(end.route_name, _ROUTE_NAME),
-                ip_address=_cut(self.privacy.ip(end.ip_address), _IP_ADDRESS),
-                user_agent=_cut(end.user_agent, _USER_AGENT),
-                metadata=request_end_facts(end),
-                occurred_at=end.ended_at,
+                end.request_id,
+                route_name,
+                ip_address,
+                user_agent,
+                (
+                    end.method,
+                    500 if status is None else status,
+                    end.duration_ms,
+                    end.exception,
+                    end.slow,
+                    end.sample_rate,
+                    end.trace_id,
+                    end.parent_id,
+                ),
+                end.ended_at,
             )
         except Exception as exc:  # a hostile actor loader: count, never raise
             self.reject(exc)
             return
-        self._deliver(queued)
+        self.stats.accept()  # _deliver(), without a call
+        try:
+            self.delivery.deliver(queued)
+        except Exception as exc:
+            self._failed(exc)
 
     def _deliver(self, queued: Pending) -> None:
         self.stats.accept()

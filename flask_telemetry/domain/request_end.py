@@ -112,13 +112,17 @@ class RequestEndPolicy:
         """Set ``severity``, ``slow`` and ``sample_rate`` on ``end``; return
         whether to keep it (False: sampled out)."""
         keep = True
+        threshold = self._slow.get(end.route_name)  # slow_threshold(), cached
         if end.exception is not None:
             end.severity = "error"
-        elif end.duration_ms > self.slow_threshold(end.route_name):
+        elif end.duration_ms > (
+            self.slow_threshold(end.route_name) if threshold is None else threshold
+        ):
             end.severity = "warning"
             end.slow = True
         else:
-            keep = end.status >= self.keep_status
+            status = end.status_code  # end.status, without the property call
+            keep = (500 if status is None else status) >= self.keep_status
         sampler = self.sampler
         if sampler.rate < 1.0:
             if keep:

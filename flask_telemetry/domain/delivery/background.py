@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import collections
 import multiprocessing.util
+import os
 import threading
 import time
 
@@ -14,6 +15,8 @@ from .batch import BatchStore, DatabaseDown, Outcome
 from .breaker import CircuitBreaker
 from .protocol import ForkGuard, weak_method
 from .size import pending_bytes
+
+_getpid = os.getpid
 
 
 class BackgroundDelivery:
@@ -97,19 +100,15 @@ class BackgroundDelivery:
 
     # -- request thread ---------------------------------------------------
 
-    def deliver(self, event: Pending) -> None:
-        """Queue an event's checked values; the writer thread builds the row.
-        Never blocks on I/O, never raises for a full queue."""
-        self.put(event, wake=False)
-
-    def put(self, event: Pending, *, wake: bool) -> int | None:
+    def put(self, event: Pending, wake: bool = False) -> int | None:
         """Queue ``event``; return its sequence number, or None when dropped.
 
         The event is finished (stored or counted) once :meth:`finished`
         reaches its number. ``wake`` starts a write at once instead of at the
         next ``flush_interval``.
         """
-        self._fork.check()
+        if self._fork.pid != _getpid():
+            self._fork.check()
         size = pending_bytes(event)
         with self._lock:
             if self._stopped:
@@ -134,6 +133,11 @@ class BackgroundDelivery:
         if (wake or len(self._queue) >= self.batch_size) and not self._wake.is_set():
             self._wake.set()
         return seq
+
+    #: Queue an event's checked values; the writer thread builds the row.
+    #: Never blocks on I/O, never raises for a full queue. (``put`` itself:
+    #: one call per event on the request thread, not two.)
+    deliver = put
 
     def finished(self) -> int:
         """How many of the events queued so far are stored or counted."""

@@ -12,10 +12,11 @@ from ..mapping import Pending
 class Delivery(t.Protocol):
     """Where the recorder hands events: sync or background delivery."""
 
-    def deliver(self, pending: Pending) -> None:
+    def deliver(self, pending: Pending, /) -> object:
         """Store or queue the event built from ``pending`` (see
         :func:`~flask_telemetry.domain.mapping.build_event`); the background
-        writer builds it on its own thread. Never raise for a storage failure."""
+        writer builds it on its own thread. Never raise for a storage failure.
+        What it returns is ignored."""
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until what was delivered is stored or counted as dropped."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import typing as t
 
@@ -29,11 +30,22 @@ class Stats:
     the other counters under the same lock, so every snapshot balances,
     whichever thread reads it and whatever the writer is doing; that it
     returns to zero is what shows that every event was counted once.
+    ``accept()``, called for every event on the caller's thread, is the one
+    count that takes no lock (see ``__init__``): an event is accepted before
+    it can be written or dropped, so a snapshot never counts more events
+    written or dropped than accepted.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.accepted = 0
+        # Accepting is counted on every request, so it takes no lock: the
+        # next() of an itertools.count is one C call, which the GIL makes
+        # atomic. Reading it takes a number too: snapshots, under the lock,
+        # count their reads and subtract them.
+        self._accepts = itertools.count()
+        self._reads = 0
+        #: Count one event handed to the recorder (returns a number to ignore).
+        self.accept: t.Callable[[], object] = self._accepts.__next__
         self.written = 0
         self.batches = 0
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
@@ -42,10 +54,16 @@ class Stats:
         """Start from zero (in a child process after fork)."""
         self.__init__()  # type: ignore[misc]
 
-    def accept(self) -> None:
-        """Count one event handed to the recorder."""
+    @property
+    def accepted(self) -> int:
+        """Events handed to the recorder so far."""
         with self._lock:
-            self.accepted += 1
+            return self._accepted()
+
+    def _accepted(self) -> int:
+        # Under the lock: every accept() before this call is counted.
+        self._reads += 1
+        return next(self._accepts) - self._reads + 1
 
     def wrote(self, count: int) -> None:
         """Count one successful INSERT of ``count`` rows."""
@@ -68,10 +86,11 @@ class Stats:
         """A consistent copy of the counters."""
         with self._lock:
             dropped = dict(self.dropped)
+            accepted = self._accepted()
             return {
-                "accepted": self.accepted,
+                "accepted": accepted,
                 "written": self.written,
                 "batches": self.batches,
                 "dropped": dropped,
-                "queue_depth": self.accepted - self.written - sum(dropped.values()),
+                "queue_depth": accepted - self.written - sum(dropped.values()),
             }
