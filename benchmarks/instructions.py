@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in counts.request.items():
         print(
             f"{key:28} {value:12,.0f} instructions/request  "
-            f"bare/this {bare / value:.2f}"
+            f"bare/this {bare / value:.3f}"
         )
     for db, pair in counts.writer.items():
         print(

@@ -423,7 +423,7 @@ def targets_13(
         rows.append(
             [
                 what,
-                f"{value:.2f}",
+                f"{value:.3f}",
                 f"{sign} {goal:.2f}",
                 count,
                 "met" if met else "missed",
