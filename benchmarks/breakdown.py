@@ -64,10 +64,11 @@ def steps(urls: Urls, repeat: int) -> list[tuple[str, float | None]]:
         recorder = state.recorder
         delivery = state.delivery
         writer = delivery.store.writer
-        best("  before_request hook (RequestContext)", request._before_request)
+        before_request, _, teardown_request = request._hooks()
+        best("  before_request hook (RequestContext)", before_request)
         best(
             "  teardown hook: http_request_end end to end",
-            lambda: request._teardown_request(None),
+            lambda: teardown_request(None),
         )
         best(
             "  record(): public call end to end",
