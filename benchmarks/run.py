@@ -1,7 +1,7 @@
 """Run every part of the benchmark, print the tables, publish them.
 
-``python -m benchmarks`` (what ``make bench`` runs) takes about 15 minutes
-on 2 cores (6 of them loading 2,000,000 rows into each database for the
+``python -m benchmarks`` (what ``make bench`` runs) takes about 25 minutes
+on 2 cores (7 of them loading 2,000,000 rows into each database for the
 dashboard's pages); ``--quick`` is a smoke run of a few minutes whose figures are too
 noisy to publish, so it only prints them unless ``--publish`` is given.
 """
