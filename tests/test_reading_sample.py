@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import typing as t
 
 import pytest
 
@@ -14,6 +13,8 @@ from flask_telemetry import reading
 from flask_telemetry.dashboard import views
 from flask_telemetry.reading import Sample, series
 from flask_telemetry.reading import sample as sampling
+from flask_telemetry.storage.row import TraceEvent
+from reading_data import event, request_end, store
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -47,30 +48,6 @@ def test_of_reads_everything_until_twice_the_target() -> None:
         Sample(START, START + DAY, 1.0)
 
 
-def _request(
-    when: dt.datetime, ms: float, status: int = 200, **more: t.Any
-) -> dict[str, t.Any]:
-    return {
-        "actor_type": "anonymous",
-        "event_type": "http_request_end",
-        "severity": "error" if status >= 500 else "info",
-        "route_name": more.pop("route", "shop.item"),
-        "request_id": None,
-        "metadata": {"method": "GET", "status": status, "duration_ms": ms, **more},
-        "occurred_at": when,
-    }
-
-
-def _insert(bundle: Bundle, rows: list[dict[str, t.Any]]) -> None:
-    with bundle.app.app_context():
-        engine = bundle.db.engines[None]
-        if engine.dialect.name != "postgresql":
-            for row in rows:
-                row["occurred_at"] = row["occurred_at"].replace(tzinfo=None)
-        with engine.begin() as conn:
-            conn.execute(bundle.traces.insert(), rows)
-
-
 #: One request every 30 s for a day: 2,880, one in 20 an error; durations
 #: cycle through 1..100 ms.
 EVERY = dt.timedelta(seconds=30)
@@ -80,18 +57,16 @@ COUNT = 2880
 @pytest.fixture
 def day(bundle: Bundle) -> Bundle:
     rows = [
-        _request(
-            START + EVERY * i + dt.timedelta(seconds=7),
+        request_end(
+            "shop.item",
             float(i % 100 + 1),
-            500 if i % 20 == 0 else 200,
+            status=500 if i % 20 == 0 else 200,
+            at=START + EVERY * i + dt.timedelta(seconds=7),
         )
         for i in range(COUNT)
     ]
-    rows += [
-        {**_request(START + EVERY * i, 1.0), "event_type": "cache_miss"}
-        for i in range(COUNT)
-    ]
-    _insert(bundle, rows)
+    rows += [event(occurred_at=START + EVERY * i) for i in range(COUNT)]
+    store(bundle, rows)
     return bundle
 
 
@@ -136,12 +111,13 @@ def test_rows_outside_the_slices_are_not_read(bundle: Bundle) -> None:
     (first_start, first_end), (second_start, _) = sample.slices()[:2]
     inside = first_start + (first_end - first_start) / 2
     outside = first_end + (second_start - first_end) / 2
-    _insert(
+    store(
         bundle,
         [
-            _request(inside, 5.0),
-            _request(outside, 9999.0, 500),
-            _request(first_end, 8888.0),  # the end of a slice is outside it
+            request_end("shop.item", 5.0, at=inside),
+            request_end("shop.item", 9999.0, status=500, at=outside),
+            # The end of a slice is outside it.
+            request_end("shop.item", 8888.0, at=first_end),
         ],
     )
     with bundle.app.app_context(), bundle.db.engines[None].connect() as conn:
@@ -205,23 +181,17 @@ def test_a_sample_holding_every_row_gives_the_exact_figures_scaled(
     and MariaDB, grouped on PostgreSQL) has the exact percentiles, and
     counts times the scale."""
     sample = Sample(START, START + DAY, 0.2)
-    rows = []
+    rows: list[TraceEvent] = []
     for index, (start, end) in enumerate(sample.slices()):
         middle = start + (end - start) / 2
         route = ("shop.item", "shop.cart", None)[index % 3]
-        rows.append(_request(middle, float(index % 37) + 0.5, route=route))
+        rows.append(request_end(route, float(index % 37) + 0.5, at=middle))
         status = 503 if index % 10 == 0 else 404 if index % 7 == 0 else 200
-        rows.append(_request(start, float(index), status, route=route))
+        rows.append(request_end(route, float(index), status=status, at=start))
         if index % 5 == 0:
-            rows.append(
-                _request(
-                    end - dt.timedelta(microseconds=1),
-                    9.0,
-                    route=route,
-                    sample_rate=0.5,
-                )
-            )
-    _insert(bundle, rows)
+            last = end - dt.timedelta(microseconds=1)
+            rows.append(request_end(route, 9.0, sample_rate=0.5, at=last))
+    store(bundle, rows)
     with bundle.app.app_context():
         engine = bundle.db.engines[None]
         exact = reading.request_summary(

@@ -70,22 +70,17 @@ class Reader:
         window = parse_window(request.args)
         since, until = window.since, window.until
         table = self._table()
-        sample = events_sample = None
-        rows: dict[str, float] = {}
-        if not _exact():
-            probe = sampling.probe(since, until)
-            rows = self._run(
-                requests=lambda c: series.request_rows(
-                    c, table, since=since, until=until, sample=probe
-                ),
-                events=lambda c: series.event_rows(
-                    c, table, since=since, until=until, sample=probe
-                ),
-            )
-            sample = Sample.of(since, until, rows=rows["requests"], target=SAMPLE_ROWS)
-            events_sample = Sample.of(
-                since, until, rows=rows["events"], target=SAMPLE_ROWS
-            )
+        samples = self._samples(
+            since,
+            until,
+            requests=lambda c, probe: series.request_rows(
+                c, table, since=since, until=until, sample=probe
+            ),
+            events=lambda c, probe: series.event_rows(
+                c, table, since=since, until=until, sample=probe
+            ),
+        )
+        sample, events_sample = samples["requests"], samples["events"]
         found = self._run(
             summary=lambda c: reading.request_summary(
                 c, table, since=since, until=until, sample=sample
@@ -146,13 +141,11 @@ class Reader:
             "unmatched": unmatched,
         }
         since, until = window.since, window.until
-        sample = None
-        if not _exact():
-            probe = sampling.probe(since, until)
-            rows = self._run(
-                rows=lambda c: series.request_rows(c, table, **bounds, sample=probe)
-            )["rows"]
-            sample = Sample.of(since, until, rows=rows, target=SAMPLE_ROWS)
+        sample = self._samples(
+            since,
+            until,
+            rows=lambda c, probe: series.request_rows(c, table, **bounds, sample=probe),
+        )["rows"]
         bounds["sample"] = sample
         found = self._run(
             buckets=lambda c: series.traffic(c, table, **bounds),
@@ -328,6 +321,29 @@ class Reader:
 
     def _engine(self) -> sa.Engine:
         return self.telemetry.engine
+
+    def _samples(
+        self,
+        since: dt.datetime,
+        until: dt.datetime,
+        **counts: t.Callable[[sa.Connection, Sample], float],
+    ) -> dict[str, Sample | None]:
+        """For each of ``counts`` (rows of the window, estimated through the
+        sample it is given), the :class:`Sample` to read instead of the
+        window, or None to read every row; None for all with ``exact=1``."""
+        if _exact():
+            return dict.fromkeys(counts)
+        probe = sampling.probe(since, until)
+        rows = self._run(
+            **{
+                key: lambda c, count=count: count(c, probe)
+                for key, count in counts.items()
+            }
+        )
+        return {
+            key: Sample.of(since, until, rows=found, target=SAMPLE_ROWS)
+            for key, found in rows.items()
+        }
 
     def _run(self, **calls: t.Callable[[sa.Connection], t.Any]) -> dict[str, t.Any]:
         """Each call's result, each run on a connection of its own; the calls
