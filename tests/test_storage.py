@@ -10,6 +10,9 @@ import sqlalchemy as sa
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ActorType, EventType, Severity, TelemetryStorageException
+from flask_telemetry.domain.delivery.batch import BatchStore, Outcome
+from flask_telemetry.domain.delivery.stats import Stats
+from flask_telemetry.domain.log import RateLimitedLog, driver_noise_muted
 from flask_telemetry.storage import row as ev
 from flask_telemetry.storage.row import TraceEvent
 from flask_telemetry.storage.schema import TelemetryEventSchema
@@ -109,6 +112,91 @@ def test_nulls_round_trip(bundle: Bundle, writer: TraceWriter) -> None:
         ).scalar()
     # SQL NULL, not the JSON literal null, in the metadata column.
     assert nulls == 1
+
+
+def test_a_batch_round_trips_in_order(bundle: Bundle, writer: TraceWriter) -> None:
+    """A batch of an odd size keeps every row and value, in order; on SQLite
+    it goes as multi-row INSERTs of a power of two of rows each (37 rows:
+    32 + 4 + 1), not one statement per row."""
+    events = [
+        _event(
+            request_id=f"req-{n}",
+            metadata={"n": n, "text": "ü" * (n % 5)},
+            occurred_at=WHEN + dt.timedelta(microseconds=n),
+        )
+        for n in range(37)
+    ]
+    rows, rejected = writer.validate(events)
+    assert not rejected
+    statements: list[tuple[str, int]] = []
+
+    def seen(conn: t.Any, cursor: t.Any, sql: str, params: t.Any, *_: t.Any) -> None:
+        if sql.startswith("INSERT"):
+            statements.append((sql, len(params) if not many(params) else 0))
+
+    def many(params: t.Any) -> bool:
+        return bool(params) and isinstance(params[0], (tuple, list, dict))
+
+    engine = writer.engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        writer.insert(rows)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    stored = sorted(bundle.rows(), key=lambda r: r.id)
+    assert [r.request_id for r in stored] == [f"req-{n}" for n in range(37)]
+    assert [r.metadata for r in stored] == [e.metadata for e in events]
+    assert [_as_utc(r.occurred_at) for r in stored] == [e.occurred_at for e in events]
+    if engine.dialect.name == "sqlite":
+        columns = len(ev.FIELDS)
+        assert [count // columns for _, count in statements] == [32, 4, 1]
+        assert [sql.count("(?, ?") for sql, _ in statements] == [32, 4, 1]
+
+
+def test_a_row_the_database_rejects_in_a_multi_row_insert_costs_only_itself(
+    make_app: MakeApp,
+) -> None:
+    """A CHECK constraint refuses one row of a batch sent as multi-row
+    INSERTs: the batch is split until that row is alone; the others are
+    stored."""
+    bundle = make_app()
+    with bundle.app.app_context(), bundle.db.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            bundle.traces.drop(conn)
+            bundle.traces.append_constraint(
+                sa.CheckConstraint("request_id <> 'req-bad'", name="no_bad")
+            )
+            bundle.traces.create(conn)
+        else:
+            conn.execute(
+                sa.text(
+                    "ALTER TABLE telemetry_traces ADD CONSTRAINT no_bad "
+                    "CHECK (request_id <> 'req-bad')"
+                )
+            )
+    try:
+        with bundle.app.app_context():
+            engine = bundle.db.engine
+        stats = Stats()
+        store = BatchStore(
+            TraceWriter(lambda: engine, bundle.traces), stats, RateLimitedLog()
+        )
+        events = [
+            _event(request_id="req-bad" if n == 21 else f"req-{n}") for n in range(40)
+        ]
+        outcome = Outcome()
+        with driver_noise_muted():
+            store.insert(store.validate(events, outcome), outcome)
+        store.count(outcome)
+        assert sorted(r.request_id for r in bundle.rows()) == sorted(
+            f"req-{n}" for n in range(40) if n != 21
+        )
+        assert stats.snapshot()["written"] == 39
+        assert stats.snapshot()["dropped"]["storage_error"] == 1
+    finally:
+        for constraint in list(bundle.traces.constraints):
+            if constraint.name == "no_bad":
+                bundle.traces.constraints.remove(constraint)
 
 
 @pytest.mark.parametrize("delivery", ["sync", "async"])

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import re
+import sqlite3
 import typing as t
 
 import sqlalchemy as sa
@@ -56,6 +58,14 @@ _NAMED = re.compile(r"%\((\w+)\)s")
 # places, where the declaration has them.
 assert row.FIELDS[-2:] == ("metadata", "occurred_at")
 _HEAD = len(row.FIELDS) - 2
+#: At most this many rows per SQLite INSERT (a power of two).
+_SQLITE_MOST_ROWS = 512
+_chain = itertools.chain.from_iterable
+
+
+def _power_of_two(count: int) -> int:
+    """The largest power of two not above ``count`` (at least 1)."""
+    return 1 << (max(1, count).bit_length() - 1)
 
 
 def _path(dialect: sa.Dialect) -> str:
@@ -221,6 +231,8 @@ class Dialects:
             # application's data, whose transactions keep their own setting.
             self._pg_settings += "; SET LOCAL synchronous_commit = off"
         self._compiled: dict[tuple[str, str, str], str] = {}
+        #: Rows per SQLite INSERT, from the connection's limit on parameters.
+        self._sqlite_rows = 0
 
     def insert(
         self,
@@ -238,7 +250,9 @@ class Dialects:
             return
         try:
             with self._timeouts(conn, shared):
-                if path == "text":
+                if path == "text" and conn.dialect.name == "sqlite":
+                    self._insert_sqlite(conn, table, rows)
+                elif path == "text":
                     conn.exec_driver_sql(self._statement(conn.dialect, table), rows)
                 else:
                     conn.execute(table.insert(), rows)
@@ -269,6 +283,42 @@ class Dialects:
             if order != row.FIELDS:  # the rows are tuples in column order
                 raise RuntimeError(f"INSERT parameters in order {order}")
             self._compiled[key] = sql
+        return sql
+
+    def _insert_sqlite(
+        self, conn: sa.Connection, table: sa.Table, rows: list[t.Any]
+    ) -> None:
+        # Multi-row INSERTs, not executemany: sqlite3 releases the GIL around
+        # each step, so executemany gives it up and waits to get it back once
+        # per row, and a busy request thread holds it for up to the switch
+        # interval (5 ms) each time. A statement of many rows is one step:
+        # one hand-off per statement, and less work per row. Statements hold
+        # a power of two of rows, so that a connection's statement cache
+        # keeps a handful of them whatever the batch sizes.
+        most = self._sqlite_rows
+        if most == 0:
+            dbapi: t.Any = conn.connection.dbapi_connection
+            limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            most = self._sqlite_rows = _power_of_two(
+                min(_SQLITE_MOST_ROWS, max(1, limit // len(row.FIELDS)))
+            )
+        start, left = 0, len(rows)
+        while left:
+            size = most if left >= most else _power_of_two(left)
+            conn.exec_driver_sql(
+                self._values(conn.dialect, table, size),
+                tuple(_chain(rows[start : start + size])),
+            )
+            start += size
+            left -= size
+
+    def _values(self, dialect: sa.Dialect, table: sa.Table, size: int) -> str:
+        """The INSERT of :meth:`_statement` with ``size`` rows of values."""
+        key = (dialect.name, f"values {size}", table.fullname)
+        sql = self._compiled.get(key)
+        if sql is None:
+            head, _, group = self._statement(dialect, table).rpartition(" VALUES ")
+            sql = self._compiled[key] = f"{head} VALUES {', '.join([group] * size)}"
         return sql
 
     def _copy_psycopg(
