@@ -21,6 +21,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
 from . import row
+from .pacing import SLICE, pause
 
 
 def is_shared_memory(engine: sa.Engine) -> bool:
@@ -350,7 +351,9 @@ class Dialects:
                 statement = copy_sql
                 with dbapi.cursor() as cursor, cursor.copy(copy_sql) as copy:
                     write = copy.write_row
-                    for values in rows:
+                    for number, values in enumerate(rows, 1):
+                        if not number % SLICE:
+                            pause()  # see .pacing
                         write(values)
                 statement = "COMMIT"
                 dbapi.commit()

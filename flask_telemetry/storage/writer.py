@@ -14,6 +14,7 @@ import sqlalchemy.exc as sa_exc
 from ..exceptions import TelemetryStorageException
 from . import dialects
 from . import row as ev
+from .pacing import SLICE, pause
 from .schema import TelemetryEventSchema
 
 #: Failures caused by the content of a row: a batch that hits one is split so
@@ -201,7 +202,9 @@ class TraceWriter:
         good: list[t.Any] = []
         bad: list[tuple[ev.TraceEvent, str]] = []
         valid_ids: set[str | None] = set()
-        for event in events:
+        for number, event in enumerate(events, 1):
+            if not number % SLICE:
+                pause()  # let the application's threads run (see .pacing)
             values = event if type(event) is tuple else ev.values(event)  # type: ignore[arg-type]
             errors: dict[str, t.Any] | None = None
             try:

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 
+from ...storage.pacing import SLICE, pause
 from ...storage.row import Values
 from ..mapping import Pending, build_values
 from .batch import BatchStore, DatabaseDown, Outcome
@@ -324,7 +325,9 @@ class BackgroundDelivery:
 
     def _build(self, batch: list[Pending], outcome: Outcome) -> list[Values]:
         events = []
-        for pending in batch:
+        for number, pending in enumerate(batch, 1):
+            if not number % SLICE:
+                pause()  # let the application's threads run (see pacing)
             try:
                 events.append(build_values(pending))
             except Exception as exc:  # our own bug: count it, keep the rest
