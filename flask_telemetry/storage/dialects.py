@@ -59,8 +59,9 @@ _NAMED = re.compile(r"%\((\w+)\)s")
 # places, where the declaration has them.
 assert row.FIELDS[-2:] == ("metadata", "occurred_at")
 _HEAD = len(row.FIELDS) - 2
-#: At most this many rows per SQLite INSERT (a power of two).
-_SQLITE_MOST_ROWS = 512
+#: At most this many rows per SQLite INSERT (a power of two). Before SQLite
+#: 3.8.8 a VALUES list counted as a compound SELECT, limited to 500 terms.
+_SQLITE_MOST_ROWS = 512 if sqlite3.sqlite_version_info >= (3, 8, 8) else 256
 _chain = itertools.chain.from_iterable
 
 
