@@ -1,7 +1,8 @@
 """What the driver paths store is what the model's column types would store.
 
-The writer binds rows on the driver (sqlite3 and PyMySQL executemany,
-psycopg COPY) instead of through SQLAlchemy's types: the rows must read back
+The writer binds rows on the driver (sqlite3 multi-row INSERTs, PyMySQL's
+multi-row INSERTs rendered with its own escaping, psycopg COPY) instead of
+through SQLAlchemy's types: the rows must read back
 through the model exactly, and the metadata must take the bytes the privacy
 settings' size limit counted, on every backend.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import typing as t
 
 import pytest
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import EventType
-from flask_telemetry.storage.row import TraceEvent
+from flask_telemetry.storage.row import FIELDS, TraceEvent
 from flask_telemetry.storage.writer import TraceWriter
 
 UNICODE = {
@@ -282,3 +284,59 @@ def test_a_batch_bigger_than_a_statement_is_stored_whole(
     if backend == "mariadb":
         assert len(sent) >= 4
         assert max(sent) <= 1_024_000
+
+
+@pytest.mark.parametrize("no_backslash_escapes", [False, True])
+def test_pymysql_statements_are_those_of_its_executemany(
+    bundle: Bundle, backend: str, no_backslash_escapes: bool
+) -> None:
+    """On PyMySQL the writer renders the multi-row INSERTs itself: they are
+    byte for byte those PyMySQL's executemany makes of the same rows, split
+    at the same places, in either escaping mode of the session."""
+    if backend != "mariadb":
+        pytest.skip("the rendered INSERT is PyMySQL's path")
+    import pymysql.cursors
+    from pymysql.constants.SERVER_STATUS import (
+        SERVER_STATUS_NO_BACKSLASH_ESCAPES as NO_BACKSLASH_ESCAPES,
+    )
+
+    sent: list[bytes] = []
+
+    class Recording(pymysql.cursors.Cursor):  # type: ignore[misc]
+        """Keeps the INSERTs instead of sending them; a small statement size."""
+
+        max_stmt_length = 4096
+
+        def execute(self, query: t.Any, args: t.Any = None) -> int:
+            if isinstance(query, (bytes, bytearray)) and query[:7] == b"INSERT ":
+                sent.append(bytes(query))
+                return 0
+            return int(super().execute(query, args))
+
+    with bundle.app.app_context():
+        url = bundle.db.engine.url
+    connect_args: dict[str, t.Any] = {"cursorclass": Recording}
+    if no_backslash_escapes:
+        mode = "CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'NO_BACKSLASH_ESCAPES')"
+        connect_args["init_command"] = f"SET SESSION sql_mode = {mode}"
+    engine = sa.create_engine(url, connect_args=connect_args, poolclass=sa.StaticPool)
+    try:
+        writer = _hostile_writer(engine, bundle, backend)
+        rows, rejected = writer.validate(_hostile_events(backend) * 3)
+        assert not rejected
+        writer.insert(rows)
+        ours, sent[:] = sent[:], []
+        compiled = bundle.traces.insert().compile(
+            dialect=engine.dialect, column_keys=list(FIELDS)
+        )
+        sql = re.sub(r"%\((\w+)\)s", "%s", str(compiled))
+        with engine.connect() as conn:
+            dbapi: t.Any = conn.connection.dbapi_connection
+            escapes = not dbapi.server_status & NO_BACKSLASH_ESCAPES
+            assert escapes is not no_backslash_escapes
+            dbapi.cursor().executemany(sql, rows)
+            conn.rollback()
+    finally:
+        engine.dispose()
+    assert len(sent) > 2
+    assert ours == sent
