@@ -118,14 +118,7 @@ def test_only_telemetry_traces_is_written(
 
         monkeypatch.setattr(psycopg.Cursor, "copy", watch_copy)
 
-    def watch(
-        conn: sa.Connection,
-        cursor: t.Any,
-        statement: str,
-        parameters: t.Any,
-        context: t.Any,
-        executemany: bool,
-    ) -> None:
+    def seen(statement: str) -> None:
         verb = statement.lstrip().split(None, 1)[0].upper()
         if verb in {
             "INSERT",
@@ -137,6 +130,32 @@ def test_only_telemetry_traces_is_written(
             "COPY",
         }:
             writes.append(statement)
+
+    if engine.dialect.driver == "pymysql":
+        # On PyMySQL the writer sends its INSERTs, rendered, on the driver's
+        # cursor: watch every statement the driver's cursor runs as well.
+        import pymysql.cursors
+
+        execute = pymysql.cursors.Cursor.execute
+
+        def watch_execute(cursor: t.Any, query: t.Any, args: t.Any = None) -> t.Any:
+            if isinstance(query, (bytes, bytearray)):
+                seen(bytes(query[:200]).decode(errors="replace"))
+            else:
+                seen(query)
+            return execute(cursor, query, args)
+
+        monkeypatch.setattr(pymysql.cursors.Cursor, "execute", watch_execute)
+
+    def watch(
+        conn: sa.Connection,
+        cursor: t.Any,
+        statement: str,
+        parameters: t.Any,
+        context: t.Any,
+        executemany: bool,
+    ) -> None:
+        seen(statement)
 
     @app.get("/read")
     def read() -> str:

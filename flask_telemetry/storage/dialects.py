@@ -6,6 +6,21 @@ telemetry's lock and statement timeouts scoped to its own transactions, the
 psycopg path that sends BEGIN and its settings in one round trip, connect
 timeouts on a bind of telemetry's own, the in-memory SQLite database that
 telemetry shares with the application, and how each binds ``occurred_at``.
+
+How a batch reaches each driver (:func:`converter` makes its rows):
+
+- psycopg: ``COPY`` into the model's table, on the DBAPI connection.
+- sqlite3: multi-row INSERTs of a power of two of rows, bound by sqlite3.
+- PyMySQL: the multi-row INSERTs its ``executemany`` would send, byte for
+  byte, rendered here and sent on the DBAPI cursor (:func:`_pymysql_insert`).
+  Every literal is made by PyMySQL's own ``Connection.escape``, so the
+  session's NO_BACKSLASH_ESCAPES mode, the charset and the connection's
+  encoders hold; what is saved is executemany's work around it: a batch
+  repeats most values, whose literals are made once per statement, and a
+  row is joined, not ``%``-formatted. No SQLAlchemy event fires for these
+  statements (they are telemetry's own, which the slow-query integration
+  never records anyway); driver errors are raised as SQLAlchemy's.
+- Any other driver: SQLAlchemy's INSERT through the model's column types.
 """
 
 from __future__ import annotations
@@ -71,9 +86,10 @@ def _power_of_two(count: int) -> int:
 
 
 def _path(dialect: sa.Dialect) -> str:
-    """How rows reach ``dialect``: ``copy`` (psycopg's COPY), ``text`` (an
-    executemany of the compiled INSERT on the driver, the time as text) or
-    ``model`` (SQLAlchemy's executemany through the model's column types)."""
+    """How rows reach ``dialect``: ``copy`` (psycopg's COPY), ``text``
+    (multi-row INSERTs of the compiled INSERT on sqlite3 or PyMySQL, the
+    time as text) or ``model`` (SQLAlchemy's executemany through the model's
+    column types)."""
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         return "copy"
     if (dialect.name, dialect.driver) == ("sqlite", "pysqlite") or (
@@ -95,6 +111,11 @@ def converter(dialect: sa.Dialect, model: bool = False) -> Convert:
       columns (SQLite, MySQL, MariaDB) have no zone: the UTC time as the
       text ``YYYY-MM-DD HH:MM:SS.ffffff``, which is SQLAlchemy's SQLite
       storage format and what PyMySQL sends for a naive datetime.
+
+    On sqlite3 and PyMySQL the rows are tuples in column order of str, int
+    (``actor_id``) and None only, as validated; PyMySQL's escaping makes
+    their literals (see :func:`_pymysql_insert`), and would take any other
+    type the same way executemany does.
 
     With ``model=True`` (or on a driver without a path of its own) the rows
     are dicts keyed by column for SQLAlchemy's INSERT through the model's
@@ -204,6 +225,55 @@ def _rollback(conn: sa.Connection) -> None:
             dbapi.rollback()
 
 
+def _pymysql_insert(cursor: t.Any, prefix: bytes, rows: list[t.Any]) -> None:
+    """Send ``rows`` (tuples from :func:`converter`) as the multi-row INSERTs
+    PyMySQL's ``executemany`` would send: the same statements, byte for byte.
+
+    executemany renders each row with ``%`` formatting of its values, each
+    escaped by the connection; ``Connection.escape`` with the connection's
+    encoders is the function its ``mogrify`` calls for each value (through
+    ``literal()`` before PyMySQL 1.2), and it alone makes every literal here:
+    the session's NO_BACKSLASH_ESCAPES mode, the charset and any encoders
+    given to the connection hold as they would. A batch repeats most values
+    (actor, event type, severity, endpoint, address, user agent): the literal
+    of a value of exactly str, int or None is made once per statement, not
+    per row; values of other types (equal values of another type may render
+    differently: True is 1) are escaped every time. Rows are joined into
+    statements up to the cursor's ``max_stmt_length``, as executemany does.
+    """
+    dbapi = cursor.connection
+    escape, encoders, encoding = dbapi.escape, dbapi.encoders, dbapi.encoding
+    most = cursor.max_stmt_length
+    known: dict[t.Any, str] = {}
+    get = known.get
+    statement: bytearray | None = None
+    for values in rows:
+        literals = []
+        for value in values:
+            kind = type(value)
+            if kind is str or kind is int or value is None:
+                literal = get(value)
+                if literal is None:
+                    literal = known[value] = escape(value, encoders)
+            else:
+                literal = escape(value, encoders)
+            literals.append(literal)
+        text = f"({', '.join(literals)})".encode(encoding)
+        if statement is None:
+            statement = bytearray(prefix)
+        elif len(statement) + len(text) + 1 > most:
+            cursor.execute(statement)
+            # The next statement's literals are made by the connection as
+            # this one left it, as executemany makes them.
+            known.clear()
+            statement = bytearray(prefix)
+        else:
+            statement += b","
+        statement += text
+    if statement is not None:
+        cursor.execute(statement)
+
+
 class Dialects:
     """Runs telemetry's INSERT in a transaction of its own, with its timeouts.
 
@@ -255,7 +325,7 @@ class Dialects:
                 if path == "text" and conn.dialect.name == "sqlite":
                     self._insert_sqlite(conn, table, rows)
                 elif path == "text":
-                    conn.exec_driver_sql(self._statement(conn.dialect, table), rows)
+                    self._insert_pymysql(conn, table, rows)
                 else:
                     conn.execute(table.insert(), rows)
                 conn.commit()
@@ -322,6 +392,32 @@ class Dialects:
             head, _, group = self._statement(dialect, table).rpartition(" VALUES ")
             sql = self._compiled[key] = f"{head} VALUES {', '.join([group] * size)}"
         return sql
+
+    def _insert_pymysql(
+        self, conn: sa.Connection, table: sa.Table, rows: list[t.Any]
+    ) -> None:
+        # The multi-row INSERTs that PyMySQL's executemany would send, byte
+        # for byte, sent on the DBAPI cursor: see _pymysql_insert. Driver
+        # errors are raised as SQLAlchemy's, naming the INSERT with its
+        # placeholders (not the values).
+        sql = self._statement(conn.dialect, table)
+        key = ("pymysql", "", table.fullname)
+        prefix = self._compiled.get(key)
+        if prefix is None:
+            head, _, group = sql.rpartition(" VALUES ")
+            if group != f"({', '.join(['%s'] * len(row.FIELDS))})":
+                raise RuntimeError(f"INSERT values {group!r}")
+            # What executemany keeps of the statement before its VALUES.
+            prefix = self._compiled[key] = f"{head} VALUES " % ()
+        dbapi: t.Any = conn.connection.dbapi_connection
+        if not isinstance(dbapi, conn.dialect.loaded_dbapi.connections.Connection):
+            conn.exec_driver_sql(sql, rows)  # not PyMySQL's own: its executemany
+            return
+        try:
+            with dbapi.cursor() as cursor:
+                _pymysql_insert(cursor, prefix.encode(dbapi.encoding), rows)
+        except Exception as exc:
+            _raise_as_sqlalchemy(conn, dbapi, exc, sql)
 
     def _copy_psycopg(
         self, conn: sa.Connection, table: sa.Table, rows: list[t.Any]
