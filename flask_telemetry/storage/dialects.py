@@ -247,7 +247,9 @@ def _pymysql_insert(cursor: t.Any, prefix: bytes, rows: list[t.Any]) -> None:
     known: dict[t.Any, str] = {}
     get = known.get
     statement: bytearray | None = None
-    for values in rows:
+    for number, values in enumerate(rows, 1):
+        if not number % SLICE:
+            pause()  # see .pacing
         literals = []
         for value in values:
             kind = type(value)
