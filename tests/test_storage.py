@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 
+import marshmallow as ma
 import pytest
 import sqlalchemy as sa
 
@@ -16,7 +17,11 @@ from flask_telemetry.domain.log import RateLimitedLog, driver_noise_muted
 from flask_telemetry.storage import row as ev
 from flask_telemetry.storage.row import TraceEvent
 from flask_telemetry.storage.schema import TelemetryEventSchema
-from flask_telemetry.storage.writer import StorageFailure, TraceWriter
+from flask_telemetry.storage.writer import (
+    StorageFailure,
+    TraceWriter,
+    _verdict_by_length,
+)
 
 NESTED = {
     "service": "billing",
@@ -303,6 +308,43 @@ def test_batch_validation_matches_row_by_row(tmp_path: t.Any) -> None:
         full = writer.schema.validate({n: getattr(event, n) for n in event.__slots__})
         for field in full:
             assert field in why
+    engine.dispose()
+
+
+def test_request_ids_are_validated_per_length_only_where_the_field_allows(
+    tmp_path: t.Any,
+) -> None:
+    """The schema's request id field judges an exact str by its length: the
+    writer asks it once per length in a batch. A field with any other
+    validator is asked about every id."""
+    schema_field = TelemetryEventSchema().fields["request_id"]
+    assert _verdict_by_length(schema_field)
+    pattern = ma.fields.String(
+        validate=[ma.validate.Length(max=64), ma.validate.Regexp(r"req-\d+")]
+    )
+    assert not _verdict_by_length(pattern)
+
+    class Custom(ma.fields.String):
+        pass
+
+    assert not _verdict_by_length(Custom(validate=ma.validate.Length(max=64)))
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    writer = TraceWriter(lambda: engine, sa.Table("telemetry_traces", sa.MetaData()))
+    calls: list[object] = []
+    field = writer._per_row[0]
+
+    def counted(value: object) -> object:
+        calls.append(value)
+        return field(value)
+
+    writer._per_row = (counted, *writer._per_row[1:])  # type: ignore[assignment]
+    ids = [f"req-{n:04d}" for n in range(50)] + ["r" * 64, "r" * 65, "s" * 65, None]
+    good, bad = writer.validate([_event(request_id=i) for i in ids])
+    assert len(good) == 52
+    assert [e.request_id for e, _ in bad] == ["r" * 65, "s" * 65]
+    # One call per length (8, 64, 65 rejected twice) and one for None.
+    assert calls == ["req-0000", "r" * 64, "r" * 65, "s" * 65, None]
     engine.dispose()
 
 

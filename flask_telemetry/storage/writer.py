@@ -40,6 +40,24 @@ _OCCURRED_AT = ev.FIELDS.index("occurred_at")
 _VERDICTS = 1024
 
 
+#: A request id of another type than str: validated every time.
+_UNKNOWN: t.Any = object()
+
+
+def _verdict_by_length(field: ma.fields.Field[t.Any]) -> bool:
+    """Whether ``field`` gives every exact str of one length the same verdict.
+
+    True for marshmallow's own ``String`` (which returns an exact str as it
+    is) whose only validators are ``Length``: each request id is usually
+    new, and a batch then pays for one field call per distinct length, not
+    per row. Any other field or validator (a pattern, say) is asked about
+    every id.
+    """
+    return type(field) is ma.fields.String and all(
+        type(check) is ma.validate.Length for check in field.validators
+    )
+
+
 def _is_row_error(exc: sa_exc.SQLAlchemyError) -> bool:
     """Whether the content of a row, not the database, made the INSERT fail."""
     if isinstance(exc, _ROW_ERRORS):
@@ -113,6 +131,9 @@ class TraceWriter:
         fields = self.schema.fields
         as_text = copy.copy(fields["metadata"])
         as_text.as_text = True  # type: ignore[attr-defined]
+        #: The request id field's verdict on an exact str depends on its
+        #: length alone (see :func:`_verdict_by_length`): kept per length.
+        self._ids_by_length = _verdict_by_length(fields["request_id"])
         self._per_row = (
             fields["request_id"].deserialize,
             as_text.deserialize,
@@ -201,7 +222,9 @@ class TraceWriter:
         verdicts = self._verdicts
         good: list[t.Any] = []
         bad: list[tuple[ev.TraceEvent, str]] = []
-        valid_ids: set[str | None] = set()
+        # Request ids (or their lengths) the field accepted in this batch.
+        valid_ids: set[str | int | None] = set()
+        by_length = self._ids_by_length
         for number, event in enumerate(events, 1):
             if not number % SLICE:
                 pause()  # let the application's threads run (see .pacing)
@@ -217,16 +240,21 @@ class TraceWriter:
             if shared:
                 errors = dict(shared)
             rid = values[_REQUEST_ID]
-            # The verdict on an exact str (or None) is kept for the batch.
-            if not ((rid is None or type(rid) is str) and rid in valid_ids):
+            # The verdict on an exact str (or None) is kept for the batch:
+            # per length where the field allows, or per id.
+            if type(rid) is str:
+                mark: str | int | None = len(rid) if by_length else rid
+            else:
+                mark = rid if rid is None else _UNKNOWN
+            if mark is _UNKNOWN or mark not in valid_ids:
                 try:
                     request_id(rid)
                 except ma.ValidationError as exc:
                     errors = errors or {}
                     errors["request_id"] = exc.messages
                 else:
-                    if rid is None or type(rid) is str:
-                        valid_ids.add(rid)
+                    if mark is not _UNKNOWN:
+                        valid_ids.add(mark)
             try:
                 text = metadata(values[_METADATA])
             except ma.ValidationError as exc:
