@@ -3,8 +3,9 @@
 Everything here runs when an event is recorded, before it is queued, so a
 secret never sits in the in-memory queue and a caller changing its metadata
 afterwards cannot change (or break) the stored event. The work is sized for
-the request thread: internal metadata skips the walk, key decisions are
-cached, and the JSON size is counted during the walk instead of encoding.
+the request thread: internal metadata skips the walk, so does a small flat
+dict (checked in one loop), key decisions are cached, and the JSON size is
+counted during the walk instead of encoding.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ _CACHE_SIZE = 4096
 #: Longest key the redaction cache keeps: the cache holds at most
 #: _CACHE_SIZE keys of this size (about 1 MiB at worst).
 _CACHED_KEY = 64
+#: Metadata of at most this many items, flat, is checked without the walk.
+_FLAT_ITEMS = 32
+#: Ints the flat check prints without care (int.__repr__ refuses huge ones).
+_FLAT_INT = 10**18
 
 
 def is_mapping(value: object) -> bool:
@@ -272,6 +277,10 @@ class Privacy:
         the size passes ``max_bytes``, so any input costs about as much as
         metadata of that size.
         """
+        if type(metadata) is dict and len(metadata) <= _FLAT_ITEMS:
+            flat = self._flat(metadata)
+            if flat is not None:
+                return flat
         walk = _Walk(self, self.max_bytes)
         try:
             clean = walk.mapping(metadata, 0)
@@ -284,6 +293,55 @@ class Privacy:
         except _NotJSON as exc:
             raise TelemetryError(f"metadata is not JSON-serialisable: {exc}") from None
         return clean
+
+    def _flat(self, metadata: dict[t.Any, t.Any]) -> dict[str, t.Any] | None:
+        """The clean copy of a small flat dict, as :class:`_Walk` makes it, or
+        None when ``metadata`` is not one (the walk then starts over).
+
+        The common metadata: printable str keys and str values of at most
+        256 characters, ints, finite floats, booleans and None, whose JSON
+        form fits in ``max_bytes``. Such a dict cannot hold a cycle, nested
+        values or two keys equal once made strings, so it is copied at once
+        (one C call: a caller's thread changing it meanwhile cannot slip an
+        unchecked value in) and checked and sized in place.
+        """
+        out = metadata.copy()
+        keys = self._keys
+        # {} and ", " between items, then "key": and each value.
+        size = 2 * len(out) or 2
+        for key, item in out.items():
+            if not (type(key) is str and len(key) <= 256 and key.isprintable()):
+                return None
+            if key.isascii():
+                size += len(key) + 4 if key.isalnum() else len(_escaped(key)) + 2
+            else:
+                size += _size(key) + 2
+            hit = keys.get(key)
+            if hit is None:
+                hit = self.redacts(key)
+            if hit:
+                out[key] = REDACTED
+                size += len(REDACTED) + 2
+                continue
+            kind = type(item)
+            if kind is str:
+                if not (len(item) <= 256 and item.isprintable()):
+                    return None
+                if item.isascii():
+                    size += len(item) + 2 if item.isalnum() else len(_escaped(item))
+                else:
+                    size += _size(item)
+            elif item is None or kind is bool:
+                size += 5 if item is False else 4
+            elif kind is int and -_FLAT_INT < item < _FLAT_INT:
+                size += len(int.__repr__(item))
+            elif kind is float and item - item == 0.0:  # finite
+                size += len(float.__repr__(item))
+            else:
+                return None
+        if size > self.max_bytes:
+            return None  # the walk makes the marker, with the size it saw
+        return out
 
     # -- client address -------------------------------------------------------
 
