@@ -62,7 +62,8 @@ _CACHE_SIZE = 4096
 #: Longest key the redaction cache keeps: the cache holds at most
 #: _CACHE_SIZE keys of this size (about 1 MiB at worst).
 _CACHED_KEY = 64
-#: Metadata of at most this many items, flat, is checked without the walk.
+#: Metadata of at most this many items, flat, is checked without the walk
+#: (see Privacy.metadata).
 _FLAT_ITEMS = 32
 #: Ints the flat check prints without care (int.__repr__ refuses huge ones).
 _FLAT_INT = 10**18
@@ -276,42 +277,25 @@ class Privacy:
         made strings, such as ``1`` and ``"1"``). The walk stops as soon as
         the size passes ``max_bytes``, so any input costs about as much as
         metadata of that size.
-        """
-        if type(metadata) is dict and len(metadata) <= _FLAT_ITEMS:
-            flat = self._flat(metadata)
-            if flat is not None:
-                return flat
-        walk = _Walk(self, self.max_bytes)
-        try:
-            clean = walk.mapping(metadata, 0)
-        except _TooBig:
-            return {
-                "metadata_truncated": True,
-                "original_bytes_at_least": walk.size,
-                "max_bytes": self.max_bytes,
-            }
-        except _NotJSON as exc:
-            raise TelemetryError(f"metadata is not JSON-serialisable: {exc}") from None
-        return clean
 
-    def _flat(self, metadata: dict[t.Any, t.Any]) -> dict[str, t.Any] | None:
-        """The clean copy of a small flat dict, as :class:`_Walk` makes it, or
-        None when ``metadata`` is not one (the walk then starts over).
-
-        The common metadata: printable str keys and str values of at most
-        256 characters, ints, finite floats, booleans and None, whose JSON
-        form fits in ``max_bytes``. Such a dict cannot hold a cycle, nested
-        values or two keys equal once made strings, so it is copied at once
-        (one C call: a caller's thread changing it meanwhile cannot slip an
-        unchecked value in) and checked and sized in place.
+        The common metadata skips the walk: a dict of at most 32 items with
+        printable str keys and str values of at most 256 characters, ints,
+        finite floats, booleans and None, whose JSON form fits. It cannot
+        hold a cycle, nested values or two keys equal once made strings, so
+        it is copied at once (one C call: another thread changing it
+        meanwhile cannot slip an unchecked value in), then checked and sized
+        in place with the walk's rules. Anything else, or too big, goes to
+        the walk from the start.
         """
+        if type(metadata) is not dict or len(metadata) > _FLAT_ITEMS:
+            return self._walked(metadata)
         out = metadata.copy()
         keys = self._keys
         # {} and ", " between items, then "key": and each value.
         size = 2 * len(out) or 2
         for key, item in out.items():
             if not (type(key) is str and len(key) <= 256 and key.isprintable()):
-                return None
+                return self._walked(metadata)
             if key.isascii():
                 size += len(key) + 4 if key.isalnum() else len(_escaped(key)) + 2
             else:
@@ -326,7 +310,7 @@ class Privacy:
             kind = type(item)
             if kind is str:
                 if not (len(item) <= 256 and item.isprintable()):
-                    return None
+                    return self._walked(metadata)
                 if item.isascii():
                     size += len(item) + 2 if item.isalnum() else len(_escaped(item))
                 else:
@@ -338,10 +322,25 @@ class Privacy:
             elif kind is float and item - item == 0.0:  # finite
                 size += len(float.__repr__(item))
             else:
-                return None
+                return self._walked(metadata)
         if size > self.max_bytes:
-            return None  # the walk makes the marker, with the size it saw
+            return self._walked(metadata)  # it makes the marker, with its size
         return out
+
+    def _walked(self, metadata: t.Mapping[t.Any, t.Any]) -> dict[str, t.Any]:
+        """:meth:`metadata` by the walk: any mapping, any depth."""
+        walk = _Walk(self, self.max_bytes)
+        try:
+            clean = walk.mapping(metadata, 0)
+        except _TooBig:
+            return {
+                "metadata_truncated": True,
+                "original_bytes_at_least": walk.size,
+                "max_bytes": self.max_bytes,
+            }
+        except _NotJSON as exc:
+            raise TelemetryError(f"metadata is not JSON-serialisable: {exc}") from None
+        return clean
 
     # -- client address -------------------------------------------------------
 

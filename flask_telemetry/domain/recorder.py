@@ -261,7 +261,7 @@ class Recorder:
         if actor is None:
             raise TelemetryError(f"Unknown actor type {_shown(actor_type)}.")
         if metadata is not None:
-            if not is_mapping(metadata):
+            if type(metadata) is not dict and not is_mapping(metadata):
                 raise TelemetryError(
                     f"metadata must be a mapping, not {type(metadata).__name__}."
                 )
