@@ -432,9 +432,9 @@ class Telemetry:
             # Through _get_current_object(): an attribute read through the
             # proxy costs about as much as the rest of this method.
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-            state = app.extensions.get("telemetry")
+            state: _State | None = app.extensions.get("telemetry")
             if state is not None and state.owner is self:
-                return t.cast(_State, state)
+                return state  # not t.cast(): a call on every record()
         states = list(self._states)
         if len(states) == 1:
             return states[0]

@@ -210,3 +210,44 @@ def test_pending_bytes_counts_text_as_getsizeof_does() -> None:
             one: dict[str, t.Any] = {n: (text if n == name else None) for n in texts}
             event = pending(**fields, **one)
             assert pending_bytes(event) - pending_bytes(base) == sys.getsizeof(text)
+
+
+def _deep_size(value: t.Any) -> int:
+    """What ``value`` occupies, by sys.getsizeof, with everything in it."""
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        size += sum(_deep_size(k) + _deep_size(v) for k, v in value.items())
+    elif isinstance(value, list):
+        size += sum(_deep_size(item) for item in value)
+    return size
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 6, 11, 12, 22, 23, 32, 33, 43, 44, 87, 700])
+def test_pending_bytes_of_metadata_is_at_least_what_it_occupies(n: int) -> None:
+    """The metadata's estimate (a dict read from its length, its ASCII text
+    from its length) stays at or above its sys.getsizeof, and near it."""
+    privacy = Privacy(max_bytes=10**9)
+    flat = {f"key{i}": f"value:{i}" for i in range(n)}
+    shapes: list[dict[str, t.Any]] = [
+        flat,
+        privacy.metadata(flat),  # copied in one go up to 32 items, else walked
+        privacy.metadata({**flat, "n": 7, "f": 2.5, "b": True, "z": None}),
+        privacy.metadata({f"clé{i}": "日本語🚀" * (i % 3) for i in range(n)}),
+        privacy.metadata({"nested": flat, "list": [flat, list(flat), 1], "": {}}),
+    ]
+    fields: dict[str, t.Any] = {
+        "actor_type": "anonymous",
+        "actor_id": None,
+        "event_type": "cache_miss",
+        "severity": "info",
+        "request_id": None,
+        "route_name": None,
+        "ip_address": None,
+        "user_agent": None,
+        "occurred_at": 0.0,
+    }
+    base = pending_bytes(pending(**fields, metadata=None))
+    for metadata in shapes:
+        counted = pending_bytes(pending(**fields, metadata=metadata)) - base
+        occupied = _deep_size(metadata)
+        assert occupied <= counted <= 2 * occupied + 256, (n, counted, occupied)

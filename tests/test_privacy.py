@@ -8,7 +8,7 @@ import typing as t
 import pytest
 
 from conftest import Bundle, MakeApp
-from flask_telemetry import ConfigVars, EventType
+from flask_telemetry import ConfigVars, EventType, TelemetryError
 from flask_telemetry.domain.privacy import MAX_DEPTH, REDACTED, TOO_DEEP, Privacy
 
 
@@ -87,6 +87,48 @@ def test_metadata_size_is_counted_exactly() -> None:
         clean = privacy.metadata(sample)
         size = len(json.dumps(clean, ensure_ascii=False).encode())
         # The limit is inclusive, to the byte.
+        assert Privacy(max_bytes=size).metadata(sample) == clean
+        marker = Privacy(max_bytes=size - 1).metadata(sample)
+        assert size <= marker["original_bytes_at_least"] <= size + 5
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        {},
+        {"key": "user:42"},
+        {"a": 1, "b": -2.5, "c": None, "d": True, "e": False, "f": ""},
+        {"Password": "hunter2", "user": "ann", "api key": "k"},
+        {'q"uote': 'back\\slash "x"', "ü": "日本語🚀", "n": 10**17},
+        {"a": "x" * 200, "b": 'y"' * 40, "c": 1.5e-300, "d": None},
+        {"ü" * 100: "é" * 100, "token": "t" * 200},
+        {f"k{i}": "v" * 256 for i in range(32)},  # over 8 KiB: the marker
+        {"tab": "a\tb"},  # not printable: cleaned by the walk
+        {"big": 10**30, "nan": float("nan")},
+        {"x" * 257: 1},
+        {f"k{i}": i for i in range(33)},
+    ],
+)
+def test_small_flat_metadata_is_cleaned_and_sized_as_nested_metadata_is(
+    sample: dict[str, t.Any],
+) -> None:
+    """A small flat dict skips the walk: the same copy, the same limit."""
+    privacy = Privacy()
+    try:
+        clean = privacy.metadata(sample)
+    except TelemetryError:
+        with pytest.raises(TelemetryError):
+            privacy.metadata({"m": sample})
+        return
+    assert clean is not sample
+    if "metadata_truncated" in clean:
+        assert clean["original_bytes_at_least"] > privacy.max_bytes
+        assert "metadata_truncated" in privacy.metadata({"m": sample})
+        return
+    # Nested, the same dict goes through the walk.
+    assert privacy.metadata({"m": sample}) == {"m": clean}
+    size = len(json.dumps(clean, ensure_ascii=False).encode())
+    if size >= 256:
         assert Privacy(max_bytes=size).metadata(sample) == clean
         marker = Privacy(max_bytes=size - 1).metadata(sample)
         assert size <= marker["original_bytes_at_least"] <= size + 5

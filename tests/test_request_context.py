@@ -94,3 +94,61 @@ def test_request_end_is_queued_as_pending_builds_it(
     assert type(queued[0]) is str
     with bundle.app.app_context():
         bundle.telemetry.flush(5.0)
+
+
+@pytest.mark.parametrize(
+    ("given", "loaded", "ip_mode"),
+    [
+        ({}, None, "full"),
+        ({}, (ActorType.USER, 7), "full"),
+        ({"actor_type": "admin", "actor_id": 3}, (ActorType.USER, 7), "truncate"),
+        ({"metadata": {"key": "user:42", "n": 1}}, None, "none"),
+    ],
+)
+def test_record_is_queued_as_pending_builds_it(
+    make_app: MakeApp,
+    given: dict[str, t.Any],
+    loaded: tuple[t.Any, t.Any] | None,
+    ip_mode: str,
+) -> None:
+    """record() in a request builds the queued tuple in place: the same
+    values, in the same slots, as mapping.pending() makes."""
+    bundle = make_app(
+        TELEMETRY_DELIVERY="async",
+        TELEMETRY_FLUSH_INTERVAL=3600.0,
+        TELEMETRY_BATCH_SIZE=1000,
+        TELEMETRY_RECORD_REQUESTS=False,
+        TELEMETRY_IP_MODE=ip_mode,
+    )
+    bundle.telemetry.actor_loader(lambda: loaded)
+    state = bundle.app.extensions["telemetry"]
+    recorder = state.recorder
+    queue = recorder.delivery._queue
+    agent = "u" * 600
+    with bundle.app.test_request_context(
+        "/",
+        headers={"User-Agent": agent, "X-Request-ID": "rid-1"},
+        environ_base={"REMOTE_ADDR": "203.0.113.9"},
+    ):
+        bundle.app.preprocess_request()
+        bundle.telemetry.record("cache_miss", "debug", **given)
+    queued = queue.pop()
+    explicit = "actor_type" in given
+    actor = (given["actor_type"], given["actor_id"]) if explicit else loaded
+    actor_type, actor_id = actor_of(actor, in_request=True)
+    expected = mapping.pending(
+        actor_type=str(ActorType(actor_type).value),
+        actor_id=actor_id,
+        event_type="cache_miss",
+        severity="debug",
+        request_id="rid-1",
+        route_name=None,
+        ip_address=recorder.privacy.ip("203.0.113.9"),
+        user_agent=agent[:512],
+        metadata=given.get("metadata"),
+        occurred_at=queued[9],
+    )
+    assert queued == expected
+    assert all(type(queued[i]) is str for i in (0, 2, 3))
+    with bundle.app.app_context():
+        bundle.telemetry.flush(5.0)

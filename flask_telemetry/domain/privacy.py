@@ -3,8 +3,9 @@
 Everything here runs when an event is recorded, before it is queued, so a
 secret never sits in the in-memory queue and a caller changing its metadata
 afterwards cannot change (or break) the stored event. The work is sized for
-the request thread: internal metadata skips the walk, key decisions are
-cached, and the JSON size is counted during the walk instead of encoding.
+the request thread: internal metadata skips the walk, so does a small flat
+dict (checked in one loop), key decisions are cached, and the JSON size is
+counted during the walk instead of encoding.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ _CACHE_SIZE = 4096
 #: Longest key the redaction cache keeps: the cache holds at most
 #: _CACHE_SIZE keys of this size (about 1 MiB at worst).
 _CACHED_KEY = 64
+#: Metadata of at most this many items, flat, is checked without the walk
+#: (see Privacy.metadata).
+_FLAT_ITEMS = 32
+#: Ints the flat check prints without care (int.__repr__ refuses huge ones).
+_FLAT_INT = 10**18
 
 
 def is_mapping(value: object) -> bool:
@@ -271,7 +277,58 @@ class Privacy:
         made strings, such as ``1`` and ``"1"``). The walk stops as soon as
         the size passes ``max_bytes``, so any input costs about as much as
         metadata of that size.
+
+        The common metadata skips the walk: a dict of at most 32 items with
+        printable str keys and str values of at most 256 characters, ints,
+        finite floats, booleans and None, whose JSON form fits. It cannot
+        hold a cycle, nested values or two keys equal once made strings, so
+        it is copied at once (one C call: another thread changing it
+        meanwhile cannot slip an unchecked value in), then checked and sized
+        in place with the walk's rules. Anything else, or too big, goes to
+        the walk from the start.
         """
+        if type(metadata) is not dict or len(metadata) > _FLAT_ITEMS:
+            return self._walked(metadata)
+        out = metadata.copy()
+        keys = self._keys
+        # {} and ", " between items, then "key": and each value.
+        size = 2 * len(out) or 2
+        for key, item in out.items():
+            if not (type(key) is str and len(key) <= 256 and key.isprintable()):
+                return self._walked(metadata)
+            if key.isascii():
+                size += len(key) + 4 if key.isalnum() else len(_escaped(key)) + 2
+            else:
+                size += _size(key) + 2
+            hit = keys.get(key)
+            if hit is None:
+                hit = self.redacts(key)
+            if hit:
+                out[key] = REDACTED
+                size += len(REDACTED) + 2
+                continue
+            kind = type(item)
+            if kind is str:
+                if not (len(item) <= 256 and item.isprintable()):
+                    return self._walked(metadata)
+                if item.isascii():
+                    size += len(item) + 2 if item.isalnum() else len(_escaped(item))
+                else:
+                    size += _size(item)
+            elif item is None or kind is bool:
+                size += 5 if item is False else 4
+            elif kind is int and -_FLAT_INT < item < _FLAT_INT:
+                size += len(int.__repr__(item))
+            elif kind is float and item - item == 0.0:  # finite
+                size += len(float.__repr__(item))
+            else:
+                return self._walked(metadata)
+        if size > self.max_bytes:
+            return self._walked(metadata)  # it makes the marker, with its size
+        return out
+
+    def _walked(self, metadata: t.Mapping[t.Any, t.Any]) -> dict[str, t.Any]:
+        """:meth:`metadata` by the walk: any mapping, any depth."""
         walk = _Walk(self, self.max_bytes)
         try:
             clean = walk.mapping(metadata, 0)

@@ -13,7 +13,7 @@ from .delivery.protocol import Delivery
 from .delivery.stats import Stats
 from .intent import TraceIntent
 from .log import RateLimitedLog
-from .mapping import Pending, pending
+from .mapping import Pending
 from .privacy import Privacy, clean_text, is_mapping
 from .request_end import ANONYMOUS, RequestEnd
 
@@ -77,12 +77,54 @@ class Recorder:
 
     def record(self, intent: TraceIntent) -> None:
         """Record one event; returns once it is stored (sync) or queued (async)."""
+        self.record_values(
+            intent.event_type,
+            intent.severity,
+            intent.actor_type,
+            intent.actor_id,
+            intent.metadata,
+            intent.request_id,
+            intent.route_name,
+            intent.ip_address,
+            intent.user_agent,
+        )
+
+    def record_values(
+        self,
+        event_type: object,
+        severity: object,
+        actor_type: object,
+        actor_id: object,
+        metadata: t.Mapping[t.Any, t.Any] | None,
+        request_id: str | None = None,
+        route_name: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """:meth:`record` of the :class:`TraceIntent` these values make,
+        without making it: the request hooks call this on every
+        ``telemetry.record()``, where the frozen dataclass's ``__init__`` (one
+        ``object.__setattr__`` per field) was a sizeable share of the call."""
         try:
-            queued = self._check(intent)
+            queued = self._check(
+                event_type,
+                severity,
+                actor_type,
+                actor_id,
+                metadata,
+                request_id,
+                route_name,
+                ip_address,
+                user_agent,
+            )
         except Exception as exc:  # hostile arguments included: never raise
             self.reject(exc)
             return
-        self._deliver(queued)
+        self.stats.accept()
+        try:
+            self.delivery.deliver(queued)
+        except Exception as exc:
+            self._failed(exc)
 
     def record_request_end(self, end: RequestEnd, actor: tuple[t.Any, t.Any]) -> None:
         """Record ``http_request_end`` from the facts the request hooks gathered.
@@ -142,13 +184,6 @@ class Recorder:
         except Exception as exc:  # a hostile actor loader: count, never raise
             self.reject(exc)
             return
-        self.stats.accept()  # _deliver(), without a call
-        try:
-            self.delivery.deliver(queued)
-        except Exception as exc:
-            self._failed(exc)
-
-    def _deliver(self, queued: Pending) -> None:
         self.stats.accept()
         try:
             self.delivery.deliver(queued)
@@ -185,39 +220,76 @@ class Recorder:
             raise TelemetryError(f"Unknown actor type {_shown(value)}.")
         return actor_type
 
-    def _check(self, intent: TraceIntent) -> Pending:
-        event_type = _resolve(self._event_types, intent.event_type)
-        if event_type is None:
+    def _check(
+        self,
+        event_type: object,
+        severity: object,
+        actor_type: object,
+        actor_id: object,
+        metadata: t.Mapping[t.Any, t.Any] | None,
+        request_id: str | None,
+        route_name: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> Pending:
+        """The :data:`.mapping.Pending` tuple of an event, its values checked.
+
+        It is built here in place, as :meth:`record_request_end` builds its
+        own (the values :func:`.mapping.pending` would make, in its order;
+        ``tests/test_request_context.py`` compares them); the text is only
+        cut when it is too long.
+        """
+        try:  # the common case: three lookups, no call
+            event = self._event_types.get(event_type)  # type: ignore[call-overload]
+            level = self._severities.get(severity)  # type: ignore[call-overload]
+            actor = self._actor_types.get(actor_type)  # type: ignore[call-overload]
+        except TypeError:  # unhashable: not a known value
+            event = _resolve(self._event_types, event_type)
+            level = _resolve(self._severities, severity)
+            actor = _resolve(self._actor_types, actor_type)
+        if event is None:
             raise TelemetryError(
-                f"Unknown event type {_shown(intent.event_type)}. Use an EventType, "
+                f"Unknown event type {_shown(event_type)}. Use an EventType, "
                 "or register your own str Enum of event types with "
                 "Telemetry(event_types=[MyEvents])."
             )
-        severity = _resolve(self._severities, intent.severity)
-        if severity is None:
+        if level is None:
             raise TelemetryError(
-                f"Unknown severity {_shown(intent.severity)}; "
+                f"Unknown severity {_shown(severity)}; "
                 f"use one of {sorted(self._severities)}."
             )
-        actor_type = self._actor_type(intent.actor_type)
-        metadata = intent.metadata
+        if actor is None:
+            raise TelemetryError(f"Unknown actor type {_shown(actor_type)}.")
         if metadata is not None:
-            if not is_mapping(metadata):
+            if type(metadata) is not dict and not is_mapping(metadata):
                 raise TelemetryError(
                     f"metadata must be a mapping, not {type(metadata).__name__}."
                 )
             metadata = self.privacy.metadata(metadata)
-        return pending(
-            event_type=event_type,
-            severity=severity,
-            actor_type=actor_type,
-            actor_id=_actor_id(intent.actor_id),
-            request_id=_cut(intent.request_id, _REQUEST_ID),
-            route_name=_cut(intent.route_name, _ROUTE_NAME),
-            ip_address=_cut(self.privacy.ip(intent.ip_address), _IP_ADDRESS),
-            user_agent=_cut(intent.user_agent, _USER_AGENT),
-            metadata=metadata,
-            occurred_at=_wall(),
+        if actor_id is not None:
+            actor_id = _actor_id(actor_id)
+        if type(request_id) is str and len(request_id) > _REQUEST_ID:
+            request_id = _cut(request_id, _REQUEST_ID)
+        if type(route_name) is str and len(route_name) > _ROUTE_NAME:
+            route_name = _cut(route_name, _ROUTE_NAME)
+        if self._ip_as_is:
+            if type(ip_address) is str and len(ip_address) > _IP_ADDRESS:
+                ip_address = _cut(ip_address, _IP_ADDRESS)
+        else:
+            ip_address = _cut(self.privacy.ip(ip_address), _IP_ADDRESS)
+        if type(user_agent) is str and len(user_agent) > _USER_AGENT:
+            user_agent = _cut(user_agent, _USER_AGENT)
+        return (
+            actor,
+            actor_id,
+            event,
+            level,
+            request_id,
+            route_name,
+            ip_address,
+            user_agent,
+            metadata,
+            _wall(),
         )
 
 

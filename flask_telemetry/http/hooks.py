@@ -11,11 +11,10 @@ from flask import Flask, Response, g, has_request_context, request
 from werkzeug.datastructures import Headers
 
 from ..domain.correlation import REQUEST_ID_PATTERN, carried, new_request_id
-from ..domain.intent import TraceIntent
 from ..domain.log import logger
 from ..domain.privacy import clean_text, is_mapping
 from ..domain.recorder import Recorder
-from ..domain.request_end import ANONYMOUS, RequestEndPolicy, actor_of
+from ..domain.request_end import ANONYMOUS, SYSTEM, RequestEndPolicy, actor_of
 from ..storage.vocabulary import ActorType, EventType, Severity
 from .context import RequestContext
 from .routes import RouteRules
@@ -93,17 +92,22 @@ class RequestTelemetry:
         request id and trace id.
         """
         try:
-            ctx = _context() if has_request_context() else None
-            if actor_type is None:
-                loaded = self._loaded_actor() if ctx is not None else None
-                if loaded is not None:
-                    actor_type, actor_id = loaded
-                else:
-                    actor_type = actor_of(None, in_request=ctx is not None)[0]
+            ctx: RequestContext | None = (
+                _g().__dict__.get("_telemetry") if has_request_context() else None
+            )
             request_id: str | None
             if ctx is not None:
+                if actor_type is None:
+                    loader = self._actor_loader()
+                    loaded = None if loader is None else self._call(loader)
+                    if loaded is not None:
+                        actor_type, actor_id = loaded
+                    else:
+                        actor_type = ANONYMOUS[0]
                 request_id, trace_id = ctx.request_id, ctx.trace_id
             else:
+                if actor_type is None:
+                    actor_type = SYSTEM[0]
                 corr = carried()
                 request_id = corr.request_id if corr is not None else None
                 trace_id = corr.trace_id if corr is not None else None
@@ -112,21 +116,26 @@ class RequestTelemetry:
                     metadata = {"trace_id": trace_id}
                 elif is_mapping(metadata) and "trace_id" not in metadata:
                     metadata = {"trace_id": trace_id, **metadata}
-            intent = TraceIntent(
-                event_type=event_type,
-                severity=severity,
-                actor_type=actor_type,
-                actor_id=actor_id,
-                metadata=metadata,
-                request_id=request_id,
-                route_name=ctx.route_name if ctx else None,
-                ip_address=ctx.ip_address if ctx else None,
-                user_agent=ctx.user_agent if ctx else None,
-            )
         except Exception as exc:  # hostile arguments: count, never raise
             self.recorder.reject(exc)
             return
-        self.recorder.record(intent)
+        # Recorder.record(TraceIntent(...)), without building the intent.
+        if ctx is not None:
+            self.recorder.record_values(
+                event_type,
+                severity,
+                actor_type,
+                actor_id,
+                metadata,
+                request_id,
+                ctx.route_name,
+                ctx.ip_address,
+                ctx.user_agent,
+            )
+        else:
+            self.recorder.record_values(
+                event_type, severity, actor_type, actor_id, metadata, request_id
+            )
 
     # -- hooks ----------------------------------------------------------------
     #
@@ -240,11 +249,6 @@ class RequestTelemetry:
         except Exception:
             logger.exception("Telemetry could not record the end of a request")
 
-    def _loaded_actor(self) -> tuple[t.Any, t.Any] | None:
-        """What the actor loader says of the current request (None: anonymous)."""
-        loader = self._actor_loader()
-        return None if loader is None else self._call(loader)
-
     @staticmethod
     def _call(loader: ActorLoader) -> tuple[t.Any, t.Any] | None:
         try:
@@ -260,11 +264,6 @@ class RequestTelemetry:
             self.recorder.record_request_end(ctx, actor)
         else:
             self.recorder.skip("sampled_out")
-
-
-def _context() -> RequestContext | None:
-    ctx: RequestContext | None = _g().__dict__.get("_telemetry")
-    return ctx
 
 
 def _user_agent(value: str) -> str:
