@@ -248,7 +248,7 @@ class ConfigVars:
         "TELEMETRY_BATCH_SIZE",
         500,
         number(integer=True, minimum=1),
-        "Events per INSERT.",
+        "Events per transaction.",
     )
     FLUSH_INTERVAL = Key(
         "TELEMETRY_FLUSH_INTERVAL",
