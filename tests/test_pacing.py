@@ -9,7 +9,7 @@ import pytest
 from conftest import MakeApp
 from flask_telemetry import ConfigVars, EventType
 from flask_telemetry.domain.delivery import background
-from flask_telemetry.storage import dialects, pacing, writer
+from flask_telemetry.storage import bulk, pacing, writer
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(threading.current_thread().name)
         pacing.pause()
 
-    for module in (background, writer, dialects):
+    for module in (background, writer, bulk):
         monkeypatch.setattr(module, "pause", pause)
     return seen
 
