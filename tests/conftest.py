@@ -9,6 +9,7 @@ disturb each other.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import typing as t
@@ -126,6 +127,32 @@ class Bundle:
             engine = self.db.engines[self.app.config[ConfigVars.BIND_KEY]]
             with engine.connect() as conn:
                 return list(conn.execute(sa.select(self.traces).order_by("id")))
+
+    @contextlib.contextmanager
+    def check_constraint(self, name: str, condition: str) -> t.Iterator[None]:
+        """The table refuses rows that fail ``condition`` while inside.
+
+        SQLite cannot add a constraint to a table: it is rebuilt with one
+        (empty). The constraint leaves the shared table object afterwards.
+        """
+        with self.app.app_context(), self.db.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                self.traces.drop(conn)
+                self.traces.append_constraint(sa.CheckConstraint(condition, name=name))
+                self.traces.create(conn)
+            else:
+                conn.execute(
+                    sa.text(
+                        f"ALTER TABLE telemetry_traces ADD CONSTRAINT {name} "
+                        f"CHECK ({condition})"
+                    )
+                )
+        try:
+            yield
+        finally:
+            for constraint in list(self.traces.constraints):
+                if constraint.name == name:
+                    self.traces.constraints.remove(constraint)
 
     def client(self) -> FlaskClient:
         return self.app.test_client()

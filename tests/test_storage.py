@@ -165,21 +165,7 @@ def test_a_row_the_database_rejects_in_a_multi_row_insert_costs_only_itself(
     INSERTs: the batch is split until that row is alone; the others are
     stored."""
     bundle = make_app()
-    with bundle.app.app_context(), bundle.db.engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            bundle.traces.drop(conn)
-            bundle.traces.append_constraint(
-                sa.CheckConstraint("request_id <> 'req-bad'", name="no_bad")
-            )
-            bundle.traces.create(conn)
-        else:
-            conn.execute(
-                sa.text(
-                    "ALTER TABLE telemetry_traces ADD CONSTRAINT no_bad "
-                    "CHECK (request_id <> 'req-bad')"
-                )
-            )
-    try:
+    with bundle.check_constraint("no_bad", "request_id <> 'req-bad'"):
         with bundle.app.app_context():
             engine = bundle.db.engine
         stats = Stats()
@@ -198,10 +184,6 @@ def test_a_row_the_database_rejects_in_a_multi_row_insert_costs_only_itself(
         )
         assert stats.snapshot()["written"] == 39
         assert stats.snapshot()["dropped"]["storage_error"] == 1
-    finally:
-        for constraint in list(bundle.traces.constraints):
-            if constraint.name == "no_bad":
-                bundle.traces.constraints.remove(constraint)
 
 
 @pytest.mark.parametrize("delivery", ["sync", "async"])

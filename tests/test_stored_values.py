@@ -183,16 +183,8 @@ def _assert_read_back(bundle: Bundle, events: list[TraceEvent]) -> None:
     stored = _model_rows(bundle)
     assert len(stored) == len(events)
     for event, row in zip(events, stored, strict=True):
-        for name in (
-            "actor_type",
-            "actor_id",
-            "event_type",
-            "severity",
-            "request_id",
-            "route_name",
-            "ip_address",
-            "user_agent",
-        ):
+        assert FIELDS[-2:] == ("metadata", "occurred_at")
+        for name in FIELDS[:-2]:
             assert getattr(row, name) == getattr(event, name), name
         assert row.metadata_ == event.metadata
         assert row.occurred_at.replace(tzinfo=dt.UTC) == event.occurred_at
