@@ -310,6 +310,9 @@ def test_request_ids_are_validated_per_length_only_where_the_field_allows(
         pass
 
     assert not _verdict_by_length(Custom(validate=ma.validate.Length(max=64)))
+    hooked = ma.fields.String(validate=ma.validate.Length(max=64))
+    hooked.pre_load = [str.strip]
+    assert not _verdict_by_length(hooked)
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'v.db'}")
     writer = TraceWriter(lambda: engine, sa.Table("telemetry_traces", sa.MetaData()))

@@ -48,13 +48,16 @@ def _verdict_by_length(field: ma.fields.Field[t.Any]) -> bool:
     """Whether ``field`` gives every exact str of one length the same verdict.
 
     True for marshmallow's own ``String`` (which returns an exact str as it
-    is) whose only validators are ``Length``: each request id is usually
-    new, and a batch then pays for one field call per distinct length, not
-    per row. Any other field or validator (a pattern, say) is asked about
-    every id.
+    is) whose only validators are ``Length`` and that has no field-level
+    load hooks: each request id is usually new, and a batch then pays for
+    one field call per distinct length, not per row. Any other field,
+    validator (a pattern, say) or hook is asked about every id.
     """
-    return type(field) is ma.fields.String and all(
-        type(check) is ma.validate.Length for check in field.validators
+    return (
+        type(field) is ma.fields.String
+        and not getattr(field, "pre_load", None)
+        and not getattr(field, "post_load", None)
+        and all(type(check) is ma.validate.Length for check in field.validators)
     )
 
 
