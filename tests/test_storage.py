@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import typing as t
 
@@ -20,6 +21,7 @@ from flask_telemetry.storage.schema import TelemetryEventSchema
 from flask_telemetry.storage.writer import (
     StorageFailure,
     TraceWriter,
+    _deserializer,
     _verdict_by_length,
 )
 
@@ -331,6 +333,53 @@ def test_request_ids_are_validated_per_length_only_where_the_field_allows(
     # One call per length (8, 64, 65 rejected twice) and one for None.
     assert calls == ["req-0000", "r" * 64, "r" * 65, "s" * 65, None]
     engine.dispose()
+
+
+def test_the_writers_field_calls_give_the_fields_verdicts() -> None:
+    """The writer calls the metadata and time fields' ``_deserialize``
+    directly where ``deserialize`` would do nothing else: same value or same
+    message for every kind of input; a field with a validator or a hook is
+    called whole."""
+    schema = TelemetryEventSchema()
+    text = copy.copy(schema.fields["metadata"])
+    text.as_text = True  # type: ignore[attr-defined]
+    cases: list[tuple[ma.fields.Field[t.Any], list[object]]] = [
+        (
+            text,
+            [
+                {"a": 1, "b": "ü"},
+                {},
+                None,
+                ma.missing,
+                [],
+                "x",
+                {1: "a"},
+                {"x": float("nan")},
+                {"x": object()},
+            ],
+        ),
+        (
+            schema.fields["occurred_at"],
+            [WHEN, dt.datetime(2026, 1, 1), None, ma.missing, WHEN.isoformat(), 5],
+        ),
+    ]
+
+    def verdict(call: t.Callable[[object], object], value: object) -> object:
+        try:
+            return ("ok", call(value))
+        except ma.ValidationError as exc:
+            return ("error", exc.messages)
+
+    for field, values in cases:
+        fast = _deserializer(field)
+        assert fast != field.deserialize  # the direct call is in use
+        for value in values:
+            assert verdict(fast, value) == verdict(field.deserialize, value), value
+    checked = ma.fields.String(validate=ma.validate.Length(max=3))
+    assert _deserializer(checked) == checked.deserialize
+    hooked = ma.fields.String()
+    hooked.post_load = [str.upper]
+    assert _deserializer(hooked) == hooked.deserialize
 
 
 def test_validation_verdicts_are_per_value_across_batches(tmp_path: t.Any) -> None:

@@ -61,6 +61,33 @@ def _verdict_by_length(field: ma.fields.Field[t.Any]) -> bool:
     )
 
 
+def _deserializer(field: ma.fields.Field[t.Any]) -> t.Callable[[t.Any], t.Any]:
+    """``field.deserialize``, or what it comes to for a value that is not
+    None when nothing else would run: the field's own ``_deserialize``.
+
+    For a field with no validators and no load hooks, ``deserialize`` of a
+    value that is not None (nor marshmallow's ``missing``) only calls
+    ``_deserialize``; its other calls cost more than that one does for a
+    timestamp. None and ``missing`` still go through ``deserialize``, with
+    its verdicts and messages.
+    """
+    full = field.deserialize
+    if (
+        field.validators
+        or getattr(field, "pre_load", None)
+        or getattr(field, "post_load", None)
+    ):
+        return full
+    inner = field._deserialize
+
+    def deserialize(value: t.Any) -> t.Any:
+        if value is None or value is ma.missing:
+            return full(value)
+        return inner(value, None, None)
+
+    return deserialize
+
+
 def _is_row_error(exc: sa_exc.SQLAlchemyError) -> bool:
     """Whether the content of a row, not the database, made the INSERT fail."""
     if isinstance(exc, _ROW_ERRORS):
@@ -139,8 +166,8 @@ class TraceWriter:
         self._ids_by_length = _verdict_by_length(fields["request_id"])
         self._per_row = (
             fields["request_id"].deserialize,
-            as_text.deserialize,
-            fields["occurred_at"].deserialize,
+            _deserializer(as_text),
+            _deserializer(fields["occurred_at"]),
         )
         self._convert: dialects.Convert | None = None
         # The schema's verdict on each combination of shared values seen
