@@ -20,8 +20,7 @@ import statistics
 import time
 import typing as t
 
-from flask_telemetry.domain.delivery import background
-from flask_telemetry.storage import bulk, pacing, writer
+from flask_telemetry.storage import pacing
 
 from .apps import Built, Variant, build
 from .common import databases, percentile
@@ -30,13 +29,16 @@ from .inprocess import url_for
 #: Seconds per block, and the wait after each request.
 BLOCK = 2.0
 WAIT = 0.0002
-_MODULES = (writer, bulk, background)
 _MEASURES = ("rate", "p50", "p99", "p99.9")
 
 
+#: The slice as shipped, and one no batch reaches.
+SHIPPED = pacing.SLICE
+NEVER = 1 << 62
+
+
 def _slice(rows: int) -> None:
-    for module in _MODULES:
-        module.SLICE = rows  # type: ignore[attr-defined]
+    pacing.SLICE = rows
 
 
 def _block(built: Built) -> tuple[float, float, float, float]:
@@ -73,18 +75,18 @@ def run(dbs: t.Sequence[str], rounds: int) -> dict[str, dict[str, float]]:
             ratios: dict[str, list[float]] = {k: [] for k in _MEASURES}
             try:
                 for number in range(rounds):
-                    order = [pacing.SLICE, 1 << 62]
+                    order = [SHIPPED, NEVER]
                     if number % 2:
                         order.reverse()
                     measured = {}
                     for rows in order:
                         _slice(rows)
                         measured[rows] = _block(built)
-                    paced, unpaced = measured[pacing.SLICE], measured[1 << 62]
+                    paced, unpaced = measured[SHIPPED], measured[NEVER]
                     for index, key in enumerate(_MEASURES):
                         ratios[key].append(paced[index] / unpaced[index])
             finally:
-                _slice(pacing.SLICE)
+                _slice(SHIPPED)
                 assert built.telemetry is not None
                 with built.app.app_context():
                     built.telemetry.shutdown(5.0)
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args(argv)
     results = run(args.db.split(","), args.rounds)
-    print(f"paced (every {pacing.SLICE} rows) over unpaced, medians:")
+    print(f"paced (every {SHIPPED} rows) over unpaced, medians:")
     for db, ratio in results.items():
         print(
             f"{db:12} requests/s {ratio['rate']:.3f}  "

@@ -8,21 +8,20 @@ import pytest
 
 from conftest import MakeApp
 from flask_telemetry import ConfigVars, EventType
-from flask_telemetry.domain.delivery import background
-from flask_telemetry.storage import bulk, pacing, writer
+from flask_telemetry.storage import pacing
 
 
 @pytest.fixture
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the threads that paused, one entry per pause."""
     seen: list[str] = []
+    original = pacing.pause
 
     def pause() -> None:
         seen.append(threading.current_thread().name)
-        pacing.pause()
+        original()
 
-    for module in (background, writer, bulk):
-        monkeypatch.setattr(module, "pause", pause)
+    monkeypatch.setattr(pacing, "pause", pause)
     return seen
 
 

@@ -14,7 +14,7 @@ from ..domain.correlation import REQUEST_ID_PATTERN, carried, new_request_id
 from ..domain.log import logger
 from ..domain.privacy import clean_text, is_mapping
 from ..domain.recorder import Recorder
-from ..domain.request_end import ANONYMOUS, SYSTEM, RequestEndPolicy, actor_of
+from ..domain.request_end import ANONYMOUS, RequestEndPolicy, actor_of
 from ..storage.vocabulary import ActorType, EventType, Severity
 from .context import RequestContext
 from .routes import RouteRules
@@ -95,19 +95,17 @@ class RequestTelemetry:
             ctx: RequestContext | None = (
                 _g().__dict__.get("_telemetry") if has_request_context() else None
             )
+            if actor_type is None:
+                loader = self._actor_loader() if ctx is not None else None
+                loaded = None if loader is None else self._call(loader)
+                if loaded is not None:
+                    actor_type, actor_id = loaded
+                else:
+                    actor_type = actor_of(None, in_request=ctx is not None)[0]
             request_id: str | None
             if ctx is not None:
-                if actor_type is None:
-                    loader = self._actor_loader()
-                    loaded = None if loader is None else self._call(loader)
-                    if loaded is not None:
-                        actor_type, actor_id = loaded
-                    else:
-                        actor_type = ANONYMOUS[0]
                 request_id, trace_id = ctx.request_id, ctx.trace_id
             else:
-                if actor_type is None:
-                    actor_type = SYSTEM[0]
                 corr = carried()
                 request_id = corr.request_id if corr is not None else None
                 trace_id = corr.trace_id if corr is not None else None

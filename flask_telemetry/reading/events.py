@@ -56,9 +56,12 @@ def events(
         )
     with connection(bind) as conn:
         dialect = conn.dialect
-        clauses = _window.time_filters(dialect, table, since, until)
-        if clauses and request_id is None and _walk_ids(conn, table, until):
-            clauses = _window.time_filters(dialect, table, since, until, index=False)
+        walk = (
+            (since is not None or until is not None)
+            and request_id is None
+            and _walk_ids(conn, table, until)
+        )
+        clauses = _window.time_filters(dialect, table, since, until, index=not walk)
         if event_type is not None:
             types = _values(event_type)
             clauses.append(

@@ -156,15 +156,16 @@ def time_filters(
     The window's own bounds are left out then: beside them, SQLite may read
     the whole window once per slice instead of each slice's rows.
     """
-    bounds = _window.time_filters(dialect, table, since, until)
     if sample is None:
-        return bounds
+        return _window.time_filters(dialect, table, since, until)
     now = dt.datetime.now(dt.UTC)
     start, end = _window.resolve(since, now), _window.resolve(until, now)
-    inside = (start is None or start <= sample.since) and (
+    clauses = [sample.clause(dialect, table)]
+    if (start is None or start <= sample.since) and (
         end is None or sample.until <= end
-    )
-    return [sample.clause(dialect, table)] + ([] if inside else bounds)
+    ):
+        return clauses
+    return clauses + _window.time_filters(dialect, table, since, until)
 
 
 def scale(sample: Sample | None) -> float:

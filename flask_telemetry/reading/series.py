@@ -329,16 +329,8 @@ def request_rows(
     With a ``sample`` (a :func:`~flask_telemetry.reading.sample.probe` to
     choose a sample's fraction), an estimate: the rows in it, scaled.
     """
-    query = (
-        sa.select(sa.func.count())
-        .select_from(table)
-        .where(
-            *_window(
-                conn, table, _aware(since), _aware(until), route, unmatched, sample
-            ),
-        )
-    )
-    return int(conn.execute(query).scalar_one()) * _sample.scale(sample)
+    where = _window(conn, table, _aware(since), _aware(until), route, unmatched, sample)
+    return _rows(conn, table, where, sample)
 
 
 def event_rows(
@@ -351,15 +343,20 @@ def event_rows(
 ) -> float:
     """How many events of any type the window holds (from the time index);
     with a ``sample``, an estimate as :func:`request_rows`'s."""
-    query = (
-        sa.select(sa.func.count())
-        .select_from(table)
-        .where(
-            *_sample.time_filters(
-                conn.dialect, table, _aware(since), _aware(until), sample
-            ),
-        )
+    where = _sample.time_filters(
+        conn.dialect, table, _aware(since), _aware(until), sample
     )
+    return _rows(conn, table, where, sample)
+
+
+def _rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    where: list[sa.ColumnElement[bool]],
+    sample: _sample.Sample | None,
+) -> float:
+    """The rows ``where`` keeps, scaled by the sample's fraction."""
+    query = sa.select(sa.func.count()).select_from(table).where(*where)
     return int(conn.execute(query).scalar_one()) * _sample.scale(sample)
 
 

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
 from . import row
-from .pacing import SLICE, pause
+from .pacing import paced
 
 _NAMED = re.compile(r"%\((\w+)\)s")
 #: At most this many rows per SQLite INSERT (a power of two). Before SQLite
@@ -90,9 +90,7 @@ def _pymysql_insert(cursor: t.Any, prefix: bytes, rows: list[t.Any]) -> None:
     known: dict[t.Any, str] = {}
     get = known.get
     statement: bytearray | None = None
-    for number, values in enumerate(rows, 1):
-        if not number % SLICE:
-            pause()  # see .pacing
+    for values in paced(rows):
         literals = []
         for value in values:
             kind = type(value)
@@ -246,9 +244,7 @@ class Bulk:
                 statement = copy_sql
                 with dbapi.cursor() as cursor, cursor.copy(copy_sql) as copy:
                     write = copy.write_row
-                    for number, values in enumerate(rows, 1):
-                        if not number % SLICE:
-                            pause()  # see .pacing
+                    for values in paced(rows):
                         write(values)
                 statement = "COMMIT"
                 dbapi.commit()

@@ -14,7 +14,7 @@ import sqlalchemy.exc as sa_exc
 from ..exceptions import TelemetryStorageException
 from . import dialects
 from . import row as ev
-from .pacing import SLICE, pause
+from .pacing import paced
 from .schema import TelemetryEventSchema
 
 #: Failures caused by the content of a row: a batch that hits one is split so
@@ -40,8 +40,12 @@ _OCCURRED_AT = ev.FIELDS.index("occurred_at")
 _VERDICTS = 1024
 
 
-#: A request id of another type than str: validated every time.
-_UNKNOWN: t.Any = object()
+def _plain(field: ma.fields.Field[t.Any]) -> bool:
+    """Whether ``field`` has no load hooks of its own (marshmallow 4's
+    field-level ``pre_load`` and ``post_load``)."""
+    return not getattr(field, "pre_load", None) and not getattr(
+        field, "post_load", None
+    )
 
 
 def _verdict_by_length(field: ma.fields.Field[t.Any]) -> bool:
@@ -55,8 +59,7 @@ def _verdict_by_length(field: ma.fields.Field[t.Any]) -> bool:
     """
     return (
         type(field) is ma.fields.String
-        and not getattr(field, "pre_load", None)
-        and not getattr(field, "post_load", None)
+        and _plain(field)
         and all(type(check) is ma.validate.Length for check in field.validators)
     )
 
@@ -72,11 +75,7 @@ def _deserializer(field: ma.fields.Field[t.Any]) -> t.Callable[[t.Any], t.Any]:
     its verdicts and messages.
     """
     full = field.deserialize
-    if (
-        field.validators
-        or getattr(field, "pre_load", None)
-        or getattr(field, "post_load", None)
-    ):
+    if field.validators or not _plain(field):
         return full
     inner = field._deserialize
 
@@ -255,9 +254,7 @@ class TraceWriter:
         # Request ids (or their lengths) the field accepted in this batch.
         valid_ids: set[str | int | None] = set()
         by_length = self._ids_by_length
-        for number, event in enumerate(events, 1):
-            if not number % SLICE:
-                pause()  # let the application's threads run (see .pacing)
+        for event in paced(events):  # the application's threads run between
             values = event if type(event) is tuple else ev.values(event)  # type: ignore[arg-type]
             errors: dict[str, t.Any] | None = None
             try:
@@ -272,18 +269,16 @@ class TraceWriter:
             rid = values[_REQUEST_ID]
             # The verdict on an exact str (or None) is kept for the batch:
             # per length where the field allows, or per id.
-            if type(rid) is str:
-                mark: str | int | None = len(rid) if by_length else rid
-            else:
-                mark = rid if rid is None else _UNKNOWN
-            if mark is _UNKNOWN or mark not in valid_ids:
+            kept = rid is None or type(rid) is str
+            mark = len(rid) if by_length and type(rid) is str else rid
+            if not (kept and mark in valid_ids):
                 try:
                     request_id(rid)
                 except ma.ValidationError as exc:
                     errors = errors or {}
                     errors["request_id"] = exc.messages
                 else:
-                    if mark is not _UNKNOWN:
+                    if kept:
                         valid_ids.add(mark)
             try:
                 text = metadata(values[_METADATA])

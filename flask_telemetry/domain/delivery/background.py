@@ -9,7 +9,7 @@ import os
 import threading
 import time
 
-from ...storage.pacing import SLICE, pause
+from ...storage.pacing import paced
 from ...storage.row import Values
 from ..mapping import Pending, build_values
 from .batch import BatchStore, DatabaseDown, Outcome
@@ -325,9 +325,7 @@ class BackgroundDelivery:
 
     def _build(self, batch: list[Pending], outcome: Outcome) -> list[Values]:
         events = []
-        for number, pending in enumerate(batch, 1):
-            if not number % SLICE:
-                pause()  # let the application's threads run (see pacing)
+        for pending in paced(batch):  # the application's threads run between
             try:
                 events.append(build_values(pending))
             except Exception as exc:  # our own bug: count it, keep the rest
