@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import re
 import typing as t
+import zoneinfo
 
 import pytest
 import sqlalchemy as sa
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import EventType
+from flask_telemetry.storage.dialects import _utc_text
 from flask_telemetry.storage.row import FIELDS, TraceEvent
 from flask_telemetry.storage.writer import TraceWriter
 
@@ -111,6 +114,41 @@ def test_driver_rows_read_back_through_the_model(bundle: Bundle) -> None:
             assert getattr(row, name) == getattr(event, name)
     sizes = _stored_bytes(bundle)
     assert sizes[0] == len(json.dumps(UNICODE, ensure_ascii=False).encode())
+
+
+def test_time_text_is_isoformat_of_the_utc_time() -> None:
+    """The text rows' occurred_at (SQLite, MariaDB) is isoformat's text of
+    the UTC time, whatever the zone, the microseconds and the cache of
+    seconds (here two seconds, so that it is forgotten again and again)."""
+    text = _utc_text(kept=2)
+    zones = [
+        dt.UTC,
+        dt.timezone(dt.timedelta(hours=5, minutes=30)),
+        dt.timezone(dt.timedelta(hours=-9, minutes=-45)),
+        zoneinfo.ZoneInfo("Europe/Paris"),
+        zoneinfo.ZoneInfo("UTC"),
+    ]
+    rng = random.Random(7)
+    times = [
+        dt.datetime(1, 1, 1, 12, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(999, 3, 4, 5, 6, 7, 8, tzinfo=dt.UTC),
+        dt.datetime(2026, 10, 25, 0, 59, 59, 999999, tzinfo=dt.UTC),  # Paris DST
+        dt.datetime(2026, 10, 25, 1, 0, 0, 0, tzinfo=dt.UTC),
+    ]
+    for _ in range(400):  # runs of rows within a few seconds, as a batch has
+        base = 1_700_000_000 + rng.randrange(4) + rng.randrange(2) * 86_400 * 400
+        when = dt.datetime.fromtimestamp(base + rng.random(), dt.UTC)
+        times.append(when.replace(microsecond=rng.choice([0, 1, 999_999, 500_000])))
+        times.append(when)
+    for when in times:
+        for zone in zones:
+            try:
+                local = when.astimezone(zone)
+            except OverflowError:  # year 1 or 9999 seen from another zone
+                continue
+            expected = when.isoformat(" ", "microseconds")[:26]
+            assert text(local) == expected, (local, expected)
 
 
 #: Text that a hand-made SQL literal would get wrong.
