@@ -275,6 +275,52 @@ def test_hostile_values_round_trip_without_backslash_escapes(
     _assert_read_back(bundle, events)
 
 
+class _Wrapped:
+    """A DBAPI connection behind an application's own class (a ``creator``
+    that wraps PyMySQL's connection, say): everything is PyMySQL's."""
+
+    def __init__(self, inner: t.Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self._inner, name)
+
+
+def test_a_wrapped_pymysql_connection_gets_its_executemany(
+    bundle: Bundle, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer renders INSERTs only on PyMySQL's own connection class; on
+    any other it leaves the rows to the driver's executemany, and the
+    hostile values round-trip all the same."""
+    if backend != "mariadb":
+        pytest.skip("the rendered INSERT is PyMySQL's path")
+    import pymysql
+
+    from flask_telemetry.storage import bulk
+
+    def rendered(*args: t.Any) -> None:
+        raise AssertionError("rendered on a connection that is not PyMySQL's")
+
+    monkeypatch.setattr(bulk, "_pymysql_insert", rendered)
+    with bundle.app.app_context():
+        url = bundle.db.engine.url
+    plain = sa.create_engine(url)
+    cargs, cparams = plain.dialect.create_connect_args(url)
+    plain.dispose()
+    engine = sa.create_engine(
+        url, creator=lambda: _Wrapped(pymysql.connect(*cargs, **cparams))
+    )
+    try:
+        writer = _hostile_writer(engine, bundle, backend)
+        events = _hostile_events(backend)
+        rows, rejected = writer.validate(events)
+        assert not rejected
+        writer.insert(rows)
+    finally:
+        engine.dispose()
+    _assert_read_back(bundle, events)
+
+
 def test_a_batch_bigger_than_a_statement_is_stored_whole(
     bundle: Bundle, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
