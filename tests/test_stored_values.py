@@ -233,6 +233,20 @@ def _hostile_writer(engine: sa.Engine, bundle: Bundle, backend: str) -> TraceWri
     return TraceWriter(lambda: engine, bundle.traces, event_types=types)
 
 
+def _round_trip(engine: sa.Engine, bundle: Bundle, backend: str) -> None:
+    """Store the hostile events through ``engine`` (an engine of the test's
+    own, disposed after) and read them back through the model."""
+    events = _hostile_events(backend)
+    try:
+        writer = _hostile_writer(engine, bundle, backend)
+        rows, rejected = writer.validate(events)
+        assert not rejected
+        writer.insert(rows)
+    finally:
+        engine.dispose()
+    _assert_read_back(bundle, events)
+
+
 def test_hostile_values_round_trip(bundle: Bundle, backend: str) -> None:
     """Quotes, backslashes, NUL (not on PostgreSQL, which refuses it), ``%``
     placeholders, line breaks, non-ASCII and SQL comment markers, in every
@@ -261,18 +275,10 @@ def test_hostile_values_round_trip_without_backslash_escapes(
     engine = sa.create_engine(
         url, connect_args={"init_command": f"SET SESSION sql_mode = {mode}"}
     )
-    try:
-        with engine.connect() as conn:
-            (sql_mode,) = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").one()
-            assert "NO_BACKSLASH_ESCAPES" in sql_mode.split(",")
-        writer = _hostile_writer(engine, bundle, backend)
-        events = _hostile_events(backend)
-        rows, rejected = writer.validate(events)
-        assert not rejected
-        writer.insert(rows)
-    finally:
-        engine.dispose()
-    _assert_read_back(bundle, events)
+    with engine.connect() as conn:
+        (sql_mode,) = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").one()
+    assert "NO_BACKSLASH_ESCAPES" in sql_mode.split(",")
+    _round_trip(engine, bundle, backend)
 
 
 class _Wrapped:
@@ -310,15 +316,7 @@ def test_a_wrapped_pymysql_connection_gets_its_executemany(
     engine = sa.create_engine(
         url, creator=lambda: _Wrapped(pymysql.connect(*cargs, **cparams))
     )
-    try:
-        writer = _hostile_writer(engine, bundle, backend)
-        events = _hostile_events(backend)
-        rows, rejected = writer.validate(events)
-        assert not rejected
-        writer.insert(rows)
-    finally:
-        engine.dispose()
-    _assert_read_back(bundle, events)
+    _round_trip(engine, bundle, backend)
 
 
 def test_a_batch_bigger_than_a_statement_is_stored_whole(
