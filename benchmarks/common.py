@@ -206,6 +206,10 @@ class Block:
     p50: float
     p99: float
     errors: int = 0
+    #: CPU seconds of the thread that served the block (0.0: not measured).
+    main_cpu: float = 0.0
+    #: CPU seconds of telemetry's writer thread during the block.
+    writer_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -228,6 +232,10 @@ class Relative:
     throughput: float
     p50: float
     p99: float
+    #: CPU per request of the serving thread, and of the writer thread, over
+    #: the bare blocks' serving thread per request (None: not measured).
+    main_cpu: float | None = None
+    writer_cpu: float | None = None
 
 
 def interleaved(
@@ -259,11 +267,14 @@ def interleaved(
             rate = (before.rate + after.rate) / 2
             p50 = (before.p50 + after.p50) / 2
             p99 = (before.p99 + after.p99) / 2
+            cpu = (before.main_cpu / before.n + after.main_cpu / after.n) / 2
             ratios[key].append(
                 Relative(
                     throughput=block.rate / rate,
                     p50=block.p50 / p50,
                     p99=block.p99 / p99,
+                    main_cpu=block.main_cpu / block.n / cpu if cpu else None,
+                    writer_cpu=block.writer_cpu / block.n / cpu if cpu else None,
                 )
             )
             before = after

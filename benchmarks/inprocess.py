@@ -6,7 +6,7 @@ import gc
 import time
 
 from .apps import Built, Variant, build
-from .common import Block, Relative, Urls, interleaved, percentile
+from .common import Block, Relative, Urls, interleaved, percentile, thread_cpu
 
 DATABASES = ("sqlite", "postgresql", "mariadb")
 
@@ -36,12 +36,16 @@ def timed(built: Built, requests: int, max_seconds: float = 60.0) -> Block:
     """Serve ``requests`` requests, then the tracer's catch-up, on the clock.
 
     The block stops early after ``max_seconds``; the rate counts what ran.
+    The CPU time of this thread and of telemetry's writer thread is taken
+    over the same span.
     """
     client = built.app.test_client()
     latencies = []
     errors = 0
     gc.collect()
+    writer = _writer_ident(built)
     clock = time.perf_counter
+    main0, writer0 = time.thread_time(), thread_cpu(writer)
     start = clock()
     deadline = start + max_seconds
     done = 0
@@ -54,6 +58,8 @@ def timed(built: Built, requests: int, max_seconds: float = 60.0) -> Block:
             errors += 1
     built.drain()
     seconds = clock() - start
+    main_cpu = time.thread_time() - main0
+    writer_cpu = thread_cpu(writer) - writer0
     built.settle()
     latencies.sort()
     return Block(
@@ -62,7 +68,19 @@ def timed(built: Built, requests: int, max_seconds: float = 60.0) -> Block:
         p50=percentile(latencies, 0.5),
         p99=percentile(latencies, 0.99),
         errors=errors,
+        main_cpu=main_cpu,
+        writer_cpu=writer_cpu,
     )
+
+
+def _writer_ident(built: Built) -> int | None:
+    """The ident of ``built``'s telemetry writer thread, if it has one."""
+    if built.telemetry is None:
+        return None
+    delivery = built.app.extensions["telemetry"].delivery
+    # Sync delivery hands its events to a background writer of its own.
+    thread = getattr(getattr(delivery, "_writer", delivery), "_thread", None)
+    return None if thread is None else thread.ident
 
 
 def run(

@@ -109,6 +109,48 @@ def inprocess_table(
     )
 
 
+def cpu_table(chosen: list[Variant], ratios: dict[str, list[Relative]]) -> report.Table:
+    """Where a request's CPU goes in the in-process blocks, by thread."""
+    rows = []
+    for variant in chosen:
+        if variant.extra or variant.kind not in ("sqla", "async-idle", "async"):
+            continue
+        values = ratios[variant.key]
+        main = [r.main_cpu for r in values if r.main_cpu is not None]
+        writer = [r.writer_cpu for r in values if r.writer_cpu is not None]
+        if not main or not writer:
+            continue
+        both = [m + w for m, w in zip(main, writer, strict=True)]
+        rows.append(
+            [
+                variant.label,
+                _throughput(ratios, variant.key).ratio(),
+                summarize(main).ratio(),
+                summarize(writer).ratio(),
+                summarize(both).ratio(),
+            ]
+        )
+    return report.Table(
+        title="In-process: CPU per request by thread, relative to bare Flask's",
+        headers=[
+            "configuration",
+            "throughput",
+            "serving thread",
+            "writer thread",
+            "both",
+        ],
+        rows=rows,
+        note=(
+            "The blocks of the in-process table: each thread's CPU time over the "
+            "block (its catch-up included) per request, over the CPU time per "
+            "request of the bare blocks' serving thread. The serving thread does "
+            "the same work with the writer asleep (*request path*) and with it "
+            "storing the events (*saturated*); what it takes more in the second "
+            "is what sharing the GIL and the machine with the writer costs it."
+        ),
+    )
+
+
 def http_table(
     chosen: list[Variant],
     ratios: dict[str, list[Relative]],
@@ -608,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     bare_http_rate = summarize([b.rate for b in http_bares]).median
     tables = [
         inprocess_table(chosen, inproc, scale.rounds),
+        cpu_table(chosen, inproc),
         http_table(http_chosen, http, bare_http_rate, scale.http_rounds),
         ingest_table(ingest_results, scale.ingest_rounds),
         sync_table(sync_results, scale.sync_rounds),
