@@ -93,6 +93,15 @@ class Built:
     settle: t.Callable[[], None]
     telemetry: Telemetry | None = None
 
+    def writer_ident(self) -> int | None:
+        """The ident of this app's telemetry writer thread, once it runs."""
+        if self.telemetry is None:
+            return None
+        delivery = self.app.extensions["telemetry"].delivery
+        # Sync delivery hands its events to a background writer of its own.
+        thread = getattr(getattr(delivery, "_writer", delivery), "_thread", None)
+        return None if thread is None else thread.ident
+
 
 def _nothing() -> None:
     pass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
-import threading
 import time
 import typing as t
 import uuid
@@ -37,13 +36,6 @@ class Trial:
     rate: float
     request_cpu: float
     writer_cpu: float
-
-
-def _writer_ident() -> int | None:
-    for thread in threading.enumerate():
-        if thread.name == "flask_telemetry-writer":
-            return thread.ident
-    return None
 
 
 def _raw_rows(dialect: str, events: int) -> list[dict[str, t.Any]]:
@@ -94,7 +86,7 @@ def _one_database(
             telemetry.flush(60.0)
             written = telemetry.stats()["written"]
             gc.collect()
-            writer = _writer_ident()
+            writer = built.writer_ident()
             w0, c0, t0 = thread_cpu(writer), time.thread_time(), time.perf_counter()
             for _ in range(count):
                 telemetry.record(EventType.CACHE_MISS, metadata=METADATA)

@@ -43,7 +43,7 @@ def timed(built: Built, requests: int, max_seconds: float = 60.0) -> Block:
     latencies = []
     errors = 0
     gc.collect()
-    writer = _writer_ident(built)
+    writer = built.writer_ident()
     clock = time.perf_counter
     main0, writer0 = time.thread_time(), thread_cpu(writer)
     start = clock()
@@ -71,16 +71,6 @@ def timed(built: Built, requests: int, max_seconds: float = 60.0) -> Block:
         main_cpu=main_cpu,
         writer_cpu=writer_cpu,
     )
-
-
-def _writer_ident(built: Built) -> int | None:
-    """The ident of ``built``'s telemetry writer thread, if it has one."""
-    if built.telemetry is None:
-        return None
-    delivery = built.app.extensions["telemetry"].delivery
-    # Sync delivery hands its events to a background writer of its own.
-    thread = getattr(getattr(delivery, "_writer", delivery), "_thread", None)
-    return None if thread is None else thread.ident
 
 
 def run(

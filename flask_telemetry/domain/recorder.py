@@ -120,11 +120,7 @@ class Recorder:
         except Exception as exc:  # hostile arguments included: never raise
             self.reject(exc)
             return
-        self.stats.accept()
-        try:
-            self.delivery.deliver(queued)
-        except Exception as exc:
-            self._failed(exc)
+        self._deliver(queued)
 
     def record_request_end(self, end: RequestEnd, actor: tuple[t.Any, t.Any]) -> None:
         """Record ``http_request_end`` from the facts the request hooks gathered.
@@ -146,18 +142,9 @@ class Recorder:
             else:
                 actor_type = self._actor_type(actor[0])
                 actor_id = _actor_id(actor[1])
-            route_name = end.route_name
-            if type(route_name) is str and len(route_name) > _ROUTE_NAME:
-                route_name = _cut(route_name, _ROUTE_NAME)
-            ip_address = end.ip_address
-            if self._ip_as_is:
-                if type(ip_address) is str and len(ip_address) > _IP_ADDRESS:
-                    ip_address = _cut(ip_address, _IP_ADDRESS)
-            else:
-                ip_address = _cut(self.privacy.ip(ip_address), _IP_ADDRESS)
-            user_agent = end.user_agent
-            if type(user_agent) is str and len(user_agent) > _USER_AGENT:
-                user_agent = _cut(user_agent, _USER_AGENT)
+            route_name, ip_address, user_agent = self._where(
+                end.route_name, end.ip_address, end.user_agent
+            )
             status = end.status_code
             queued: Pending = (
                 actor_type,
@@ -184,11 +171,31 @@ class Recorder:
         except Exception as exc:  # a hostile actor loader: count, never raise
             self.reject(exc)
             return
+        self._deliver(queued)
+
+    def _deliver(self, queued: Pending) -> None:
+        """Count ``queued`` as accepted and hand it to the delivery."""
         self.stats.accept()
         try:
             self.delivery.deliver(queued)
         except Exception as exc:
             self._failed(exc)
+
+    def _where(
+        self, route_name: str | None, ip_address: str | None, user_agent: str | None
+    ) -> tuple[str | None, str | None, str | None]:
+        """Where an event comes from, as stored: the address as the privacy
+        settings keep it, each text cut to its column (only when too long)."""
+        if type(route_name) is str and len(route_name) > _ROUTE_NAME:
+            route_name = _cut(route_name, _ROUTE_NAME)
+        if self._ip_as_is:
+            if type(ip_address) is str and len(ip_address) > _IP_ADDRESS:
+                ip_address = _cut(ip_address, _IP_ADDRESS)
+        else:
+            ip_address = _cut(self.privacy.ip(ip_address), _IP_ADDRESS)
+        if type(user_agent) is str and len(user_agent) > _USER_AGENT:
+            user_agent = _cut(user_agent, _USER_AGENT)
+        return route_name, ip_address, user_agent
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, TelemetryStorageException):
@@ -270,15 +277,9 @@ class Recorder:
             actor_id = _actor_id(actor_id)
         if type(request_id) is str and len(request_id) > _REQUEST_ID:
             request_id = _cut(request_id, _REQUEST_ID)
-        if type(route_name) is str and len(route_name) > _ROUTE_NAME:
-            route_name = _cut(route_name, _ROUTE_NAME)
-        if self._ip_as_is:
-            if type(ip_address) is str and len(ip_address) > _IP_ADDRESS:
-                ip_address = _cut(ip_address, _IP_ADDRESS)
-        else:
-            ip_address = _cut(self.privacy.ip(ip_address), _IP_ADDRESS)
-        if type(user_agent) is str and len(user_agent) > _USER_AGENT:
-            user_agent = _cut(user_agent, _USER_AGENT)
+        route_name, ip_address, user_agent = self._where(
+            route_name, ip_address, user_agent
+        )
         return (
             actor,
             actor_id,

@@ -60,16 +60,16 @@ _HEAD = len(row.FIELDS) - 2
 
 
 def _path(dialect: sa.Dialect) -> str:
-    """How rows reach ``dialect``: ``copy`` (psycopg's COPY), ``text``
-    (multi-row INSERTs of the compiled INSERT on sqlite3 or PyMySQL, the
-    time as text) or ``model`` (SQLAlchemy's executemany through the model's
-    column types)."""
+    """How rows reach ``dialect``: ``copy`` (psycopg's COPY), ``sqlite``
+    or ``pymysql`` (multi-row INSERTs of the compiled INSERT on the driver,
+    the time as text, see :mod:`.bulk`) or ``model`` (SQLAlchemy's
+    executemany through the model's column types)."""
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         return "copy"
-    if (dialect.name, dialect.driver) == ("sqlite", "pysqlite") or (
-        dialect.name in ("mysql", "mariadb") and dialect.driver in ("pymysql",)
-    ):
-        return "text"
+    if (dialect.name, dialect.driver) == ("sqlite", "pysqlite"):
+        return "sqlite"
+    if dialect.name in ("mysql", "mariadb") and dialect.driver == "pymysql":
+        return "pymysql"
     return "model"
 
 
@@ -104,7 +104,7 @@ def converter(dialect: sa.Dialect, model: bool = False) -> Convert:
             return (*values[:_HEAD], text, when)
 
         return copy_row
-    if path == "text":
+    if path in ("sqlite", "pymysql"):
         utc_text = _utc_text()
 
         def text_row(
@@ -256,9 +256,9 @@ class Dialects:
             return
         try:
             with self._timeouts(conn, shared):
-                if path == "text" and conn.dialect.name == "sqlite":
+                if path == "sqlite":
                     self._bulk.insert_sqlite(conn, table, rows)
-                elif path == "text":
+                elif path == "pymysql":
                     self._bulk.insert_pymysql(conn, table, rows)
                 else:
                     conn.execute(table.insert(), rows)
