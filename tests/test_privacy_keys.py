@@ -7,7 +7,12 @@ import pytest
 
 from flask_telemetry import TelemetryError
 from flask_telemetry.domain.correlation import Correlation
-from flask_telemetry.domain.privacy import REDACTED, Privacy
+from flask_telemetry.domain.privacy import (
+    DEFAULT_REDACT_KEYS,
+    REDACTED,
+    Privacy,
+    skeleton,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,13 +29,75 @@ from flask_telemetry.domain.privacy import REDACTED, Privacy
         "api key",
         "Stra\u00dfe_token",  # case folding: ß and the rest
         "AUTHORIZATION",
+        # Look-alikes and combining marks (Unicode TS #39 skeletons).
+        "p\u0430ssword",  # Cyrillic a
+        "pa\u0300ssword",  # a combining grave accent, which NFKC makes "\u00e0"
+        "P\u0391SSWORD",  # Greek capital Alpha
+        "\u0420assword",  # Cyrillic capital Er
+        "t\u043eken",  # Cyrillic o
+        "s\u0435cr\u0435t",  # Cyrillic e, twice
+        "\u0441ookie",  # Cyrillic es
+        "to\u0301ke\u0303n",  # combining marks on several letters
+        # Names Sentry's and OpenTelemetry's default scrubbers cover.
+        "pwd",
+        "mysql_pwd",
+        "auth",
+        "X-Auth-Token",
+        "credentials",
+        "jwt",
+        "bearer",
+        "privatekey",
+        "csrftoken",
+        "X-CSRFToken",
+        "_xsrf",
+        "XSRF-TOKEN",
+        "PHPSESSID",
+        "connect.sid",
+        "sessionid",
+        "set_cookie",
+        "symfony",
+        "x_forwarded_for",
+        "X-Real-IP",
+        "remote_addr",
+        "ip_address",
+        "AWSAccessKeyId",
+        "X-Goog-Signature",
     ],
 )
 def test_redaction_matches_normalized_keys(key: str) -> None:
     assert Privacy().metadata({key: "s3cret"}) == {key: REDACTED}
+    # Nested, through the walk, the same.
+    assert Privacy().metadata({"m": [{key: "s3cret"}]}) == {"m": [{key: REDACTED}]}
 
 
-@pytest.mark.parametrize("key", ["pass", "word", "user_id", "route", "sessio"])
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("password", "password"),
+        ("Pass-Word", "password"),
+        ("p\u0430ssword", "password"),
+        ("pa\u0300ssword", "password"),
+        ("\uff50\uff41ss", "pass"),  # full-width
+        ("\u03a4\u039f\u039a\u0395\u039d", "token"),  # Greek capitals
+        ("caf\u00e9", "cafe"),
+        ("\u65e5\u672c", "\u65e5\u672c"),  # letters without a look-alike stay
+    ],
+)
+def test_skeleton(key: str, expected: str) -> None:
+    assert skeleton(key) == expected
+
+
+def test_every_default_key_is_redacted_as_written() -> None:
+    privacy = Privacy()
+    for key in DEFAULT_REDACT_KEYS:
+        assert privacy.redacts(key), key
+        assert privacy.redacts(key.upper()), key
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["pass", "word", "user_id", "route", "sessio", "status", "duration_ms", "\u65e5"],
+)
 def test_harmless_keys_are_kept(key: str) -> None:
     assert Privacy().metadata({key: "v"}) == {key: "v"}
 

@@ -22,22 +22,45 @@ from collections.abc import Mapping
 
 from ..exceptions import TelemetryError
 
-#: Metadata keys redacted by default: a key is redacted when, normalized
-#: (NFKC, case-folded, only letters and digits kept), it contains one of
-#: these, normalized the same way.
+#: Metadata keys redacted by default: a key is redacted when its skeleton
+#: (see :func:`skeleton`) contains the skeleton of one of these. The list
+#: covers Sentry's default denylist (``sentry_sdk.scrubber``) and the query
+#: keys OpenTelemetry's semantic conventions redact in URLs by default.
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (
+    # passwords and secrets
     "password",
     "passwd",
     "passphrase",
+    "pwd",
     "secret",
+    "credential",
+    "private_key",
+    "signature",
+    # tokens and keys
     "token",
+    "jwt",
+    "bearer",
     "api_key",
     "apikey",
     "access_key",
-    "private_key",
+    "accesskeyid",
+    "auth",
     "authorization",
+    # cookies, sessions, CSRF
     "cookie",
     "session",
+    "phpsessid",
+    "connect.sid",
+    "csrf",
+    "xsrf",
+    "symfony",
+    # client addresses kept by metadata (the address column follows
+    # TELEMETRY_IP_MODE)
+    "ip_address",
+    "remote_addr",
+    "x_forwarded_for",
+    "x_real_ip",
+    # payment cards
     "credit_card",
     "creditcard",
     "card_number",
@@ -238,7 +261,7 @@ class Privacy:
         ip_mode: str = "full",
         ip_key: bytes | None = None,
     ) -> None:
-        needles = sorted({_normal(k) for k in redact_keys}, key=len, reverse=True)
+        needles = sorted({skeleton(k) for k in redact_keys}, key=len, reverse=True)
         self._redact = (
             re.compile("|".join(map(re.escape, needles))).search if needles else None
         )
@@ -253,13 +276,13 @@ class Privacy:
     def redacts(self, key: str) -> bool:
         """Whether a metadata value under ``key`` is stored as ``[REDACTED]``.
 
-        Keys are compared normalized (NFKC, case-folded, only letters and
-        digits kept), so ``"Pass Word"``, ``"pass\u200bword"`` and a
-        full-width ``"\uff50assword"`` all match ``password``.
+        Keys are compared by their :func:`skeleton`, so ``"Pass Word"``,
+        ``"pass\u200bword"``, a full-width ``"\uff50assword"``, a Cyrillic
+        ``"p\u0430ssword"`` and ``"pa\u0300ssword"`` all match ``password``.
         """
         hit = self._keys.get(key)
         if hit is None:
-            hit = self._redact is not None and self._redact(_normal(key)) is not None
+            hit = self._redact is not None and self._redact(skeleton(key)) is not None
             if len(key) <= _CACHED_KEY:  # the cache is bounded in bytes too
                 if len(self._keys) >= _CACHE_SIZE:
                     self._keys.clear()
@@ -368,12 +391,62 @@ class Privacy:
         return done
 
 
-def _normal(key: str) -> str:
-    """``key`` as redaction compares it: NFKC, case-folded, letters and
-    digits only."""
-    folded = unicodedata.normalize("NFKC", key).casefold()
-    if folded.isascii() and folded.isalnum():
-        return folded
+#: Letters of other scripts that look like a Latin letter, and the letter:
+#: the Cyrillic and Greek rows of Unicode TS #39's confusables that matter
+#: for names (fullwidth and other compatibility forms are NFKD's work).
+_LOOKALIKES = str.maketrans(
+    {
+        other: latin
+        for latin, others in {
+            "a": "\u0410\u0430\u0391\u03b1",
+            "b": "\u0412\u0432\u042c\u044c\u0392\u03b2",
+            "c": "\u0421\u0441\u03f2\u03f9",
+            "d": "\u0500\u0501",
+            "e": "\u0415\u0435\u0395\u03b5",
+            "g": "\u0261",
+            "h": "\u041d\u043d\u04ba\u04bb\u0397\u03b7",
+            "i": "\u0406\u0456\u0399\u03b9\u0131",
+            "j": "\u0408\u0458\u03f3\u037f",
+            "k": "\u041a\u043a\u039a\u03ba",
+            "l": "\u04c0\u04cf",
+            "m": "\u041c\u043c\u039c\u03bc",
+            "n": "\u039d",
+            "o": "\u041e\u043e\u039f\u03bf",
+            "p": "\u0420\u0440\u03a1\u03c1",
+            "q": "\u051a\u051b",
+            "s": "\u0405\u0455",
+            "t": "\u0422\u0442\u03a4\u03c4",
+            "u": "\u03c5",
+            "v": "\u03bd",
+            "w": "\u051c\u051d",
+            "x": "\u0425\u0445\u03a7\u03c7",
+            "y": "\u0423\u0443\u04ae\u04af\u03a5\u03b3",
+            "z": "\u0396\u03b6",
+        }.items()
+        for other in others
+    }
+)
+
+
+def skeleton(key: str) -> str:
+    """``key`` as redaction compares it: decomposed (NFKD) without its
+    combining marks, look-alike letters of other scripts made Latin,
+    case-folded, letters and digits only.
+
+    ``"Pass Word"``, ``"pass\u200bword"``, a full-width ``"\uff50assword"``,
+    a Cyrillic ``"p\u0430ssword"`` and ``"pa\u0300ssword"`` all have the
+    skeleton ``password``.
+    """
+    if key.isascii():
+        folded = key.casefold()
+        if folded.isalnum():
+            return folded
+    else:
+        # Before and after folding: an upper-case letter looks like the
+        # Latin capital (Greek Nu: N), its lower case may not (nu: v).
+        decomposed = unicodedata.normalize("NFKD", key).translate(_LOOKALIKES)
+        folded = decomposed.casefold().translate(_LOOKALIKES)
+    # Combining marks, separators and format characters are not alphanumeric.
     return "".join(c for c in folded if c.isalnum())
 
 
