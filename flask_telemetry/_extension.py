@@ -513,11 +513,18 @@ class Telemetry:
         )
 
     def event_counts(
-        self, *, since: reading.TimeBound, until: reading.TimeBound | None = None
+        self,
+        *,
+        since: reading.TimeBound,
+        until: reading.TimeBound | None = None,
+        route: str | None = None,
     ) -> list[reading.EventCount]:
-        """(event_type, severity, count) of the window, most frequent first."""
+        """(event_type, severity, count) of the window, most frequent first;
+        ``route`` (a name or a glob) keeps the events of matching endpoints."""
         engine, table, _ = self._reading()
-        return reading.event_counts(engine, table, since=since, until=until)
+        return reading.event_counts(
+            engine, table, since=since, until=until, route=route
+        )
 
     def prune(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import time
 import typing as t
@@ -18,11 +19,12 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .reading import EventRecord, RouteSummary
+from .reading import UNMATCHED, EventRecord, RouteSummary
 
 if t.TYPE_CHECKING:
     from ._extension import Telemetry
-from .storage.vocabulary import Severity
+from .storage.row import length as column_length
+from .storage.vocabulary import EventType, Severity
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SHORT = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -76,7 +78,9 @@ class TimeType(click.ParamType[dt.datetime | dt.timedelta, t.Any]):
         if isinstance(value, (dt.datetime, dt.timedelta)):
             return value
         try:
-            parsed = parse_time(str(value))
+            parsed = _in_range(parse_time(str(value)))
+        except OverflowError:
+            self.fail(f"{value!r} is out of range: years 1 to 9999 (UTC).", param, ctx)
         except ValueError:
             forms = "90m, 24h, 7d or an ISO 8601 duration (P7D, PT90M)"
             self.fail(
@@ -90,6 +94,42 @@ class TimeType(click.ParamType[dt.datetime | dt.timedelta, t.Any]):
                 f"{value!r} is a date: use a duration such as 7d or P7D.", param, ctx
             )
         return parsed
+
+
+def _in_range(value: dt.datetime | dt.timedelta) -> dt.datetime | dt.timedelta:
+    """``value`` when it names a UTC time of years 1 to 9999; OverflowError if not."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC)
+    _ = dt.datetime.now(dt.UTC) - value  # before year 1: OverflowError
+    return value
+
+
+class Text(click.ParamType[str, t.Any]):
+    """Text a column can hold: at most ``length`` characters, no NUL.
+
+    PostgreSQL refuses a NUL in any text and a lone surrogate cannot be
+    sent to any database: both are usage errors here, not driver errors.
+    """
+
+    name = "text"
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def convert(
+        self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        """``value`` as it is; a usage error naming the option when unusable."""
+        text = str(value)
+        if len(text) > self.length:
+            self.fail(f"at most {self.length} characters, not {len(text)}.", param, ctx)
+        if "\x00" in text:
+            self.fail("a NUL character cannot be stored or searched for.", param, ctx)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail(f"{text!r} is not valid UTF-8.", param, ctx)
+        return text
 
 
 def _telemetry() -> Telemetry:
@@ -118,8 +158,13 @@ def _echo_json(data: t.Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _table(headers: t.Sequence[str], rows: t.Sequence[t.Sequence[t.Any]]) -> None:
-    """Print rows as columns, numbers right-aligned."""
+def _table(
+    headers: t.Sequence[str],
+    rows: t.Sequence[t.Sequence[t.Any]],
+    under: t.Sequence[t.Sequence[str]] = (),
+) -> None:
+    """Print rows as columns, numbers right-aligned; ``under[i]``'s lines
+    are printed as they are under row ``i``."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     numeric = [
@@ -134,8 +179,10 @@ def _table(headers: t.Sequence[str], rows: t.Sequence[t.Sequence[t.Any]]) -> Non
         ).rstrip()
 
     click.echo(line(headers))
-    for row in cells:
+    for index, row in enumerate(cells):
         click.echo(line(row))
+        for extra in under[index] if under else ():
+            click.echo(extra)
 
 
 def _cell(value: t.Any) -> str:
@@ -157,7 +204,12 @@ def _cell(value: t.Any) -> str:
     "--since", type=TimeType(), default="24h", show_default=True, help="Window start."
 )
 @click.option("--until", type=TimeType(), default=None, help="Window end (now).")
-@click.option("--route", default=None, help="Endpoint name or glob (api.*).")
+@click.option(
+    "--route",
+    type=Text(column_length("route_name")),
+    default=None,
+    help="Endpoint name or glob (api.*); the events section too.",
+)
 @click.option(
     "--top",
     type=click.IntRange(min=1),
@@ -177,11 +229,12 @@ def report_command(
 
     Routes are ordered by total time spent in them (requests x mean).
     """
+    _check_window(since, until)
     telemetry = _telemetry()
     routes: list[RouteSummary] = telemetry.request_summary(
         since=since, until=until, route=route
     )
-    counts = telemetry.event_counts(since=since, until=until)
+    counts = telemetry.event_counts(since=since, until=until, route=route)
     if as_json:
         _echo_json(
             {
@@ -212,7 +265,7 @@ def report_command(
             ],
             [
                 [
-                    r.route_name or "(unmatched)",
+                    r.route_name or UNMATCHED,
                     r.requests,
                     r.errors,
                     r.client_errors,
@@ -230,13 +283,29 @@ def report_command(
         if len(routes) > top:
             click.echo(f"({len(routes) - top} more route(s); --top to see them)")
     click.echo("")
-    click.echo("Events")
+    click.echo("Events" if route is None else f"Events of {route}")
     if not counts:
         click.echo("  (none)")
     else:
         _table(
             ["event_type", "severity", "count"],
             [[c.event_type, c.severity, c.count] for c in counts],
+        )
+
+
+def _check_window(
+    since: dt.datetime | dt.timedelta, until: dt.datetime | dt.timedelta | None
+) -> None:
+    """A usage error when --until is before --since (as the dashboard says)."""
+    if until is None:  # up to now: a --since still to come reads nothing
+        return
+    now = dt.datetime.now(dt.UTC)
+    start = now - since if isinstance(since, dt.timedelta) else since
+    end = now - until if isinstance(until, dt.timedelta) else until
+    if end < start:
+        raise click.BadParameter(
+            f"{_shown(until)} is before --since ({_shown(since)}).",
+            param_hint="'--until'",
         )
 
 
@@ -248,11 +317,15 @@ def report_command(
 @click.argument("request_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
 def trace_command(request_id: str, as_json: bool) -> None:
-    """Every event of one request, oldest first, with offsets in ms."""
+    """Every event of one request, oldest first, with its metadata whole.
+
+    Offsets are in ms from the request's start (its end less its duration,
+    as on the dashboard's trace page).
+    """
     telemetry = _telemetry()
     found: list[EventRecord] = []
     before = None
-    while True:
+    while _storable(request_id, column_length("request_id")):
         page = telemetry.events(request_id=request_id, limit=1000, before_id=before)
         found += page
         if len(page) < 1000:
@@ -264,8 +337,8 @@ def trace_command(request_id: str, as_json: bool) -> None:
             "(expired, not recorded, or recorded on another database)."
         )
     found.sort(key=lambda r: (r.occurred_at, r.id))
-    first = found[0].occurred_at
-    offsets = [(r.occurred_at - first) / dt.timedelta(milliseconds=1) for r in found]
+    start = min(r.occurred_at - dt.timedelta(milliseconds=_duration(r)) for r in found)
+    offsets = [(r.occurred_at - start) / dt.timedelta(milliseconds=1) for r in found]
     if as_json:
         _echo_json(
             [
@@ -276,22 +349,62 @@ def trace_command(request_id: str, as_json: bool) -> None:
         return
     click.echo(
         f"Request {request_id}: {len(found)} event(s) from "
-        f"{first.isoformat(timespec='milliseconds')}"
+        f"{start.isoformat(timespec='milliseconds')}"
     )
     _table(
-        ["offset_ms", "event_type", "severity", "route", "actor", "metadata"],
+        ["offset_ms", "event_type", "severity", "route", "actor"],
         [
             [
                 round(o, 3),
                 r.event_type,
                 r.severity,
-                r.route_name,
+                _route(r),
                 _actor(r),
-                _metadata(r.metadata),
             ]
             for r, o in zip(found, offsets, strict=True)
         ],
+        under=[_metadata_lines(r.metadata) for r in found],
     )
+
+
+def _storable(text: str, length: int) -> bool:
+    """Whether a column of ``length`` could hold ``text`` (no NUL, UTF-8)."""
+    if len(text) > length or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _duration(record: EventRecord) -> float:
+    """The duration of an ``http_request_end`` in ms; 0 for other events and
+    for a duration that is no number of ms a request can last."""
+    if record.event_type != EventType.HTTP_REQUEST_END.value:
+        return 0.0
+    metadata = record.metadata if isinstance(record.metadata, dict) else {}
+    value = metadata.get("duration_ms")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value) if 0 < value < _LONGEST_MS else 0.0
+
+
+#: Durations at or above this (ten years, in ms) are not believed.
+_LONGEST_MS = 10 * 365 * 86_400_000
+
+
+def _metadata_lines(metadata: t.Any) -> list[str]:
+    """One ``key=value`` line per metadata key, values in JSON, indented."""
+    if not metadata:
+        return []
+    if not isinstance(metadata, dict):
+        return [_cell(f"    {_json(metadata)}")]
+    return [_cell(f"    {key}={_json(value)}") for key, value in metadata.items()]
+
+
+def _json(value: t.Any) -> str:
+    return json.dumps(value, default=str)
 
 
 def _actor(record: EventRecord) -> str:
@@ -300,9 +413,11 @@ def _actor(record: EventRecord) -> str:
     return f"{record.actor_type}:{record.actor_id}"
 
 
-def _metadata(metadata: dict[str, t.Any], width: int = 80) -> str:
-    text = json.dumps(metadata, separators=(",", ":"), default=str) if metadata else ""
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _metadata(metadata: t.Any) -> str:
+    """The metadata whole, as compact JSON."""
+    if not metadata:
+        return ""
+    return json.dumps(metadata, separators=(",", ":"), default=str)
 
 
 # -- tail -----------------------------------------------------------------------
@@ -320,7 +435,24 @@ def _metadata(metadata: dict[str, t.Any], width: int = 80) -> str:
     help="Events shown.",
 )
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events.")
-@click.option("--event-type", default=None, help="Only this event type.")
+@click.option(
+    "--event-type",
+    type=Text(column_length("event_type")),
+    default=None,
+    help="Only this event type (one the app records).",
+)
+@click.option(
+    "--route",
+    type=Text(column_length("route_name")),
+    default=None,
+    help="Only events of this endpoint name or glob (api.*).",
+)
+@click.option(
+    "--request-id",
+    type=Text(column_length("request_id")),
+    default=None,
+    help="Only events of this request id.",
+)
 @click.option(
     "--min-severity",
     type=click.Choice([s.value for s in Severity]),
@@ -332,14 +464,27 @@ def tail_command(
     count: int,
     follow: bool,
     event_type: str | None,
+    route: str | None,
+    request_id: str | None,
     min_severity: str | None,
     as_json: bool,
 ) -> None:
     """The latest events, oldest first; --follow keeps printing new ones."""
     telemetry = _telemetry()
-    latest: list[EventRecord] = telemetry.events(
-        limit=count, event_type=event_type, min_severity=min_severity
-    )
+    if event_type is not None and event_type not in telemetry.event_types:
+        raise click.BadParameter(
+            f"{event_type!r} is no event type this app records; use one of "
+            + ", ".join(sorted(telemetry.event_types))
+            + ".",
+            param_hint="'--event-type'",
+        )
+    filters: dict[str, t.Any] = {
+        "event_type": event_type,
+        "route": route,
+        "request_id": request_id,
+        "min_severity": min_severity,
+    }
+    latest: list[EventRecord] = telemetry.events(limit=count, **filters)
     printer = _printer(as_json)
     for record in reversed(latest):
         printer(record)
@@ -353,11 +498,7 @@ def tail_command(
             before = None
             while True:  # newest first, down to the last one printed
                 page = telemetry.events(
-                    limit=1000,
-                    after_id=last,
-                    before_id=before,
-                    event_type=event_type,
-                    min_severity=min_severity,
+                    limit=1000, after_id=last, before_id=before, **filters
                 )
                 new += page
                 if len(page) < 1000:
@@ -369,6 +510,14 @@ def tail_command(
                 last = new[0].id
     except KeyboardInterrupt:
         pass
+
+
+def _route(record: EventRecord) -> str:
+    """The route of an event: its name, the unmatched label for a request no
+    route matched, "-" for an event outside any request."""
+    if record.route_name is not None:
+        return record.route_name
+    return "-" if record.request_id is None else UNMATCHED
 
 
 def _newest_id(telemetry: t.Any) -> int:
@@ -384,7 +533,7 @@ def _printer(as_json: bool) -> t.Callable[[EventRecord], None]:
         when = record.occurred_at.isoformat(timespec="milliseconds")
         click.echo(
             f"{when}  {record.severity:<8}  {record.event_type:<20}  "
-            f"{record.route_name or '-':<24}  {record.request_id or '-'}  "
+            f"{_route(record):<24}  {record.request_id or '-'}  "
             f"{_metadata(record.metadata)}".rstrip()
         )
 
@@ -407,14 +556,14 @@ EXIT_INCOMPLETE = 3
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=1_000_000),
     default=5000,
     show_default=True,
     help="Rows per DELETE transaction.",
 )
 @click.option(
     "--max-seconds",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=86_400 * 366),
     default=None,
     help="Start no batch after this many seconds; exit 3 if rows are left.",
 )
@@ -434,6 +583,8 @@ def prune_command(
     Exits with status 0 when no expired event is left, 3 when
     --max-seconds stopped it first (run it again).
     """
+    if max_seconds is not None and math.isnan(max_seconds):
+        raise click.BadParameter("nan is not a number.", param_hint="'--max-seconds'")
     days = None
     if older_than is not None:
         days = older_than / dt.timedelta(days=1)

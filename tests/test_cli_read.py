@@ -137,16 +137,137 @@ def test_trace_prints_a_request_oldest_first(shop: Bundle) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("Request req-7: 3 event(s)")
-    rows = [line.split() for line in lines[2:]]
+    rows = [line.split() for line in lines[2:] if "=" not in line]
+    # From the request's start: its end (+12 ms) less its duration (12 ms).
     assert [(r[0], r[1]) for r in rows] == [
-        ("0.0", "cache_miss"),
-        ("7.5", "db_query_slow"),
-        ("10.0", "http_request_end"),
+        ("2.0", "cache_miss"),
+        ("9.5", "db_query_slow"),
+        ("12.0", "http_request_end"),
     ]
     data = json.loads(_run(shop, "trace", "req-7", "--json").output)
-    assert [d["offset_ms"] for d in data] == [0.0, 7.5, 10.0]
+    assert [d["offset_ms"] for d in data] == [2.0, 9.5, 12.0]
     assert data[0]["metadata"] == {"key": "item:7"}
     assert data[0]["occurred_at"].endswith("+00:00")
+
+
+def test_trace_shows_metadata_whole(bundle: Bundle) -> None:
+    """One key=value line per key under its event, however long the value."""
+    error = "ValueError: " + "the job failed because " * 20
+    store(
+        bundle,
+        [
+            event(
+                event_type="external_call_slow",
+                request_id="req-9",
+                route_name="shop.pay",
+                metadata={"url": "https://pay.example/charge", "duration_ms": 812.5},
+                occurred_at=NOW - dt.timedelta(milliseconds=100),
+            ),
+            event(
+                event_type="worker_job_fail",
+                severity="error",
+                request_id="req-9",
+                metadata={"exception": error},
+                occurred_at=NOW - dt.timedelta(milliseconds=90),
+            ),
+        ],
+    )
+    result = bundle.runner().invoke(
+        args=["telemetry", "trace", "req-9"], env={"COLUMNS": "250"}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "…" not in result.output
+    call = next(i for i, line in enumerate(lines) if "external_call_slow" in line)
+    assert lines[call + 1 : call + 3] == [
+        '    url="https://pay.example/charge"',
+        "    duration_ms=812.5",
+    ]
+    assert f"    exception={json.dumps(error)}" in lines
+    job = next(line for line in lines if "worker_job_fail" in line)
+    assert "(unmatched)" in job  # in a request, no route matched
+
+
+def test_trace_counts_from_the_request_start(bundle: Bundle) -> None:
+    """A 926 ms request: its first event shows when in the request it came."""
+    end = NOW - dt.timedelta(seconds=5)
+    store(
+        bundle,
+        [
+            event(
+                request_id="req-slow",
+                route_name="shop.slow",
+                occurred_at=end - dt.timedelta(milliseconds=0.3),
+            ),
+            event(
+                event_type="http_request_end",
+                request_id="req-slow",
+                route_name="shop.slow",
+                metadata={"status": 200, "duration_ms": 926.0},
+                occurred_at=end,
+            ),
+        ],
+    )
+    data = json.loads(_run(bundle, "trace", "req-slow", "--json").output)
+    assert [d["offset_ms"] for d in data] == [pytest.approx(925.7), 926.0]
+    text = _run(bundle, "trace", "req-slow").output
+    assert text.splitlines()[0].endswith(
+        (end - dt.timedelta(milliseconds=926)).isoformat(timespec="milliseconds")
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "says"),
+    [
+        (["report", "--since", "1h", "--until", "2020-01-01"], "--until", "before"),
+        (["tail", "--event-type", "nope"], "--event-type", "cache_hit"),
+    ],
+)
+def test_mistakes_are_usage_errors(
+    shop: Bundle, args: list[str], option: str, says: str
+) -> None:
+    result = _run(shop, *args)
+    assert result.exit_code == 2, result.output
+    assert option in result.output
+    assert says in result.output
+
+
+def test_report_route_filters_the_events_too(shop: Bundle) -> None:
+    data = json.loads(_run(shop, "report", "--json", "--route", "catalogue.*").output)
+    counts = {(c["event_type"], c["severity"]) for c in data["event_counts"]}
+    assert ("cache_miss", "info") in counts  # req-7's, on catalogue.item
+    assert ("http_request_end", "error") not in counts  # auth.login's
+    text = _run(shop, "report", "--route", "auth.*").output
+    events = text.split("Events of auth.*", 1)[1]
+    assert "http_request_end" in events
+    assert "cache_miss" not in events
+
+
+def test_tail_by_route_and_request_id(shop: Bundle) -> None:
+    by_id = _run(shop, "tail", "--request-id", "req-7", "--json").output
+    assert [json.loads(x)["event_type"] for x in by_id.splitlines()] == [
+        "http_request_end",
+        "cache_miss",
+        "db_query_slow",
+    ]
+    routed = _run(shop, "tail", "--route", "auth.*", "--json").output
+    assert [json.loads(x)["route_name"] for x in routed.splitlines()] == ["auth.login"]
+
+
+def test_unmatched_requests_have_one_label(bundle: Bundle) -> None:
+    store(
+        bundle,
+        [request_end(None, 5.0), event(request_id="r-u"), event(request_id=None)],
+    )
+    report = _run(bundle, "report").output
+    assert "(unmatched)" in report
+    tail = _run(bundle, "tail").output.splitlines()
+    assert [line.split()[3] for line in tail] == ["(unmatched)", "(unmatched)", "-"]
+    bundle.telemetry.init_dashboard(bundle.app, authorize=lambda: True)
+    client = bundle.client()
+    assert "<em>(unmatched)</em>" in client.get("/_telemetry/").text
+    page = client.get("/_telemetry/route?unmatched=1").text
+    assert "<title>(unmatched)" in page
 
 
 def test_trace_of_an_unknown_request_exits_1(bundle: Bundle) -> None:

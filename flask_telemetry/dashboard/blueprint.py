@@ -17,6 +17,7 @@ from flask import (
     url_for,
 )
 
+from ..reading import UNMATCHED
 from . import budget, views
 from .window import PRESETS, parse_window
 
@@ -121,6 +122,7 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
             "pretty": views.pretty,
             "window": window,
             "presets": list(PRESETS),
+            "unmatched_label": UNMATCHED,
         }
 
     @bp.errorhandler(budget.TooSlow)

@@ -12,12 +12,13 @@ from ._window import TimeBound
 from .events import MAX_LIMIT, event_counts, events
 from .percentiles import weighted_percentiles
 from .prune import prune
-from .records import EventCount, EventRecord, PruneResult, RouteSummary
+from .records import UNMATCHED, EventCount, EventRecord, PruneResult, RouteSummary
 from .sample import Sample
 from .summary import request_summary
 
 __all__ = [
     "MAX_LIMIT",
+    "UNMATCHED",
     "EventCount",
     "EventRecord",
     "PruneResult",

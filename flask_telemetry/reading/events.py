@@ -104,16 +104,20 @@ def event_counts(
     since: _window.TimeBound,
     until: _window.TimeBound | None = None,
     sample: _sample.Sample | None = None,
+    route: str | None = None,
 ) -> list[EventCount]:
     """How many events of each (event type, severity) the window holds.
 
-    Most frequent first, then by event type and severity. With a
+    Most frequent first, then by event type and severity; ``route`` (a
+    name or a glob) counts only the events of matching endpoints. With a
     :class:`~flask_telemetry.reading.sample.Sample`, counted on its rows and
     scaled up to the window (estimates).
     """
     scale = _sample.scale(sample)
     with connection(bind) as conn:
         clauses = _sample.time_filters(conn.dialect, table, since, until, sample)
+        if route is not None:
+            clauses = [*clauses, _window.route_filter(table, route)]
         count = sa.func.count().label("count")
         query = (
             sa.select(table.c.event_type, table.c.severity, count)

@@ -6,6 +6,10 @@ import dataclasses
 import datetime as dt
 import typing as t
 
+#: How requests that matched no route (``route_name`` NULL) are labelled,
+#: on the dashboard's pages and in the CLI alike.
+UNMATCHED = "(unmatched)"
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class EventRecord:
