@@ -306,6 +306,94 @@ def test_charts_escape_their_text() -> None:
     assert "<polyline" not in charts.line_chart([], [], title="empty")
 
 
+TRAFFIC_CHARTS = [
+    ("Requests per minute", "req/min"),
+    ("Error rate (status ≥ 500 or an exception)", "%"),
+    ("Latency percentiles (log scale, within about 2.5%)", "ms"),
+]
+ROUTE_CHARTS = [
+    ("Requests by duration", "requests"),
+    ("Requests by status", "requests"),
+]
+#: A chart's y axis' tick labels, right-aligned next to the plot.
+Y_TICK = re.compile(r'<text class="tick" x="50" y="[\d.]+" text-anchor="end">([^<]*)<')
+
+
+def test_charts_show_titles_units_and_round_ticks(shop: Flask) -> None:
+    client = shop.test_client()
+    for url, expected in [
+        ("/_telemetry/?window=24h", TRAFFIC_CHARTS),
+        ("/_telemetry/route?name=shop.item", ROUTE_CHARTS + TRAFFIC_CHARTS),
+        ("/_telemetry/route?unmatched=1&window=7d", ROUTE_CHARTS + TRAFFIC_CHARTS),
+    ]:
+        page = client.get(url).get_data(as_text=True)
+        svgs = re.findall(r'<svg class="chart".*?</svg>', page, re.S)
+        assert len(svgs) == len(expected), url
+        for svg, (title, unit) in zip(svgs, expected, strict=True):
+            assert re.search(rf'<text class="title"[^>]*>{re.escape(title)}<', svg)
+            units = re.findall(r'<text class="unit"[^>]*>([^<]*)<', svg)
+            assert unit in units, (url, title, units)
+            assert len(units) == 2, units  # the y axis' and the x axis'
+            labels = Y_TICK.findall(svg)
+            assert len(labels) >= 2
+            assert len(set(labels)) == len(labels), (url, title, labels)
+            if unit == "requests":
+                assert all(label.replace(",", "").isdigit() for label in labels)
+    # Requests that matched no route had no error: a flat axis from 0 to 1 %.
+    page = client.get("/_telemetry/route?unmatched=1").get_data(as_text=True)
+    rate = re.search(r'aria-label="Error rate.*?</svg>', page, re.S)
+    assert rate is not None
+    assert Y_TICK.findall(rate.group()) == ["0", "1"]
+    assert '<text class="unit" x="50" y="34" text-anchor="end">%<' in rate.group()
+
+
+def _event_row(page: str, event_id: int) -> str:
+    row = rf'<tr class="sev-\w+">\s*<td>{event_id}</td>(.*?)</tr>'
+    found = re.search(row, page, re.S)
+    assert found is not None, event_id
+    return found.group(1)
+
+
+def test_request_ends_show_status_and_duration(shop: Flask, bundle: Bundle) -> None:
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    odd = [
+        {"status": "<script>", "duration_ms": 1e308},
+        {"status": True, "duration_ms": "3"},
+        {"status": 200.5, "duration_ms": -5},
+        {"status": 10**30, "duration_ms": [3]},
+    ]
+    _insert(
+        bundle,
+        [{**_end(when, 1.0), "metadata": metadata} for metadata in odd]
+        + [{**_end(when, 1.0), "metadata": ["not", "an", "object"]}],
+    )
+    client = shop.test_client()
+    page = client.get("/_telemetry/events").get_data(as_text=True)
+    header = page.split("<thead>", 1)[1].split("</thead>", 1)[0]
+    assert '<th>Event</th><th class="num">Status</th><th class="num"' in header
+    assert ">ms</th>" in header
+    rows = bundle.rows()
+    ends = [r for r in rows if r.event_type == "http_request_end"]
+    good = [r for r in ends if isinstance(r.metadata, dict) and r.metadata not in odd]
+    assert {r.metadata["status"] for r in good} == {200, 404, 500}
+    for row in good:
+        cells = (
+            f'<td class="num">{row.metadata["status"]}</td>'
+            f'<td class="num">{row.metadata["duration_ms"]:,.1f}</td>'
+        )
+        assert cells in _event_row(page, row.id)
+    empty = '<td class="num"></td><td class="num"></td>'
+    for row in rows:
+        if row not in good:
+            assert empty in _event_row(page, row.id), row.metadata
+    failed = next(r for r in good if r.metadata["status"] == 500)
+    trace = client.get(f"/_telemetry/trace/{failed.request_id}").get_data(as_text=True)
+    assert 'Status</th><th class="num">Duration ms</th>' in trace
+    duration = failed.metadata["duration_ms"]
+    assert f'<td class="num">500</td><td class="num">{duration:,.1f}<' in trace
+    assert trace.count(empty) == 1  # the cache miss
+
+
 # -- series ------------------------------------------------------------------
 
 

@@ -120,6 +120,7 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
             "exact_url": exact_url,
             "page_seconds": f"{budget.PAGE_SECONDS:g}",
             "pretty": views.pretty,
+            "end_columns": views.end_columns,
             "window": window,
             "presets": list(PRESETS),
             "unmatched_label": UNMATCHED,

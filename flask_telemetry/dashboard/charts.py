@@ -1,5 +1,9 @@
 """Charts drawn on the server as inline SVG: no script, no external file.
 
+Each chart shows its title and the unit of its values (and of its x axis
+where that is not time); a linear y axis runs from 0 in round steps
+(:func:`ticks`), whole numbers for counts.
+
 Every text that reaches the SVG goes through :func:`markupsafe.escape`;
 colours come from classes styled by the dashboard's CSS file (presentation
 attributes and classes need no ``unsafe-inline`` style in the CSP).
@@ -14,7 +18,17 @@ import typing as t
 
 from markupsafe import Markup, escape
 
-_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 12, 12, 26
+#: Margins around the plot: the title and the unit's row above it, the
+#: tick labels and the x axis' caption below.
+_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 44, 40
+#: Baselines of the title's row and of the unit's and legend's row.
+_TITLE_Y, _UNIT_Y = 16, 34
+#: A linear axis has at most this many steps.
+MOST_STEPS = 5
+#: Values below this are drawn as a flat series (an axis from 0 to 1).
+_FLAT = 1e-9
+#: Above this an axis stops at it (the next step could overflow a float).
+_HUGE = 1e300
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,24 +63,57 @@ class Span:
     hint: str = ""
 
 
+def ticks(high: float, *, integer: bool = False, most: int = MOST_STEPS) -> list[float]:
+    """The ticks of an axis from 0 that reaches ``high``: steps of 1, 2 or
+    5 x 10^n, at most ``most`` of them, whole numbers when ``integer``.
+
+    A flat series (``high`` about 0, negative or not a number) gets 0 and 1.
+    """
+    if not high > _FLAT:  # NaN too
+        return [0.0, 1.0]
+    high = min(high, _HUGE)
+    step = _round_step(high / max(most, 1))
+    if integer:
+        step = max(step, 1.0)
+    n = max(math.ceil(high / step), 1)
+    if (n - 1) * step >= high:  # high / step was a whole number but for rounding
+        n -= 1
+    return [k * step for k in range(n + 1)]
+
+
+def tick_labels(values: t.Sequence[float]) -> list[str]:
+    """The texts of evenly spaced ``values`` (from :func:`ticks`): as many
+    decimals as their step needs, so that no two read the same."""
+    step = values[1] - values[0] if len(values) > 1 else 1.0
+    return [_tick_label(v, step) for v in values]
+
+
 def line_chart(
     times: t.Sequence[dt.datetime],
     lines: t.Sequence[Line],
     *,
     title: str,
     unit: str = "",
+    integer: bool = False,
     width: int = 420,
-    height: int = 170,
+    height: int = 200,
     log: bool = False,
 ) -> Markup:
-    """Lines over time, with a y axis from 0 (or log-scaled) and a legend."""
+    """Lines over time (UTC) with a legend, a y axis in ``unit`` from 0 (or
+    log-scaled, one tick per power of ten)."""
     values = [v for line in lines for v in line.values if v is not None]
-    top = _nice(max(values, default=0.0))
-    bottom = 0.0
     if log:
-        positive = [v for v in values if v > 0] or [1.0]
+        positive = [v for v in values if v > 0 and math.isfinite(v)] or [1.0]
         bottom = _log_floor(min(positive))
         top = max(10 ** math.ceil(math.log10(max(positive))), bottom * 10)
+        high = round(math.log10(top))
+        low = round(math.log10(bottom))
+        steps = [10.0**k for k in range(low, high + 1)]
+        axis = list(zip(steps, [_fmt(v) for v in steps], strict=True))
+    else:
+        steps = ticks(max(values, default=0.0), integer=integer)
+        bottom, top = 0.0, steps[-1]
+        axis = list(zip(steps, tick_labels(steps), strict=True))
     plot_w = width - _LEFT - _RIGHT
     plot_h = height - _TOP - _BOTTOM
     n = max(len(times), 1)
@@ -76,18 +123,19 @@ def line_chart(
 
     def y(v: float) -> float:
         if log:
-            v = max(v, bottom)
+            v = min(max(v, bottom), top)
             frac = (math.log10(v) - math.log10(bottom)) / (
                 math.log10(top) - math.log10(bottom)
             )
         else:
-            frac = v / top if top else 0.0
+            frac = min(max(v, 0.0), top) / top
         return _TOP + plot_h * (1 - frac)
 
-    parts = [_open(width, height, title)]
-    parts.append(_axes(width, height, top, bottom, unit, log))
+    parts = [_open(width, height, title, unit)]
+    parts.append(_axes(width, axis, y))
     if times:
-        parts.append(_time_labels(times, x, height))
+        parts.append(_time_labels(times, x, width, height))
+    parts.append(_caption(width, height, "time (UTC)"))
     for line in lines:
         for run in _runs(line.values):
             points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in run)
@@ -107,7 +155,7 @@ def line_chart(
                 when = times[i].strftime("%Y-%m-%d %H:%M") if i < len(times) else ""
                 parts.append(
                     f'<circle class="hover" cx="{x(i):.1f}" cy="{y(value):.1f}" r="4">'
-                    f"<title>{escape(line.label)} {escape(_fmt(value))}{escape(unit)} "
+                    f"<title>{escape(line.label)}: {escape(_with_unit(value, unit))} "
                     f"at {escape(when)} UTC</title></circle>"
                 )
     parts.append(_legend(lines, width))
@@ -120,21 +168,34 @@ def bar_chart(
     *,
     title: str,
     unit: str = "",
+    x_unit: str = "",
+    integer: bool = False,
     width: int = 420,
-    height: int = 170,
+    height: int = 200,
 ) -> Markup:
-    """Vertical bars with their labels below, a y axis from 0."""
-    top = _nice(max((b.value for b in bars), default=0.0))
+    """Vertical bars with their labels below (in ``x_unit``), a y axis in
+    ``unit`` from 0."""
+    steps = ticks(max((b.value for b in bars), default=0.0), integer=integer)
+    top = steps[-1]
     plot_w = width - _LEFT - _RIGHT
     plot_h = height - _TOP - _BOTTOM
     n = max(len(bars), 1)
     slot = plot_w / n
     every = max(1, math.ceil(n / 12))
-    parts = [_open(width, height, title), _axes(width, height, top, 0.0, unit, False)]
+
+    def y(v: float) -> float:
+        return _TOP + plot_h * (1 - min(max(v, 0.0), top) / top)
+
+    parts = [
+        _open(width, height, title, unit),
+        _axes(width, list(zip(steps, tick_labels(steps), strict=True)), y),
+    ]
+    if x_unit:
+        parts.append(_caption(width, height, x_unit))
     for i, bar in enumerate(bars):
-        h = plot_h * (bar.value / top) if top else 0.0
+        h = _TOP + plot_h - y(bar.value)
         x0 = _LEFT + i * slot + slot * 0.1
-        hint = bar.hint or f"{bar.label}: {_fmt(bar.value)}{unit}"
+        hint = bar.hint or f"{bar.label}: {_with_unit(bar.value, unit)}"
         parts.append(
             f'<rect class="{escape(bar.css)}" x="{x0:.1f}" y="{_TOP + plot_h - h:.1f}" '
             f'width="{slot * 0.8:.1f}" height="{h:.1f}"><title>{escape(hint)}</title>'
@@ -142,32 +203,34 @@ def bar_chart(
         )
         if i % every == 0:
             parts.append(
-                f'<text class="tick" x="{x0 + slot * 0.4:.1f}" y="{height - 8}" '
+                f'<text class="tick" x="{x0 + slot * 0.4:.1f}" y="{_tick_y(height)}" '
                 f'text-anchor="middle">{escape(bar.label)}</text>'
             )
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
-def timeline(spans: t.Sequence[Span], *, title: str, width: int = 900) -> Markup:
-    """One row per span on a shared axis of milliseconds from the first."""
+def timeline(
+    spans: t.Sequence[Span], *, title: str, unit: str = "ms", width: int = 900
+) -> Markup:
+    """One row per span on a shared axis of ``unit`` (milliseconds) from 0."""
     row = 22
     label_w = 190
     height = _TOP + row * max(len(spans), 1) + _BOTTOM
     end = max((s.start_ms + s.length_ms for s in spans), default=0.0)
-    top = _nice(end) or 1.0
+    steps = ticks(end)
+    top = steps[-1]
     plot_w = width - label_w - 40
 
     def x(ms: float) -> float:
-        return label_w + plot_w * (ms / top)
+        return label_w + plot_w * (min(max(ms, 0.0), top) / top)
 
-    parts = [_open(width, height, title)]
-    for tick in range(5):
-        ms = top * tick / 4
+    parts = [_open(width, height, title, ""), _caption(width, height, unit)]
+    for ms, text in zip(steps, tick_labels(steps), strict=True):
         parts.append(
             f'<line class="grid" x1="{x(ms):.1f}" y1="{_TOP}" x2="{x(ms):.1f}" '
             f'y2="{height - _BOTTOM}"/><text class="tick" x="{x(ms):.1f}" '
-            f'y="{height - 8}" text-anchor="middle">{escape(_fmt(ms))} ms</text>'
+            f'y="{_tick_y(height)}" text-anchor="middle">{escape(text)}</text>'
         )
     for i, span in enumerate(spans):
         cy = _TOP + row * i + row / 2
@@ -195,44 +258,70 @@ def timeline(spans: t.Sequence[Span], *, title: str, width: int = 900) -> Markup
 # -- pieces ------------------------------------------------------------------
 
 
-def _open(width: int, height: int, title: str) -> str:
+def _open(width: int, height: int, title: str, unit: str) -> str:
+    """The SVG element with its title shown above the plot, and the unit of
+    the y axis above that axis."""
+    label = f"{title} ({unit})" if unit else title
+    shown = f'<text class="unit" x="{_LEFT - 6}" y="{_UNIT_Y}" text-anchor="end">'
     return (
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" '
         f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        f'role="img" aria-label="{escape(label)}"><title>{escape(label)}</title>'
+        f'<text class="title" x="8" y="{_TITLE_Y}">{escape(title)}</text>'
+        + (f"{shown}{escape(unit)}</text>" if unit else "")
     )
 
 
 def _axes(
-    width: int, height: int, top: float, bottom: float, unit: str, log: bool
+    width: int, axis: t.Sequence[tuple[float, str]], y: t.Callable[[float], float]
 ) -> str:
-    plot_h = height - _TOP - _BOTTOM
     parts = []
-    if log:  # one tick per power of ten
-        low, high = round(math.log10(bottom)), round(math.log10(top))
-        ticks = [(10.0**k, (k - low) / (high - low)) for k in range(low, high + 1)]
-    else:
-        ticks = [(top * k / 4, k / 4) for k in range(5)]
-    for value, frac in ticks:
-        yy = _TOP + plot_h * (1 - frac)
+    for value, text in axis:
+        yy = y(value)
         parts.append(
             f'<line class="grid" x1="{_LEFT}" y1="{yy:.1f}" x2="{width - _RIGHT}" '
             f'y2="{yy:.1f}"/><text class="tick" x="{_LEFT - 6}" y="{yy + 4:.1f}" '
-            f'text-anchor="end">{escape(_fmt(value))}{escape(unit)}</text>'
+            f'text-anchor="end">{escape(text)}</text>'
         )
     return "".join(parts)
 
 
+def _tick_y(height: int) -> int:
+    return height - _BOTTOM + 16
+
+
+def _caption(width: int, height: int, text: str) -> str:
+    """The x axis' caption, centred below its tick labels."""
+    return (
+        f'<text class="unit" x="{(_LEFT + width - _RIGHT) / 2:.1f}" y="{height - 6}" '
+        f'text-anchor="middle">{escape(text)}</text>'
+    )
+
+
 def _time_labels(
-    times: t.Sequence[dt.datetime], x: t.Callable[[int], float], height: int
+    times: t.Sequence[dt.datetime],
+    x: t.Callable[[int], float],
+    width: int,
+    height: int,
 ) -> str:
     span = times[-1] - times[0]
     fmt = "%H:%M" if span <= dt.timedelta(days=1) else "%b %d %H:%M"
+    last = len(times) - 1
     parts = []
-    for i in sorted({0, len(times) // 3, 2 * len(times) // 3, len(times) - 1}):
+    # Four labels of hours and minutes fit, three with the date.
+    thirds = fmt == "%H:%M"
+    inner = {len(times) // 3, 2 * len(times) // 3} if thirds else {len(times) // 2}
+    for i in sorted({0, last} | inner):
+        # The first and last labels end at the plot's edges, inside the SVG.
+        if last and i == 0:
+            anchor, xx = "start", float(_LEFT)
+        elif last and i == last:
+            anchor, xx = "end", float(width - _RIGHT)
+        else:
+            anchor, xx = "middle", x(i)
         parts.append(
-            f'<text class="tick" x="{x(i):.1f}" y="{height - 8}" '
-            f'text-anchor="middle">{escape(times[i].strftime(fmt))}</text>'
+            f'<text class="tick" x="{xx:.1f}" y="{_tick_y(height)}" '
+            f'text-anchor="{anchor}">{escape(times[i].strftime(fmt))}</text>'
         )
     return "".join(parts)
 
@@ -242,9 +331,9 @@ def _legend(lines: t.Sequence[Line], width: int) -> str:
     x = width - _RIGHT - 56 * len(lines)
     for line in lines:
         parts.append(
-            f'<rect class="{escape(line.css)} key" x="{x}" y="{_TOP - 2}" width="10" '
-            f'height="10"/><text class="legend" x="{x + 14}" y="{_TOP + 7}">'
-            f"{escape(line.label)}</text>"
+            f'<rect class="{escape(line.css)} key" x="{x}" y="{_UNIT_Y - 9}" '
+            f'width="10" height="10"/><text class="legend" x="{x + 14}" '
+            f'y="{_UNIT_Y}">{escape(line.label)}</text>'
         )
         x += 56
     return "".join(parts)
@@ -266,15 +355,30 @@ def _runs(values: t.Sequence[float | None]) -> list[list[tuple[int, float]]]:
     return runs
 
 
-def _nice(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 x 10^k at or above ``value`` (0 for 0)."""
-    if value <= 0:
-        return 0.0
+def _round_step(value: float) -> float:
+    """The smallest of 1, 2, 5 x 10^n at or above ``value`` (> 0)."""
     power = 10.0 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * power * (1 + 1e-9):
-            return step * power
+    for multiple in (1, 2, 5):
+        if multiple * power >= value:
+            return multiple * power
     return 10 * power
+
+
+def _tick_label(value: float, step: float) -> str:
+    if value == 0:
+        return "0"
+    if step >= 1e-4 and abs(value) < 1e15:
+        decimals = max(0, -math.floor(math.log10(step)))
+        text = f"{value:,.{decimals}f}"
+        return text.rstrip("0").rstrip(".") if decimals else text
+    # At most a few steps of 1, 2 or 5: two significant digits tell them apart.
+    return f"{value:.3g}"
+
+
+def _with_unit(value: float, unit: str) -> str:
+    if not unit:
+        return _fmt(value)
+    return f"{_fmt(value)}{unit}" if unit == "%" else f"{_fmt(value)} {unit}"
 
 
 def _log_floor(value: float) -> float:

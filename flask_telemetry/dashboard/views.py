@@ -180,7 +180,10 @@ class Reader:
                     )
                     for b in histogram
                 ],
-                title="Requests by duration (ms, log bins)",
+                title="Requests by duration",
+                unit="requests",
+                x_unit="duration in ms (log bins: from each label to the next)",
+                integer=True,
             )
             if histogram
             else None,
@@ -195,6 +198,9 @@ class Reader:
                     for s in sorted(statuses, key=lambda s: s.status)
                 ],
                 title="Requests by status",
+                unit="requests",
+                x_unit="HTTP status",
+                integer=True,
             )
             if statuses
             else None,
@@ -251,7 +257,11 @@ class Reader:
             first=events[0],
             end=end,
             truncated=len(events) >= MAX_TRACE_EVENTS,
-            timeline=charts.timeline(spans, title=f"Events of request {request_id}"),
+            timeline=charts.timeline(
+                spans,
+                title="Events in time",
+                unit="ms from the start of the request",
+            ),
         )
 
     def events(self) -> str:
@@ -402,10 +412,11 @@ def _traffic_charts(buckets: list[series.Bucket]) -> list[t.Any]:
             times,
             [
                 charts.Line(
-                    label="req/min", css="s1", values=[b.per_minute for b in buckets]
+                    label="requests", css="s1", values=[b.per_minute for b in buckets]
                 )
             ],
             title="Requests per minute",
+            unit="req/min",
         ),
         charts.line_chart(
             times,
@@ -418,7 +429,7 @@ def _traffic_charts(buckets: list[series.Bucket]) -> list[t.Any]:
                     ],
                 )
             ],
-            title="Error rate (status >= 500 or an exception)",
+            title="Error rate (status ≥ 500 or an exception)",
             unit="%",
         ),
         charts.line_chart(
@@ -428,7 +439,8 @@ def _traffic_charts(buckets: list[series.Bucket]) -> list[t.Any]:
                 charts.Line(label="p95", css="s2", values=[b.p95_ms for b in buckets]),
                 charts.Line(label="p99", css="s3", values=[b.p99_ms for b in buckets]),
             ],
-            title="Latency percentiles (ms, log scale, about 2.5% precision)",
+            title="Latency percentiles (log scale, within about 2.5%)",
+            unit="ms",
             log=True,
         ),
     ]
@@ -449,6 +461,34 @@ def pretty(metadata: t.Any) -> str:
     return json.dumps(
         metadata, indent=2, sort_keys=True, ensure_ascii=False, default=str
     )
+
+
+#: A request end's status and duration the events lists show as columns:
+#: a whole number from 100 to 999, a number of ms from 0 to 10^12 (the read
+#: API's bounds); anything else leaves the cell empty.
+_STATUSES = range(100, 1000)
+_MAX_DURATION_MS = 1e12
+
+
+def end_columns(event: t.Any) -> tuple[str, str]:
+    """The status and the duration (ms) of an ``http_request_end`` as the
+    events lists show them; empty texts for other events and unreadable
+    values."""
+    metadata = event.metadata
+    if event.event_type != EventType.HTTP_REQUEST_END.value or not isinstance(
+        metadata, dict
+    ):
+        return "", ""
+    status, duration = metadata.get("status"), metadata.get("duration_ms")
+    status_text = str(status) if type(status) is int and status in _STATUSES else ""
+    duration_text = ""
+    if (
+        isinstance(duration, (int, float))
+        and not isinstance(duration, bool)
+        and 0 <= duration <= _MAX_DURATION_MS
+    ):
+        duration_text = f"{duration:,.1f}"
+    return status_text, duration_text
 
 
 def _duration(event: t.Any) -> float:
