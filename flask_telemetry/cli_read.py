@@ -20,6 +20,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .reading import UNMATCHED, EventRecord, RouteSummary
+from .reading.display import visible
 
 if t.TYPE_CHECKING:
     from ._extension import Telemetry
@@ -192,7 +193,7 @@ def _cell(value: t.Any) -> str:
         return f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value)
+    return visible(value)
 
 
 # -- report ---------------------------------------------------------------------
@@ -348,7 +349,7 @@ def trace_command(request_id: str, as_json: bool) -> None:
         )
         return
     click.echo(
-        f"Request {request_id}: {len(found)} event(s) from "
+        f"Request {visible(request_id)}: {len(found)} event(s) from "
         f"{start.isoformat(timespec='milliseconds')}"
     )
     _table(
@@ -532,9 +533,11 @@ def _printer(as_json: bool) -> t.Callable[[EventRecord], None]:
     def line(record: EventRecord) -> None:
         when = record.occurred_at.isoformat(timespec="milliseconds")
         click.echo(
-            f"{when}  {record.severity:<8}  {record.event_type:<20}  "
-            f"{_route(record):<24}  {record.request_id or '-'}  "
-            f"{_metadata(record.metadata)}".rstrip()
+            visible(
+                f"{when}  {record.severity:<8}  {record.event_type:<20}  "
+                f"{_route(record):<24}  {record.request_id or '-'}  "
+                f"{_metadata(record.metadata)}".rstrip()
+            )
         )
 
     return line

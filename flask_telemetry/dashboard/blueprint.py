@@ -17,7 +17,7 @@ from flask import (
     url_for,
 )
 
-from ..reading import UNMATCHED
+from ..reading import UNMATCHED, visible
 from . import budget, views
 from .window import PRESETS, parse_window
 
@@ -120,6 +120,7 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
             "exact_url": exact_url,
             "page_seconds": f"{budget.PAGE_SECONDS:g}",
             "pretty": views.pretty,
+            "visible": visible,
             "end_columns": views.end_columns,
             "window": window,
             "presets": list(PRESETS),

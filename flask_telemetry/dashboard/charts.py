@@ -4,7 +4,8 @@ Each chart shows its title and the unit of its values (and of its x axis
 where that is not time); a linear y axis runs from 0 in round steps
 (:func:`ticks`), whole numbers for counts.
 
-Every text that reaches the SVG goes through :func:`markupsafe.escape`;
+Every text that reaches the SVG goes through :func:`escape` (markupsafe's,
+invisible characters shown);
 colours come from classes styled by the dashboard's CSS file (presentation
 attributes and classes need no ``unsafe-inline`` style in the CSP).
 """
@@ -16,7 +17,18 @@ import datetime as dt
 import math
 import typing as t
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
+from markupsafe import escape as _escape
+
+from ..reading import visible
+
+
+def escape(value: object) -> Markup:
+    """:func:`markupsafe.escape` of ``value`` with its invisible characters
+    (bidi controls, isolates) shown as escapes (:func:`visible`)."""
+    if isinstance(value, Markup):
+        return value
+    return _escape(visible(value if isinstance(value, str) else str(value)))
 
 #: Margins around the plot: the title and the unit's row above it, the
 #: tick labels and the x axis' caption below.

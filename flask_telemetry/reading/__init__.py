@@ -9,6 +9,7 @@ methods inside an app context; this package imports no Flask.
 from __future__ import annotations
 
 from ._window import TimeBound
+from .display import visible
 from .events import MAX_LIMIT, event_counts, events
 from .percentiles import weighted_percentiles
 from .prune import prune
@@ -29,5 +30,6 @@ __all__ = [
     "events",
     "prune",
     "request_summary",
+    "visible",
     "weighted_percentiles",
 ]
