@@ -1,6 +1,6 @@
 """Sphinx configuration of the flask_telemetry documentation.
 
-Build with warnings as errors, as the tests do::
+Build with warnings as errors, as the tests do (``make docs`` runs it)::
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 """

@@ -30,6 +30,7 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(
         SECRET_KEY=os.environ.get("SECRET_KEY", "dev-only-not-secret"),
+        DEMO_LOGIN_TOKEN=os.environ.get("DEMO_LOGIN_TOKEN") or None,
         SQLALCHEMY_DATABASE_URI=os.environ.get(
             "DATABASE_URL",
             f"sqlite:///{os.path.join(app.instance_path, 'example.db')}",
@@ -46,6 +47,7 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(shipping.bp)
     telemetry.init_dashboard(app, authorize=may_see_dashboard)
+    auth.init_demo_login(app)
     app.cli.add_command(seed)
     return app
 

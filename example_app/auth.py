@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import typing as t
 
-from flask import Blueprint, abort, g, request, session
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    redirect,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.wrappers import Response
 
 from flask_telemetry import EventType, Severity
 
@@ -50,6 +63,48 @@ def stepup() -> tuple[dict[str, t.Any], int]:
     session["stepped_up"] = True
     telemetry.record(EventType.AUTH_STEPUP_SUCCESS)
     return {"stepped_up": True}, 200
+
+
+#: The config key of the one-time demo sign-in token (``make serve`` sets it).
+DEMO_LOGIN_TOKEN = "DEMO_LOGIN_TOKEN"
+
+
+def init_demo_login(app: Flask) -> None:
+    """Add ``GET /auth/demo-login?token=...`` when ``DEMO_LOGIN_TOKEN`` is set.
+
+    It signs the local browser in as the seeded admin, stepped up, and
+    opens the dashboard: the link ``make serve`` prints. The token works
+    once, only from the loopback address, and without the setting the
+    route does not exist.
+    """
+    if app.config.get(DEMO_LOGIN_TOKEN):
+        app.add_url_rule("/auth/demo-login", "demo_login", demo_login)
+
+
+def demo_login() -> Response:
+    token = current_app.config.get(DEMO_LOGIN_TOKEN)
+    given = request.args.get("token", "")
+    if not _loopback(request.remote_addr) or not token:
+        abort(404)
+    if not hmac.compare_digest(given.encode(), str(token).encode()):
+        abort(404)
+    admin = db.session.scalar(db.select(User).filter_by(is_admin=True))
+    if admin is None:
+        abort(404)
+    current_app.config[DEMO_LOGIN_TOKEN] = None  # one time only
+    session.clear()
+    session["user_id"] = admin.id
+    session["stepped_up"] = True
+    g.user = admin
+    telemetry.record(EventType.AUTH_LOGIN_SUCCESS)
+    return redirect(url_for("telemetry_dashboard.overview"))
+
+
+def _loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 @bp.post("/logout")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import typing as t
 from pathlib import Path
@@ -15,7 +16,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
 from conftest import Bundle, MakeApp
-from flask_telemetry import ConfigVars, Telemetry
+from flask_telemetry import ConfigVars, EventType, Telemetry
 from flask_telemetry._config import DEFAULTS
 
 
@@ -239,3 +240,38 @@ def test_check_fails_when_occurred_at_loses_zone_or_microseconds(
     else:
         assert result.exit_code == 1
         assert f"FAIL  column occurred_at {expected}\n" in result.stderr
+
+
+def test_a_missing_table_names_the_fix_and_the_open_breaker_is_said_once(
+    make_app: MakeApp,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sync delivery, no table: the failure says how to make the table, and
+    the breaker that opens says so once, with its cause."""
+    # Alembic's fileConfig (the migration tests above) disables the loggers
+    # that exist when it runs.
+    monkeypatch.setattr(logging.getLogger("flask_telemetry"), "disabled", False)
+    bundle = make_app(
+        False,
+        **{
+            ConfigVars.MAX_RETRIES: 0,
+            ConfigVars.BREAKER_THRESHOLD: 2,
+            ConfigVars.BREAKER_COOLDOWN: 0.0,
+        },
+    )
+    caplog.set_level("ERROR", logger="flask_telemetry")
+    with bundle.app.app_context():
+        for _ in range(6):
+            bundle.telemetry.record(EventType.CACHE_MISS)
+        bundle.telemetry.flush(5)
+    errors = [r.getMessage() for r in caplog.records if r.name == "flask_telemetry"]
+    failures = [m for m in errors if "storage failed" in m]
+    assert failures, errors
+    assert all("telemetry_traces" in m for m in failures), failures
+    assert all(
+        "run `flask db upgrade`, or `flask telemetry check`" in m for m in failures
+    ), failures
+    opened = [m for m in errors if "circuit breaker is open" in m]
+    assert len(opened) == 1, errors  # once, not per failed probe
+    assert "telemetry_traces" in opened[0]  # with its cause

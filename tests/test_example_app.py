@@ -120,3 +120,32 @@ def test_flows_work_with_the_telemetry_database_unreachable(
         assert (
             stats["accepted"] == sum(stats["dropped"].values()) + stats["queue_depth"]
         )
+
+
+def test_the_demo_login_opens_the_dashboard_once_and_locally(
+    example_url: str,
+) -> None:
+    """``make serve``'s printed link: once, from the loopback address only."""
+    app = _make(example_url, DEMO_LOGIN_TOKEN="t0ken")
+    local = {"REMOTE_ADDR": "127.0.0.1"}
+    client = app.test_client()
+    assert client.get("/_telemetry/").status_code == 404
+    remote = client.get(
+        "/auth/demo-login?token=t0ken", environ_base={"REMOTE_ADDR": "192.0.2.7"}
+    )
+    assert remote.status_code == 404
+    wrong = client.get("/auth/demo-login?token=guess", environ_base=local)
+    assert wrong.status_code == 404
+    signed = client.get("/auth/demo-login?token=t0ken", environ_base=local)
+    assert signed.status_code == 302
+    assert signed.headers["Location"] == "/_telemetry/"
+    assert client.get("/_telemetry/").status_code == 200
+    again = app.test_client().get("/auth/demo-login?token=t0ken", environ_base=local)
+    assert again.status_code == 404  # used up
+
+
+def test_without_a_token_there_is_no_demo_login(example_url: str) -> None:
+    app = _make(example_url)
+    client = app.test_client()
+    assert client.get("/auth/demo-login?token=").status_code == 404
+    assert client.get("/auth/demo-login?token=None").status_code == 404

@@ -10,6 +10,7 @@ there, checking the stored rows.
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import sqlite3
@@ -190,3 +191,11 @@ def test_wheel_works_in_a_fresh_virtualenv(
     assert {r[1] for r in rows} == {"pkg-1"}
     assert rows[0][2] == "item"
     assert json.loads(rows[0][3]) == {"item": 7}
+
+
+def test_the_metadata_names_the_project_and_its_authors() -> None:
+    """setup.cfg fills Home-page and Author (empty in the built METADATA before)."""
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).parents[1] / "setup.cfg")
+    assert config["metadata"]["author"] == "flask_telemetry maintainers"
+    assert config["metadata"]["url"].startswith("https://")

@@ -100,6 +100,23 @@ def _is_row_error(exc: sa_exc.SQLAlchemyError) -> bool:
     return isinstance(code, int) and code in _MYSQL_ROW_ERRNOS
 
 
+#: Added to the message of a failure whose cause is a missing table.
+MISSING_TABLE_FIX = " (run `flask db upgrade`, or `flask telemetry check`)"
+#: PostgreSQL's SQLSTATE and MySQL's error number for a table that is not there.
+_NO_TABLE_SQLSTATE = "42P01"
+_NO_TABLE_ERRNO = 1146
+
+
+def _missing_table(cause: BaseException | None) -> bool:
+    """Whether a driver's error says that the table does not exist."""
+    if getattr(cause, "sqlstate", None) == _NO_TABLE_SQLSTATE:  # psycopg
+        return True
+    code = (getattr(cause, "args", None) or (None,))[0]
+    if code == _NO_TABLE_ERRNO:  # MySQL drivers
+        return True
+    return str(cause).startswith("no such table")  # sqlite3
+
+
 class StorageFailure(TelemetryStorageException):
     """A failed INSERT, with what the caller needs to decide what to do next."""
 
@@ -338,7 +355,8 @@ class TraceWriter:
             per_row = _is_row_error(exc)
             raise StorageFailure(
                 f"Storing {len(rows)} telemetry event(s) failed: "
-                f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}",
+                f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}"
+                + (MISSING_TABLE_FIX if _missing_table(cause) else ""),
                 retryable=not per_row
                 and (
                     isinstance(exc, _RETRYABLE)
@@ -348,7 +366,8 @@ class TraceWriter:
             ) from exc
         except Exception as exc:  # a driver bug must not escape either
             raise StorageFailure(
-                f"Storing {len(rows)} telemetry event(s) failed: {exc!r}",
+                f"Storing {len(rows)} telemetry event(s) failed: {exc!r}"
+                + (MISSING_TABLE_FIX if _missing_table(exc) else ""),
                 retryable=False,
                 per_row=True,
             ) from exc

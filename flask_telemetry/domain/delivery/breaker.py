@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+import typing as t
+
+if t.TYPE_CHECKING:
+    from ..log import RateLimitedLog
 
 CLOSED = "closed"
 OPEN = "open"
@@ -55,10 +59,31 @@ class CircuitBreaker:
                 self._failures = 0
                 self.state = CLOSED
 
-    def failure(self, *, trip: bool = False) -> None:
-        """Record a failed write; ``trip`` (a timeout) opens the breaker at once."""
+    def failure(self, *, trip: bool = False) -> bool:
+        """Record a failed write; ``trip`` (a timeout) opens the breaker at once.
+
+        True when this failure opened a closed breaker (not a failed probe).
+        """
         with self._lock:
             self._failures += 1
             if trip or self.state == HALF_OPEN or self._failures >= self.threshold:
+                opened = self.state == CLOSED
                 self.state = OPEN
                 self._opened_at = time.monotonic()
+                return opened
+            return False
+
+
+def say_open(
+    log: RateLimitedLog, breaker: CircuitBreaker, cause: object, *, dropping: bool
+) -> None:
+    """Log, once per outage, that ``breaker`` opened and why: the one line an
+    application without logging set up sees on stderr about it."""
+    log.error(
+        "breaker",
+        "Telemetry's circuit breaker is open (%s): events are %s, and the "
+        "database is tried again every %.0f s until it answers",
+        cause,
+        "dropped, not written" if dropping else "held in the queue",
+        breaker.cooldown,
+    )

@@ -10,7 +10,7 @@ from ...storage.row import TraceEvent
 from ..mapping import Pending, build_event
 from .background import BackgroundDelivery
 from .batch import BatchStore, DatabaseDown, Outcome
-from .breaker import CircuitBreaker
+from .breaker import CircuitBreaker, say_open
 from .protocol import ForkGuard
 
 
@@ -55,6 +55,7 @@ class SyncDelivery:
         max_bytes: int,
         batch_size: int,
         shutdown_timeout: float,
+        idle_disconnect: float | None = None,
     ) -> None:
         self.store = store
         self.breaker = breaker
@@ -72,6 +73,7 @@ class SyncDelivery:
             retry_backoff=0.0,
             wait_for_breaker=False,
             trip_after=trip_after,
+            idle_disconnect=idle_disconnect,
         )
         self._put_lock = threading.Lock()  # sequence numbers in queue order
         self._suspect_until = 0  # wait again once the writer finished this one
@@ -123,9 +125,11 @@ class SyncDelivery:
         try:
             store.insert(rows, outcome)
         except DatabaseDown as exc:
-            self.breaker.failure()
+            opened = self.breaker.failure()
             outcome.drop("storage_error", len(exc.remaining))
             store.log.error("db", "Telemetry storage failed: %s", exc.failure)
+            if opened:  # once per outage, not per failed probe
+                say_open(store.log, self.breaker, exc.failure, dropping=True)
         else:
             if rows:
                 self.breaker.success()
