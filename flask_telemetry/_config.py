@@ -259,6 +259,12 @@ class ConfigVars:
     SHUTDOWN_TIMEOUT = Key(
         "TELEMETRY_SHUTDOWN_TIMEOUT", 5.0, number(), "Seconds to flush at exit."
     )
+    IDLE_DISCONNECT_S = Key(
+        "TELEMETRY_IDLE_DISCONNECT_S",
+        5.0,
+        optional(number(minimum=0.001)),
+        "Seconds without a write after which the writer closes its connection.",
+    )
     LOCK_TIMEOUT_MS = Key(
         "TELEMETRY_LOCK_TIMEOUT_MS",
         500,
@@ -380,6 +386,7 @@ class Settings:
     batch_size: int
     flush_interval: float
     shutdown_timeout: float
+    idle_disconnect_s: float | None
     lock_timeout_ms: int
     connect_timeout_ms: int
     statement_timeout_ms: int

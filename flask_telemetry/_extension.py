@@ -178,6 +178,7 @@ class Telemetry:
                 shutdown_timeout=settings.shutdown_timeout,
                 max_retries=settings.max_retries,
                 retry_backoff=settings.retry_backoff,
+                idle_disconnect=settings.idle_disconnect_s,
             )
         else:
             delivery = SyncDelivery(
@@ -191,6 +192,7 @@ class Telemetry:
                 max_bytes=settings.queue_max_bytes,
                 batch_size=settings.batch_size,
                 shutdown_timeout=settings.shutdown_timeout,
+                idle_disconnect=settings.idle_disconnect_s,
             )
         recorder = Recorder(
             delivery,

@@ -37,6 +37,11 @@ class BackgroundDelivery:
     failure that took ``trip_after`` seconds or more (a timeout) opens the
     breaker at once.
 
+    Idle: once ``idle_disconnect`` seconds have passed without a write, the
+    writer releases what the store holds (the connection of telemetry's own
+    pool, see :meth:`.BatchStore.release`), so that a quiet process holds
+    no connection; the next batch opens one again. ``None`` keeps it.
+
     Pre-fork servers: in a child process (``os.register_at_fork``, and a pid
     check for servers that fork without running Python's fork hooks) the
     queue, the counters and the thread start afresh and the parent's pooled
@@ -66,6 +71,7 @@ class BackgroundDelivery:
         retry_backoff: float,
         wait_for_breaker: bool = True,
         trip_after: float | None = None,
+        idle_disconnect: float | None = None,
     ) -> None:
         self.store = store
         self.breaker = breaker
@@ -78,6 +84,7 @@ class BackgroundDelivery:
         self.retry_backoff = retry_backoff
         self.wait_for_breaker = wait_for_breaker
         self.trip_after = trip_after
+        self.idle_disconnect = idle_disconnect
         self._setup()
         self._fork = ForkGuard(self)
         atexit.register(weak_method(self, "close"))
@@ -242,10 +249,20 @@ class BackgroundDelivery:
             self._busy_bytes = 0
 
     def _run(self) -> None:
+        last_write: float | None = None  # while holding a connection
         while not self._stop.is_set():
-            self._wake.wait(self.flush_interval)
+            self._wake.wait(self._wait_time(last_write))
             self._wake.clear()
+            if (
+                last_write is not None
+                and not self._queue
+                and self.idle_disconnect is not None
+                and time.monotonic() - last_write >= self.idle_disconnect
+            ):
+                self.store.release()  # quiet: give the connection back
+                last_write = None
             while self._queue and not self._stop.is_set():
+                last_write = time.monotonic()
                 with self._idle:
                     batch = self._take()
                     self._busy = len(batch)
@@ -268,10 +285,18 @@ class BackgroundDelivery:
                     del batch
                     self._release_batch()
                     self._idle.notify_all()
+                last_write = time.monotonic()
             with self._idle:
                 self._idle.notify_all()
         if not self._busy:
             self.store.release()  # stopped: close() may have left it to us
+
+    def _wait_time(self, last_write: float | None) -> float:
+        """Until the next flush, or the idle disconnect if that comes first."""
+        if last_write is None or self.idle_disconnect is None:
+            return self.flush_interval
+        left = last_write + self.idle_disconnect - time.monotonic()
+        return max(0.0, min(self.flush_interval, left))
 
     def _store(self, batch: list[Pending], outcome: Outcome) -> None:
         rows = self.store.validate(self._build(batch, outcome), outcome)

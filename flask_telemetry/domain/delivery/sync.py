@@ -55,6 +55,7 @@ class SyncDelivery:
         max_bytes: int,
         batch_size: int,
         shutdown_timeout: float,
+        idle_disconnect: float | None = None,
     ) -> None:
         self.store = store
         self.breaker = breaker
@@ -72,6 +73,7 @@ class SyncDelivery:
             retry_backoff=0.0,
             wait_for_breaker=False,
             trip_after=trip_after,
+            idle_disconnect=idle_disconnect,
         )
         self._put_lock = threading.Lock()  # sequence numbers in queue order
         self._suspect_until = 0  # wait again once the writer finished this one
