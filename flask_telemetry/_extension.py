@@ -206,6 +206,7 @@ class Telemetry:
                 ip_mode=settings.ip_mode,
                 ip_key=settings.ip_hash_key,
             ),
+            release=settings.release,
         )
         request = RequestTelemetry(
             recorder,
@@ -588,12 +589,21 @@ class Telemetry:
             return
         if not callable(authorize):
             raise ValueError(f"authorize must be a callable, not {authorize!r}.")
-        from .dashboard import BLUEPRINT_NAME, make_blueprint
+        from .dashboard import make_blueprint
 
-        state.request.exclude_endpoints(f"{BLUEPRINT_NAME}.*")
+        # Not excluded by endpoint: a refused request is recorded, and
+        # answered, like any other 404 of the app; an allowed one calls
+        # _forget_request().
         app.register_blueprint(
             make_blueprint(self, authorize=authorize), url_prefix=url_prefix
         )
+
+    def _forget_request(self) -> None:
+        """Leave the current request out of telemetry: no ``http_request_end``,
+        no request id header (the dashboard's allowed requests)."""
+        state = current_app.extensions.get("telemetry")
+        if state is not None and state.owner is self:
+            state.request.forget()
 
 
 def _event_values(enums: t.Iterable[type[enum.Enum]]) -> tuple[str, ...]:

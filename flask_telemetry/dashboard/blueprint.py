@@ -10,15 +10,16 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    g,
+    redirect,
     render_template,
     request,
     send_from_directory,
     url_for,
 )
+from flask.sansio.blueprints import BlueprintSetupState
 
 from ..reading import UNMATCHED, visible
-from . import budget, views
+from . import budget, params, views
 from .window import PRESETS, parse_window
 
 if t.TYPE_CHECKING:
@@ -47,17 +48,21 @@ HEADERS = {
 }
 _STATIC = pathlib.Path(__file__).with_name("static")
 _READ_METHODS = frozenset({"GET", "HEAD"})
-#: Routes accept every method so that a refused request is a 404 whatever its
-#: method (a 405 would tell that the page exists); an allowed one gets 405.
-_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+#: Set in the WSGI environ of a request ``authorize()`` let through (never in
+#: ``g``, which a held application context shares between requests).
+_ALLOWED = "flask_telemetry.dashboard.allowed"
 
 
 def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
     """The dashboard's blueprint, reading through ``telemetry``.
 
-    Every request, static files included, asks ``authorize()`` first: a
-    false value or an exception answers 404, as for a page that does not
-    exist. Allowed requests other than GET and HEAD answer 405.
+    Every request under the prefix, static files included, asks
+    ``authorize()`` first: a false value or an exception answers what the
+    app answers for a path that does not exist. Routing cannot tell first:
+    the rules take every method (no 405), the bare prefix and any other
+    path under it have rules of their own (no redirect, no routing 404).
+    Allowed requests other than GET and HEAD answer 405, an unknown page
+    the dashboard's 404 page.
     """
     bp = Blueprint(
         BLUEPRINT_NAME,
@@ -74,14 +79,17 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
             allowed = False
         if not allowed:
             abort(404)
-        g._telemetry_dashboard = True
+        request.environ[_ALLOWED] = True
+        # Not recorded, and no request id header: telemetry forgets it.
+        telemetry._forget_request()
+        budget.start()
         if request.method not in _READ_METHODS:
             abort(405, valid_methods=sorted(_READ_METHODS))
 
     @bp.after_request
     def _headers(response: Response) -> Response:
         # Only on allowed requests: a refused one must look like any 404.
-        if g.get("_telemetry_dashboard"):
+        if request.environ.get(_ALLOWED):
             response.headers.update(HEADERS)
         return response
 
@@ -131,18 +139,53 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
     def _too_slow(error: budget.TooSlow) -> tuple[str, int]:
         return render_template("telemetry_dashboard/slow.html", error=error), 503
 
+    @bp.errorhandler(views.Missing)
+    def _missing_page(error: views.Missing) -> tuple[str, int]:
+        return render_template("telemetry_dashboard/missing.html", error=error), 404
+
     reader = views.Reader(telemetry)
-    for rule, endpoint, view in (
-        ("/", "overview", reader.overview),
-        ("/route", "route", reader.route),
-        ("/trace/<path:request_id>", "trace", reader.trace),
-        ("/events", "events", reader.events),
-        # The CSS, behind authorize and with every method like the pages.
-        ("/static/<path:filename>", "static", _static),
-    ):
-        bp.add_url_rule(rule, endpoint, view, methods=_ANY_METHOD)
+    routes: list[tuple[str, str, t.Callable[..., t.Any]]] = [
+        (page.rule, name, getattr(reader, name)) for name, page in params.PAGES.items()
+    ]
+    routes += [
+        # The CSS, behind authorize like the pages; not named "static", so
+        # that a refused request is not left out by TELEMETRY_EXCLUDE's
+        # "*.static" when a missing path is not.
+        ("/static/<path:filename>", "stylesheet", _static),
+        ("", "bare", _bare),
+        ("/<path:path>", "missing", _missing),
+    ]
+
+    @bp.record
+    def _add_rules(state: BlueprintSetupState) -> None:
+        # Werkzeug rules of our own: Flask's add_url_rule gives a rule a set
+        # of methods, and a method outside it answers 405 with Allow.
+        prefix = (state.url_prefix or "").rstrip("/")
+        for rule, endpoint, view in routes:
+            if not prefix + rule:
+                continue  # the bare prefix, when there is none
+            name = f"{state.name_prefix}.{state.name}.{endpoint}".lstrip(".")
+            state.app.url_map.add(
+                state.app.url_rule_class(
+                    prefix + rule,
+                    endpoint=name,
+                    methods=None,  # every method, the unknown ones too
+                    merge_slashes=False,  # no redirect for a//b
+                )
+            )
+            state.app.view_functions[name] = view
+
     return bp
 
 
 def _static(filename: str) -> Response:
     return send_from_directory(_STATIC, filename)
+
+
+def _bare() -> Response:
+    """The prefix without its slash: the overview."""
+    return redirect(url_for(f"{BLUEPRINT_NAME}.overview"))  # type: ignore[return-value]
+
+
+def _missing(path: str) -> t.NoReturn:
+    raise views.Missing(f"There is no dashboard page at {path[:200]!r}.")

@@ -10,6 +10,10 @@ stopped by the database when it passes, and an error after the deadline is
 - MariaDB: ``max_statement_time``, MySQL: ``max_execution_time``, for the
   session, restored before the connection goes back to the pool.
 - SQLite: a progress handler that interrupts the statement after the deadline.
+
+The deadline belongs to the request (:func:`start`, :func:`deadline`): it is
+kept in the request's WSGI environ, never in ``g``, which an application
+context held around several requests (a test fixture) shares between them.
 """
 
 from __future__ import annotations
@@ -19,9 +23,27 @@ import time
 import typing as t
 
 import sqlalchemy as sa
+from flask import request
 
 #: How long the queries of one dashboard page may take together, in seconds.
 PAGE_SECONDS = 10.0
+
+
+_DEADLINE = "flask_telemetry.dashboard.deadline"
+
+
+def start() -> None:
+    """Start the current request's budget: :data:`PAGE_SECONDS` from now."""
+    request.environ[_DEADLINE] = time.monotonic() + PAGE_SECONDS
+
+
+def deadline() -> float:
+    """When the current request's budget runs out (``time.monotonic()``),
+    started by the first call when :func:`start` was not called."""
+    value: float = request.environ.setdefault(
+        _DEADLINE, time.monotonic() + PAGE_SECONDS
+    )
+    return value
 
 
 class TooSlow(Exception):

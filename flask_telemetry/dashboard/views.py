@@ -10,12 +10,12 @@ import time
 import typing as t
 
 import sqlalchemy as sa
-from flask import abort, g, render_template, request
+from flask import render_template
 
 from .. import ActorType, EventType, Severity, reading
 from ..reading import Sample, series
 from ..reading import sample as sampling
-from . import budget, charts
+from . import budget, charts, params
 from .window import parse_window
 
 if t.TYPE_CHECKING:
@@ -67,7 +67,8 @@ class Reader:
 
     def overview(self) -> str:
         """The overview: traffic charts, the route table, event counts."""
-        window = parse_window(request.args)
+        args = params.current()
+        window = parse_window(args)
         since, until = window.since, window.until
         table = self._table()
         samples = self._samples(
@@ -93,10 +94,10 @@ class Reader:
             ),
         )
         summary, buckets, counts = found["summary"], found["buckets"], found["counts"]
-        sort = request.args.get("sort", "total")
+        sort = args.get("sort", "total")
         if sort not in SORTS:
             sort = "total"
-        descending = request.args.get("order", "desc") != "asc"
+        descending = args.get("order", "desc") != "asc"
         attribute = SORTS[sort][1]
         # A missing value (the unmatched route's name) goes last either way.
         routes = sorted(
@@ -128,11 +129,12 @@ class Reader:
 
     def route(self) -> str:
         """One route: histogram, statuses, charts, slowest requests."""
-        window = parse_window(request.args)
-        unmatched = request.args.get("unmatched") == "1"
-        name = None if unmatched else request.args.get("name") or None
+        args = params.current()
+        window = parse_window(args)
+        unmatched = args.get("unmatched") == "1"
+        name = None if unmatched else args.get("name") or None
         if name is None and not unmatched:
-            abort(404)
+            raise Missing("Which route? This page needs a route name.")
         table = self._table()
         bounds: dict[str, t.Any] = {
             "since": window.since,
@@ -216,7 +218,7 @@ class Reader:
             )
         )["events"]
         if not events:
-            abort(404)
+            raise Missing(f"No event is stored for the request id {request_id!r}.")
         events = sorted(events, key=lambda e: (e.occurred_at, e.id))
         # Offsets from the start of the request: the first event, or the
         # end of the request less its duration when that is earlier.
@@ -266,8 +268,8 @@ class Reader:
 
     def events(self) -> str:
         """The events of the window, filtered, paged by id."""
-        window = parse_window(request.args)
-        args = request.args
+        args = params.current()
+        window = parse_window(args)
         errors: list[str] = []
         filters: dict[str, t.Any] = {}
         event_type = args.get("event_type") or None
@@ -292,12 +294,9 @@ class Reader:
             else:
                 errors.append(f"Unknown actor type {actor_type!r}.")
         for key in ("actor_id", "before_id"):
-            raw = (args.get(key) or "").strip()
-            if raw:
-                try:
-                    filters[key] = int(raw)
-                except ValueError:
-                    errors.append(f"{key} must be a whole number, not {raw[:40]!r}.")
+            number = args.whole_number(key, errors)
+            if number is not None:
+                filters[key] = number
         events = self._run(
             events=lambda c: reading.events(
                 c,
@@ -365,9 +364,7 @@ class Reader:
         connection (an in-memory SQLite database): there one after the other.
         """
         engine = self._engine()
-        deadline: float = g.setdefault(
-            "_telemetry_dashboard_deadline", time.monotonic() + budget.PAGE_SECONDS
-        )
+        deadline = budget.deadline()
 
         def run(call: t.Callable[[sa.Connection], t.Any]) -> t.Any:
             with (
@@ -382,6 +379,10 @@ class Reader:
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             futures = {key: pool.submit(run, call) for key, call in calls.items()}
             return {key: future.result() for key, future in futures.items()}
+
+
+class Missing(Exception):
+    """What a page was asked for does not exist: a 404 page saying so."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -402,7 +403,7 @@ def _estimate(sample: Sample | None, noun: str) -> Estimate | None:
 
 def _exact() -> bool:
     """Whether the page was asked for figures from every row (``exact=1``)."""
-    return request.args.get("exact") == "1"
+    return params.current().get("exact") == "1"
 
 
 def _traffic_charts(buckets: list[series.Bucket]) -> list[t.Any]:

@@ -15,6 +15,10 @@ PRESETS: dict[str, dt.timedelta] = {
 DEFAULT = "1h"
 #: The longest custom window a page accepts (every query is bounded by it).
 MAX_SPAN = dt.timedelta(days=31)
+#: The times a custom window may hold: every database stores them, and the
+#: pages' bucket arithmetic stays far from the ends of ``datetime``.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,9 +53,10 @@ def parse_window(
     """The window of ``window=1h|24h|7d`` or ``window=custom&since=..&until=..``.
 
     ``since`` and ``until`` are ISO 8601 (a browser's ``datetime-local``
-    value is one), read as UTC when they carry no offset; ``until``
-    defaults to now. A bad value falls back to the default window with the
-    reason in :attr:`Window.error`.
+    value is one), read as UTC when they carry no offset, from
+    :data:`EARLIEST` to :data:`LATEST`; ``until`` defaults to now. A bad
+    value falls back to the default window with the reason in
+    :attr:`Window.error`.
     """
     if now is None:
         # The next whole minute: buckets start on round times.
@@ -81,14 +86,22 @@ def _default(now: dt.datetime, error: str) -> Window:
 def _time(value: str, key: str) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        # An offset can carry the first or last day of year 1 or 9999
+        # past what a datetime holds: OverflowError.
+        parsed = parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         raise ValueError(
             f"{key} must be a date and time in ISO 8601 "
             f"(2026-01-31T14:00), not {value[:40]!r}."
         ) from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+    if not EARLIEST <= parsed < LATEST:
+        raise ValueError(
+            f"{key} must be from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}, "
+            f"not {value[:40]!r}."
+        )
+    return parsed
 
 
 def _local(when: dt.datetime) -> str:

@@ -68,6 +68,10 @@ class RequestTelemetry:
         self.rules.exclude_endpoints(*selectors)
         self._has_rules = not self.rules.empty
 
+    def forget(self) -> None:
+        """Leave the current request out, as if excluded, from here on."""
+        _g().__dict__.pop("_telemetry", None)
+
     def register(self, app: Flask) -> None:
         """Install the hooks on ``app``."""
         before_request, after_request, teardown_request = self._hooks()

@@ -23,15 +23,19 @@ def resolve(
     """``value`` as an aware UTC datetime (None stays None)."""
     if value is None:
         return None
-    if isinstance(value, dt.timedelta):
-        return (now or dt.datetime.now(dt.UTC)) - value
-    if not isinstance(value, dt.datetime):
-        raise TypeError(
-            f"A time bound must be a datetime or a timedelta, not {value!r}."
-        )
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    try:
+        if isinstance(value, dt.timedelta):
+            return (now or dt.datetime.now(dt.UTC)) - value
+        if not isinstance(value, dt.datetime):
+            raise TypeError(
+                f"A time bound must be a datetime or a timedelta, not {value!r}."
+            )
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        # A timedelta reaching before year 1, an offset past year 9999.
+        raise ValueError(f"The time bound {value!r} is out of range.") from None
 
 
 def time_filters(
@@ -74,12 +78,31 @@ def severities_from(min_severity: Severity | str) -> list[str]:
     return _SEVERITIES[_SEVERITIES.index(value) :]
 
 
+#: The ids and actor ids a BIGINT column holds.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+
+
+def matchable(text: str) -> bool:
+    """Whether a stored text can equal ``text``: none holds NUL (PostgreSQL
+    refuses one even as a parameter, and the writer never stores one)."""
+    return "\x00" not in text
+
+
+def no_row() -> sa.ColumnElement[bool]:
+    """A condition no row meets. Not ``sa.false()``: SQLAlchemy folds the
+    whole WHERE into it, dropping the join conditions next to it."""
+    return sa.literal_column("1") == sa.literal_column("0")
+
+
 def route_filter(table: sa.Table, route: str) -> sa.ColumnElement[bool]:
     """Endpoints matching ``route``: a name, or a glob with ``*`` and ``?``.
 
     A glob becomes a LIKE pattern with ``%`` and ``_`` escaped, bound as a
-    parameter; a name without wildcards is compared with ``=``.
+    parameter; a name without wildcards is compared with ``=``. A ``route``
+    holding NUL matches nothing.
     """
+    if not matchable(route):
+        return no_row()
     if "*" not in route and "?" not in route:
         return table.c.route_name == route
     pattern = "".join(

@@ -45,6 +45,13 @@ def events(
     new ones). ``route`` is an endpoint name or a glob (``api.*``).
     ``event_type`` is a value or several; ``severity`` keeps one severity
     exactly, ``min_severity`` that one and those above it.
+
+    Any value a filter can be given answers, never raises a database error:
+    an id outside the BIGINT range and a text holding NUL (which no row
+    holds) match no row, or every row for ``before_id`` above the range and
+    ``after_id`` below it. An id that is not an integer, an unknown
+    severity and a ``limit`` out of range are a ``ValueError`` naming the
+    argument.
     """
     if (
         isinstance(limit, bool)
@@ -54,6 +61,35 @@ def events(
         raise ValueError(
             f"limit must be an integer from 1 to {MAX_LIMIT}, not {limit!r}."
         )
+    for key, value in (
+        ("actor_id", actor_id),
+        ("before_id", before_id),
+        ("after_id", after_id),
+    ):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int)
+        ):
+            raise ValueError(f"{key} must be an integer, not {value!r}.")
+    if min_severity is not None:
+        _window.severities_from(min_severity)  # a known value, or ValueError
+    if severity is not None:
+        _window.severities_from(severity)
+    # An event type holding NUL matches nothing; the others still can.
+    types = None if event_type is None else _values(event_type)
+    types = None if types is None else [v for v in types if _window.matchable(v)]
+    texts = [str(v) for v in (route, request_id, actor_type) if v is not None]
+    if (
+        types == []
+        or not all(_window.matchable(text) for text in texts)
+        or (actor_id is not None and not _in_bigint(actor_id))
+        or (before_id is not None and before_id <= _window.BIGINT_MIN)
+        or (after_id is not None and after_id >= _window.BIGINT_MAX)
+    ):
+        return []
+    if before_id is not None and before_id > _window.BIGINT_MAX:
+        before_id = None
+    if after_id is not None and after_id < _window.BIGINT_MIN:
+        after_id = None
     with connection(bind) as conn:
         dialect = conn.dialect
         walk = (
@@ -62,8 +98,7 @@ def events(
             and _walk_ids(conn, table, until)
         )
         clauses = _window.time_filters(dialect, table, since, until, index=not walk)
-        if event_type is not None:
-            types = _values(event_type)
+        if types is not None:
             clauses.append(
                 table.c.event_type == types[0]
                 if len(types) == 1
@@ -74,7 +109,6 @@ def events(
             if len(levels) < len(Severity):
                 clauses.append(table.c.severity.in_(levels))
         if severity is not None:
-            _window.severities_from(severity)  # a known value, or ValueError
             clauses.append(table.c.severity == _value(severity))
         if route is not None:
             clauses.append(_window.route_filter(table, route))
@@ -197,6 +231,10 @@ def _record(row: t.Sequence[t.Any]) -> EventRecord:
         user_agent=row[9],
         metadata=dict(metadata) if isinstance(metadata, dict) else {},
     )
+
+
+def _in_bigint(value: int) -> bool:
+    return _window.BIGINT_MIN <= value <= _window.BIGINT_MAX
 
 
 def _value(value: t.Any) -> str:

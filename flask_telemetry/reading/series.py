@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from . import _dialects
 from . import sample as _sample
+from ._window import matchable, no_row
 
 #: Histogram bins per factor e of duration, for the percentiles over time.
 BINS_PER_E = 20
@@ -415,7 +416,8 @@ def _window(
     if unmatched:
         where.append(table.c.route_name.is_(None))
     elif route is not None:
-        where.append(table.c.route_name == route)
+        # A name holding NUL matches no row (PostgreSQL refuses to compare it).
+        where.append(table.c.route_name == route if matchable(route) else no_row())
     return where
 
 
