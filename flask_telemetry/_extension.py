@@ -206,7 +206,6 @@ class Telemetry:
                 ip_mode=settings.ip_mode,
                 ip_key=settings.ip_hash_key,
             ),
-            release=settings.release,
         )
         request = RequestTelemetry(
             recorder,
