@@ -25,6 +25,15 @@ from .ingest import METADATA, USER_AGENT
 
 BATCH = 500
 
+#: Metadata whose walk once cost milliseconds (many small items under the
+#: 8 KiB cap), timed through record().
+SHAPES: dict[str, dict[t.Any, t.Any]] = {
+    "2,041 empty dicts": {"l": [{} for _ in range(2041)]},
+    "2,041 empty lists": {"l": [[] for _ in range(2041)]},
+    "580 int keys": {i: 0 for i in range(580)},
+    "1,600 ints (over the cap)": {"l": list(range(1600))},
+}
+
 
 def _per_call(call: t.Callable[[], object], repeat: int) -> float:
     gc.collect()
@@ -74,6 +83,14 @@ def steps(urls: Urls, repeat: int) -> list[tuple[str, float | None]]:
             "  record(): public call end to end",
             lambda: telemetry.record(EventType.CACHE_MISS, metadata=METADATA),
         )
+        for name, shape in SHAPES.items():
+            best(
+                f"  record(): metadata of {name}",
+                lambda shape=shape: telemetry.record(
+                    EventType.CACHE_MISS, metadata=shape
+                ),
+                repeat // 8,
+            )
         from flask_telemetry.domain.mapping import build_event
 
         values = (

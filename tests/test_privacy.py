@@ -248,3 +248,76 @@ def test_proxy_headers_are_not_trusted(bundle: Bundle) -> None:
     )
     (row,) = bundle.rows()
     assert row.ip_address == "203.0.113.5"
+
+
+#: Metadata shapes whose walk cost milliseconds when every container, key
+#: and item was one step of the walk (issue 21, §5); each is at most a few
+#: KiB of JSON.
+COSTLY_SHAPES: dict[str, dict[t.Any, t.Any]] = {
+    "2,041 empty dicts": {"l": [{} for _ in range(2041)]},
+    "2,041 empty lists": {"l": [[] for _ in range(2041)]},
+    "580 int keys": {i: 0 for i in range(580)},
+    "1,600 ints, over the cap": {"l": list(range(1600))},
+    "1,000 short strings": {"l": ["ab"] * 1000},
+    "numbers, booleans and None": {"l": [1, 2.5, True, None] * 400},
+}
+
+
+@pytest.mark.parametrize("name", list(COSTLY_SHAPES))
+def test_the_walk_takes_a_few_steps_for_many_small_items(name: str) -> None:
+    """Counted in Python function calls, not in time: the lists and dicts
+    above are checked by a few calls into C, not one walk step per item."""
+    import sys
+
+    metadata = COSTLY_SHAPES[name]
+    privacy = Privacy()
+    expected = json.loads(json.dumps(metadata))  # int keys made strings
+    privacy.metadata(metadata)  # fills the key cache
+    calls = 0
+
+    def count(frame: t.Any, event: str, arg: t.Any) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        clean = privacy.metadata(metadata)
+    finally:
+        sys.setprofile(None)
+    assert calls <= 12, calls
+    if "metadata_truncated" in clean:
+        assert clean["original_bytes_at_least"] > privacy.max_bytes
+    else:
+        assert clean == expected
+        size = len(json.dumps(clean, ensure_ascii=False).encode())
+        assert Privacy(max_bytes=size).metadata(metadata) == clean
+        marker = Privacy(max_bytes=size - 1).metadata(metadata)
+        assert marker["original_bytes_at_least"] >= size
+
+
+def test_lists_the_walk_checks_at_once_keep_its_rules() -> None:
+    privacy = Privacy()
+    with pytest.raises(TelemetryError, match="nan"):
+        privacy.metadata({"l": [1.0, float("nan")]})
+    with pytest.raises(TelemetryError, match="inf"):
+        privacy.metadata({"l": [1, None, float("inf")]})
+    assert privacy.metadata({"l": ["a\x00b", "c"]}) == {"l": ["ab", "c"]}
+    assert privacy.metadata({"l": (1, 2)}) == {"l": [1, 2]}
+    big = privacy.metadata({"l": [1, 10**9000]})
+    assert big["metadata_truncated"] is True
+    # Empty containers at the depth limit: the same as the walk makes them
+    # (a third item of another kind keeps that list on the walk).
+    for levels in range(MAX_DEPTH - 3, MAX_DEPTH + 1):
+        fast: t.Any = {"l": [{}, []]}
+        walked: t.Any = {"l": [{}, [], 0]}
+        for _ in range(levels):
+            fast, walked = {"d": fast}, {"d": walked}
+        fast, walked = privacy.metadata(fast), privacy.metadata(walked)
+        while "d" in fast:
+            fast, walked = fast["d"], walked["d"]
+        if fast == TOO_DEEP:
+            assert walked == TOO_DEEP
+            continue
+        lists = fast["l"], walked["l"]
+        assert lists[0] == (lists[1][:2] if isinstance(lists[1], list) else lists[1])

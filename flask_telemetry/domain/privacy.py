@@ -81,6 +81,13 @@ IP_MODES = ("full", "truncate", "hash", "none")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_IN_JSON = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _escaped = json.encoder.encode_basestring  # exact JSON form, in C
+#: Whole lists of numbers or of strings encoded in C (separators ", ").
+_encode_numbers = json.JSONEncoder(allow_nan=False, check_circular=False).encode
+_encode_strings = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+_NONE = type(None)
+_NUMBERS = frozenset((int, float, bool, _NONE))
+_STR = frozenset((str,))
+_CONTAINERS = frozenset((dict, list))
 _CACHE_SIZE = 4096
 #: Longest key the redaction cache keeps: the cache holds at most
 #: _CACHE_SIZE keys of this size (about 1 MiB at worst).
@@ -146,12 +153,16 @@ class _Walk:
         path.add(ident)
         out: dict[str, t.Any] = {}
         redacts = self.privacy.redacts
+        cache = self.privacy._keys.get  # redacts()'s cache, looked up inline
         # The sizes are kept in a local; the common keys and values (short
         # printable strings, booleans, None) are handled inline.
         for key, item in value.items():
             if type(key) is str and len(key) <= 256 and key.isprintable():
                 name = key
                 size += _size(key) + 2  # "key": (quotes and escapes included)
+            elif type(key) is int and -_FLAT_INT < key < _FLAT_INT:
+                name = int.__repr__(key)
+                size += len(name) + 4
             else:
                 self.size = size
                 name = self.key(key)
@@ -161,7 +172,10 @@ class _Walk:
                 raise _TooBig
             if name in out:
                 raise _NotJSON(f"two keys are {name!r} once made strings")
-            if redacts(name):
+            hit = cache(name)
+            if hit is None:
+                hit = redacts(name)
+            if hit:
                 size += len(REDACTED) + 2
                 out[name] = REDACTED
             else:
@@ -171,6 +185,9 @@ class _Walk:
                     out[name] = item
                 elif item is None or kind is bool:
                     size += 5 if item is False else 4
+                    out[name] = item
+                elif kind is int and -_FLAT_INT < item < _FLAT_INT:
+                    size += len(int.__repr__(item))
                     out[name] = item
                 else:
                     self.size = size
@@ -182,6 +199,42 @@ class _Walk:
         self.size = size
         path.discard(ident)
         return out
+
+    def flat_list(
+        self, value: list[t.Any] | tuple[t.Any, ...], count: int, depth: int
+    ) -> list[t.Any] | None:
+        """The copy of a list whose items are all numbers, booleans and None,
+        all short printable strings, or all empty dicts and lists, checked
+        and sized by calls that run in C (a few per list instead of one walk
+        step per item); None for any other list, which the walk takes. The
+        list's brackets and separators are counted already."""
+        kinds = set(map(type, value))
+        if kinds <= _NUMBERS:
+            # Ints within 10**18 print in at most 19 characters; a list with
+            # a bigger one takes the walk, which stops before printing it.
+            numbers = (
+                value if _NONE not in kinds else [v for v in value if v is not None]
+            )
+            if numbers and not -_FLAT_INT < min(numbers) <= max(numbers) < _FLAT_INT:
+                return None
+            try:
+                text = _encode_numbers(value)
+            except ValueError:  # NaN or an infinity: the walk says which
+                return None
+            self.add(len(text) - 2 * count)  # less the counted "[]" and ", "
+            return list(value)
+        if kinds == _STR:
+            if sum(map(len, value)) + 2 * count > self.limit - self.size:
+                return None  # may be too big: the walk stops where it is
+            if not all(map(str.isprintable, value)):
+                return None
+            text = _encode_strings(value)
+            self.add(len(text.encode("utf-8")) - 2 * count)
+            return list(value)
+        if kinds <= _CONTAINERS and depth + 1 < MAX_DEPTH and not any(value):
+            self.add(2 * count)  # {} or [] each
+            return [{} if type(item) is dict else [] for item in value]
+        return None
 
     def key(self, key: object) -> str:
         if isinstance(key, str) and len(key) + 2 > self.limit - self.size:
@@ -232,6 +285,10 @@ class _Walk:
             self.add(2 + 2 * max(0, count - 1))  # [] and ", "
             if self.size + count > self.limit:  # at least a byte per item
                 self.add(count)
+            if count:
+                items = self.flat_list(value, count, depth)
+                if items is not None:
+                    return items
             self.path.add(ident)
             items = [self.value(item, depth + 1) for item in value]
             self.path.discard(ident)
