@@ -10,6 +10,7 @@ there and are skipped, with the reason shown, when it is not.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import threading
 import typing as t
@@ -151,6 +152,79 @@ def test_overview_shows_charts_and_a_sortable_table(page: Page, site: str) -> No
         ).all_inner_texts()
     ]
     assert counts[:-1] == sorted(counts[:-1])  # the unmatched route last
+
+
+def _inside(inner: t.Any, outer: t.Any) -> bool:
+    return bool(
+        inner["x"] >= outer["x"] - 0.5
+        and inner["y"] >= outer["y"] - 0.5
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 0.5
+    )
+
+
+@pytest.mark.parametrize("window", ["1h", "24h", "7d"])
+def test_charts_read_clearly(page: Page, site: str, window: str) -> None:
+    _allow(page, site)
+    for path, titles in (
+        ("/_telemetry/", ["Requests per minute", "Error rate", "Latency"]),
+        (
+            "/_telemetry/route?name=checkout.pay",
+            ["Requests by duration", "Requests by status", "Requests per minute"],
+        ),
+    ):
+        page.goto(f"{site}{path}{'&' if '?' in path else '?'}window={window}")
+        svgs = page.locator("#charts svg.chart")
+        assert svgs.count() >= len(titles)
+        for i in range(svgs.count()):
+            svg = svgs.nth(i)
+            frame = svg.bounding_box()
+            assert frame is not None
+            title = svg.locator("text.title")
+            if i < len(titles):
+                assert (title.text_content() or "").startswith(titles[i])
+            units = svg.locator("text.unit").all_text_contents()
+            assert units, i  # a unit on the y axis at least
+            assert all(units), i
+            texts = svg.locator("text.title, text.unit, text.tick, text.legend")
+            boxes = [texts.nth(j).bounding_box() for j in range(texts.count())]
+            assert all(b is not None and _inside(b, frame) for b in boxes), (path, i)
+            # The x axis' labels (the lowest row of ticks) do not overlap.
+            ticks = [
+                b
+                for b in (
+                    svg.locator("text.tick").nth(j).bounding_box()
+                    for j in range(svg.locator("text.tick").count())
+                )
+                if b is not None
+            ]
+            low = max(b["y"] for b in ticks)
+            row = sorted(
+                (b for b in ticks if abs(b["y"] - low) < 1), key=lambda b: b["x"]
+            )
+            for left, right in itertools.pairwise(row):
+                assert left["x"] + left["width"] <= right["x"], (path, i)
+
+
+def test_request_ends_list_status_and_duration(page: Page, site: str) -> None:
+    _allow(page, site)
+    page.goto(f"{site}/_telemetry/events?window=24h&event_type=http_request_end")
+    headers = page.locator("table.events thead th").all_inner_texts()
+    status_at = headers.index("Status") + 1
+    assert headers[status_at] == "ms"
+    statuses = page.locator(
+        f"table.events tbody td:nth-child({status_at})"
+    ).all_inner_texts()
+    durations = page.locator(
+        f"table.events tbody td:nth-child({status_at + 1})"
+    ).all_inner_texts()
+    assert statuses
+    assert all(s.isdigit() and 100 <= int(s) <= 599 for s in statuses)
+    assert all(float(d.replace(",", "")) >= 0 for d in durations)
+    # The table fits the page: no column is cut off at 1280 px.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 1280
 
 
 def test_a_filter_narrows_the_list(page: Page, site: str) -> None:

@@ -168,3 +168,23 @@ def test_time_labels_stay_inside_the_chart() -> None:
         assert below[0] == (56.0, "start")
         assert below[-1] == (404.0, "end")
         assert len(below) == (3 if times[-1] - times[0] > dt.timedelta(days=1) else 4)
+
+
+def test_bar_labels_leave_room_for_each_other() -> None:
+    labels = ["31.6", "56.2", "100", "178", "316", "562", "1,000", "1,778"]
+    labels += ["3,162", "5,623", "10,000", "17,783"]  # 12 bins, as in a day
+    svg = charts.bar_chart(
+        [charts.Bar(label=label, value=1) for label in labels],
+        title="Requests by duration",
+        unit="requests",
+        x_unit="ms",
+        integer=True,
+    )
+    shown = re.findall(
+        r'<text class="tick" x="([\d.]+)" y="\d+" text-anchor="middle">([^<]*)<', svg
+    )
+    assert shown[0] == (shown[0][0], "31.6")
+    assert 4 <= len(shown) < len(labels)
+    for (x0, a), (x1, b) in itertools.pairwise(shown):
+        # About 6.5 px a character at 11 px: half of each label either side.
+        assert float(x1) - float(x0) >= (len(a) + len(b)) / 2 * 6.5

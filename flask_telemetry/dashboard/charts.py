@@ -30,6 +30,7 @@ def escape(value: object) -> Markup:
         return value
     return _escape(visible(value if isinstance(value, str) else str(value)))
 
+
 #: Margins around the plot: the title and the unit's row above it, the
 #: tick labels and the x axis' caption below.
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 44, 40
@@ -193,7 +194,10 @@ def bar_chart(
     plot_h = height - _TOP - _BOTTOM
     n = max(len(bars), 1)
     slot = plot_w / n
-    every = max(1, math.ceil(n / 12))
+    # Every label, or every second or third... so that they do not overlap
+    # (about 6.5 px a character at the ticks' 11 px).
+    widest = max((len(b.label) for b in bars), default=1) * 6.5 + 8
+    every = max(1, math.ceil(n * widest / plot_w))
 
     def y(v: float) -> float:
         return _TOP + plot_h * (1 - min(max(v, 0.0), top) / top)
