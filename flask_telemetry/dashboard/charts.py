@@ -232,7 +232,8 @@ def timeline(
     """One row per span on a shared axis of ``unit`` (milliseconds) from 0."""
     row = 22
     label_w = 190
-    height = _TOP + row * max(len(spans), 1) + _BOTTOM
+    head = _TITLE_Y + 12  # the title only: the unit is the x axis' caption
+    height = head + row * max(len(spans), 1) + _BOTTOM
     end = max((s.start_ms + s.length_ms for s in spans), default=0.0)
     steps = ticks(end)
     top = steps[-1]
@@ -244,12 +245,12 @@ def timeline(
     parts = [_open(width, height, title, ""), _caption(width, height, unit)]
     for ms, text in zip(steps, tick_labels(steps), strict=True):
         parts.append(
-            f'<line class="grid" x1="{x(ms):.1f}" y1="{_TOP}" x2="{x(ms):.1f}" '
+            f'<line class="grid" x1="{x(ms):.1f}" y1="{head}" x2="{x(ms):.1f}" '
             f'y2="{height - _BOTTOM}"/><text class="tick" x="{x(ms):.1f}" '
             f'y="{_tick_y(height)}" text-anchor="middle">{escape(text)}</text>'
         )
     for i, span in enumerate(spans):
-        cy = _TOP + row * i + row / 2
+        cy = head + row * i + row / 2
         hint = span.hint or span.label
         parts.append(
             f'<text class="label" x="{label_w - 8}" y="{cy + 4:.1f}" '
