@@ -21,6 +21,7 @@ if t.TYPE_CHECKING:
     from ._extension import Telemetry
 
 from ._config import DEFAULTS, ConfigVars
+from .cli_check_pg import check_partitions, check_pooler
 from .storage import row as ev
 from .storage.model import TABLE_NAME
 from .storage.row import TraceEvent
@@ -78,9 +79,15 @@ def check_command() -> None:
     try:
         with engine.connect() as conn:
             report.ok(f"connected ({engine.dialect.name})")
+            if conn.dialect.name == "postgresql":
+                check_pooler(conn, report)
             if _check_table(conn, table, report):
                 conn.rollback()  # end the transaction the inspection began
                 _probe(conn, table, settings.statement_timeout_ms, report)
+                if conn.dialect.name == "postgresql":
+                    check_partitions(
+                        conn, table, settings.statement_timeout_ms, report
+                    )
     except sa_exc.SQLAlchemyError as exc:
         cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
@@ -209,8 +216,10 @@ def _probe(
             ).one()
         finally:
             trans.rollback()
-    occurred = stored.occurred_at
-    if occurred.replace(tzinfo=None) != rows[0]["occurred_at"].replace(tzinfo=None):
+    occurred, sent = stored.occurred_at, rows[0]["occurred_at"]
+    if occurred.tzinfo is None or sent.tzinfo is None:  # compare as stored
+        occurred, sent = occurred.replace(tzinfo=None), sent.replace(tzinfo=None)
+    if occurred != sent:  # aware: the same instant in any session time zone
         report.fail(
             f"occurred_at came back as {occurred.isoformat()} for "
             f"{now.isoformat()}: the column loses precision"

@@ -81,9 +81,13 @@ def prune(
     dialect = engine.dialect
     bound = _dialects.bind_time(dialect, cutoff)
     partitions: list[str] = []
+    partman: dict[str, t.Any] | None = None
     if dialect.name == "postgresql":
         with engine.connect() as conn:
             partitions = _expired_partitions(conn, table, cutoff)
+            if partitions:
+                partman = partman_config(conn, table)
+                conn.rollback()
     if dry_run:
         with engine.connect() as conn:
             count = _count_expired(conn, table, bound)
@@ -98,11 +102,16 @@ def prune(
         )
     deleted = 0
     dropped: list[str] = []
-    for name in partitions:
-        rows = _drop_partition(engine, name)
-        if rows is not None:
-            deleted += rows
-            dropped.append(name)
+    if partman is not None:
+        taken = _drop_with_partman(engine, table, partman, cutoff)
+        deleted += sum(taken.values())
+        dropped.extend(taken)
+    else:
+        for name in partitions:
+            rows = _drop_partition(engine, name)
+            if rows is not None:
+                deleted += rows
+                dropped.append(name)
     delete = _batch_delete(dialect, table, batch_size)
     batches = 0
     remaining = 0
@@ -210,7 +219,7 @@ def _sqlite_cache(conn: sa.Connection) -> t.Iterator[None]:
 
 
 def _expired_partitions(
-    conn: sa.Connection, table: sa.Table, cutoff: dt.datetime
+    conn: sa.Connection, table: sa.Table, cutoff: dt.datetime, *, end: bool = True
 ) -> list[str]:
     """Partitions of ``table`` whose upper bound is at or before ``cutoff``.
 
@@ -249,7 +258,8 @@ def _expired_partitions(
         ).scalar()
         if ends:
             expired.append(name)
-    conn.rollback()
+    if end:
+        conn.rollback()
     return expired
 
 
@@ -267,3 +277,93 @@ def _drop_partition(engine: sa.Engine, name: str) -> int | None:
             # writer through and try again a little later.
             time.sleep(0.05 * (attempt + 1))
     return None
+
+
+def partman_config(conn: sa.Connection, table: sa.Table) -> dict[str, t.Any] | None:
+    """pg_partman's ``part_config`` row of ``table`` (with the extension's
+    schema as ``extension_schema``), or None when pg_partman does not manage
+    it (or is not installed)."""
+    schema = conn.execute(
+        sa.text(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension "
+            "WHERE extname = 'pg_partman'"
+        )
+    ).scalar()
+    if schema is None:
+        return None
+    qualified = conn.execute(
+        sa.text(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.oid = to_regclass(:name)"
+        ),
+        {"name": table.fullname},
+    ).scalar()
+    quoted = conn.dialect.identifier_preparer.quote_schema(schema)
+    row = (
+        conn.execute(
+            sa.text(
+                "SELECT parent_table, partition_interval, premake, retention, "
+                f"retention_keep_table FROM {quoted}.part_config "
+                "WHERE parent_table = :parent"
+            ),
+            {"parent": qualified},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    return {**row, "extension_schema": schema}
+
+
+def _children(conn: sa.Connection, table: sa.Table) -> set[str]:
+    return set(
+        conn.execute(
+            sa.text(
+                "SELECT inhrelid::regclass::text FROM pg_inherits "
+                "WHERE inhparent = to_regclass(:name)"
+            ),
+            {"name": table.fullname},
+        ).scalars()
+    )
+
+
+def _drop_with_partman(
+    engine: sa.Engine, table: sa.Table, config: dict[str, t.Any], cutoff: dt.datetime
+) -> dict[str, int]:
+    """Drop the partitions that end at or before ``cutoff`` with pg_partman's
+    ``drop_partition_time``; the row count of each partition it took out of
+    the table (dropped, or detached where ``retention_keep_table`` says so)."""
+    quoted = engine.dialect.identifier_preparer.quote_schema(config["extension_schema"])
+    drop = sa.text(
+        f"SELECT {quoted}.drop_partition_time(:parent, "
+        "p_retention => interval '0 seconds', p_reference_timestamp => :reference)"
+    )
+    for attempt in range(DROP_ATTEMPTS):
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {DROP_LOCK_TIMEOUT_MS}")
+                before = _expired_partitions(conn, table, cutoff, end=False)
+                counts = {
+                    name: int(
+                        conn.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar()
+                        or 0
+                    )
+                    for name in before
+                }
+                # pg_partman drops a partition whose end is before the
+                # reference: a microsecond past the cutoff takes the one
+                # ending at it too.
+                conn.execute(
+                    drop,
+                    {
+                        "parent": config["parent_table"],
+                        "reference": cutoff + dt.timedelta(microseconds=1),
+                    },
+                )
+                left = _children(conn, table)
+                return {n: rows for n, rows in counts.items() if n not in left}
+        except sa_exc.OperationalError:
+            time.sleep(0.05 * (attempt + 1))
+    return {}
