@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import hashlib
 import hmac
+import os
 import re
 import types
 import typing as t
@@ -148,6 +149,54 @@ def _slow_by_endpoint(config: Config, key: Key) -> t.Mapping[str, float]:
             f"milliseconds >= 0, not {value!r}."
         )
     return types.MappingProxyType(dict(value))
+
+
+#: Where the release is read from when TELEMETRY_RELEASE is unset: the
+#: environment variables deploy tools set, first found wins.
+RELEASE_ENVIRON = (
+    "TELEMETRY_RELEASE",
+    "SENTRY_RELEASE",
+    "SOURCE_VERSION",
+    "HEROKU_SLUG_COMMIT",
+    "GIT_COMMIT",
+)
+
+
+def _release(config: Config, key: Key) -> str | None:
+    value = config[key]
+    if value is None:
+        value = next(
+            (os.environ[n] for n in RELEASE_ENVIRON if os.environ.get(n)), None
+        )
+        if value is None:
+            return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        raise ValueError(
+            f"{key} must be a text of 1 to 64 characters (a version or a commit), "
+            f"not {value!r}."
+        )
+    if not value.isprintable():
+        raise ValueError(f"{key} must hold printable characters only, not {value!r}.")
+    return value.strip()
+
+
+def _retention_levels(config: Config, key: Key) -> tuple[float, float, float]:
+    value = config[key]
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            for v in value
+        )
+        or not value[0] <= value[1] <= value[2]
+    ):
+        raise ValueError(
+            f"{key} must be three numbers of days, for the minute, hour and day "
+            f"buckets, each at least the one before (such as (2, 35, 400)), not "
+            f"{value!r}."
+        )
+    return (float(value[0]), float(value[1]), float(value[2]))
 
 
 def _rate(config: Config, key: Key) -> float:
@@ -348,6 +397,35 @@ class ConfigVars:
     IP_HASH_KEY = Key(
         "TELEMETRY_IP_HASH_KEY", None, _secret, "Secret of the address hash."
     )
+    # Rollups and releases.
+    ROLLUPS = Key(
+        "TELEMETRY_ROLLUPS",
+        False,
+        boolean,
+        "Fold request ends into ``telemetry_rollups`` (:doc:`rollups`): exact "
+        "figures for any window, kept past the raw retention.",
+    )
+    ROLLUP_GRACE_S = Key(
+        "TELEMETRY_ROLLUP_GRACE_S",
+        300,
+        number(),
+        "Seconds a request end may arrive late and still be folded by the "
+        "next regular rollup.",
+    )
+    ROLLUP_RETENTION_DAYS = Key(
+        "TELEMETRY_ROLLUP_RETENTION_DAYS",
+        (2, 35, 400),
+        _retention_levels,
+        "Days the minute, hour and day buckets are kept.",
+    )
+    RELEASE = Key(
+        "TELEMETRY_RELEASE",
+        None,
+        _release,
+        "The release (version or commit) kept on each request end; unset, read "
+        "from the environment: ``TELEMETRY_RELEASE``, ``SENTRY_RELEASE``, "
+        "``SOURCE_VERSION``, ``HEROKU_SLUG_COMMIT``, ``GIT_COMMIT``.",
+    )
     # Integrations.
     SLOW_QUERY_MS = Key(
         "TELEMETRY_SLOW_QUERY_MS",
@@ -404,6 +482,10 @@ class Settings:
     metadata_max_bytes: int
     ip_mode: str
     ip_hash_key: bytes | None = dataclasses.field(repr=False)
+    rollups: bool
+    rollup_grace_s: float
+    rollup_retention_days: tuple[float, float, float]
+    release: str | None
     slow_query_ms: float | None
 
 

@@ -34,8 +34,10 @@ from .domain.timing import Timed
 from .http.correlation import current_correlation
 from .http.hooks import ActorLoader, RequestTelemetry
 from .http.routes import RouteRules
+from .reading import rollups
 from .storage.model import trace_model
 from .storage.pool import own_pool_engine
+from .storage.rollup_model import rollup_model
 from .storage.vocabulary import ActorType, EventType, Severity
 from .storage.writer import TraceWriter
 
@@ -56,6 +58,8 @@ class _State:
     owner: Telemetry
     settings: Settings
     model: type[t.Any]
+    #: The model of ``telemetry_rollups`` (None unless TELEMETRY_ROLLUPS).
+    rollup_model: type[t.Any] | None
     engine: t.Callable[[], sa.Engine]
     stats: Stats
     breaker: CircuitBreaker
@@ -206,6 +210,7 @@ class Telemetry:
                 ip_mode=settings.ip_mode,
                 ip_key=settings.ip_hash_key,
             ),
+            release=settings.release,
         )
         request = RequestTelemetry(
             recorder,
@@ -225,6 +230,9 @@ class Telemetry:
             owner=self,
             settings=settings,
             model=model,
+            rollup_model=(
+                rollup_model(db, settings.bind_key) if settings.rollups else None
+            ),
             engine=engine,
             stats=stats,
             breaker=breaker,
@@ -350,6 +358,18 @@ class Telemetry:
         reserved by SQLAlchemy): ``row.metadata_``.
         """
         return self._required().model
+
+    @property
+    def rollup_model(self) -> type[t.Any]:
+        """The Flask-SQLAlchemy model mapped to ``telemetry_rollups``; a
+        RuntimeError unless ``TELEMETRY_ROLLUPS`` is on."""
+        model = self._required().rollup_model
+        if model is None:
+            raise RuntimeError(
+                "Rollups are off: set TELEMETRY_ROLLUPS = True (then run "
+                "`flask db migrate` and `flask db upgrade`)."
+            )
+        return model
 
     @property
     def settings(self) -> Settings:
@@ -506,12 +526,50 @@ class Telemetry:
         since: reading.TimeBound,
         until: reading.TimeBound | None = None,
         route: str | None = None,
-    ) -> list[reading.RouteSummary]:
-        """Per-route requests, errors and percentiles from ``http_request_end``;
-        see :func:`flask_telemetry.reading.request_summary`."""
-        engine, table, _ = self._reading()
+        release: str | None = None,
+    ) -> reading.Summaries:
+        """Per-route requests, errors and percentiles from ``http_request_end``
+        (a list of :class:`~flask_telemetry.reading.RouteSummary`, with the
+        count of rows that could not be read as ``unreadable``); ``release``
+        keeps the requests of one release. With ``TELEMETRY_ROLLUPS`` on,
+        read from the rollups and the raw rows not folded yet (counts exact,
+        percentiles within 1%, any window the rollups keep); see
+        :func:`flask_telemetry.reading.request_summary` and
+        :func:`flask_telemetry.reading.rollups.summary`."""
+        engine, table, settings = self._reading()
+        model = self._required().rollup_model
+        if model is not None:
+            return rollups.summary(
+                engine,
+                table,
+                model.__table__,
+                since=since,
+                until=until,
+                route=route,
+                release=release,
+                retention=_retention(settings),
+            )
         return reading.request_summary(
-            engine, table, since=since, until=until, route=route
+            engine, table, since=since, until=until, route=route, release=release
+        )
+
+    def rollup(self, *, since: reading.TimeBound | None = None) -> rollups.RollupResult:
+        """Fold the request ends of closed minutes into ``telemetry_rollups``
+        and age old buckets (``TELEMETRY_ROLLUPS`` must be on).
+
+        Without ``since``, from where the last rollup stopped (less
+        ``TELEMETRY_ROLLUP_GRACE_S``); with it (a datetime or a timedelta
+        back from now), from the start of that UTC day: to backfill, or to
+        count rows that arrived later than the grace period. Idempotent, and
+        safe to run in several processes at once."""
+        engine, table, settings = self._reading()
+        return rollups.rollup(
+            engine,
+            table,
+            self.rollup_model.__table__,
+            since=since,
+            grace=dt.timedelta(seconds=settings.rollup_grace_s),
+            retention=_retention(settings),
         )
 
     def event_counts(
@@ -544,6 +602,10 @@ class Telemetry:
         if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
             raise ValueError(f"older_than_days must be a number >= 0, not {days!r}.")
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+        if self._required().rollup_model is not None and not dry_run:
+            # What is about to be deleted is folded first: the rollups keep
+            # its figures past the raw retention.
+            self.rollup()
         return reading.prune(
             engine,
             table,
@@ -603,6 +665,11 @@ class Telemetry:
         state = current_app.extensions.get("telemetry")
         if state is not None and state.owner is self:
             state.request.forget()
+
+
+def _retention(settings: Settings) -> rollups.Retention:
+    minutes, hours, days = settings.rollup_retention_days
+    return rollups.Retention(minutes=minutes, hours=hours, days=days)
 
 
 def _event_values(enums: t.Iterable[type[enum.Enum]]) -> tuple[str, ...]:

@@ -19,11 +19,14 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .reading import UNMATCHED, EventRecord, RouteSummary
+from .cli_rollup import report_comparison, rollup_command
+from .reading import UNMATCHED, EventRecord, Summaries
+from .reading.compare import DEFAULT_THRESHOLD
 from .reading.display import visible
 
 if t.TYPE_CHECKING:
     from ._extension import Telemetry
+from .storage.rollup_model import RELEASE_LENGTH
 from .storage.row import length as column_length
 from .storage.vocabulary import EventType, Severity
 
@@ -218,22 +221,66 @@ def _cell(value: t.Any) -> str:
     show_default=True,
     help="Routes shown.",
 )
+@click.option(
+    "--release",
+    type=Text(RELEASE_LENGTH),
+    default=None,
+    help="Only the requests of this release (TELEMETRY_RELEASE).",
+)
+@click.option(
+    "--baseline",
+    type=TimeType(durations_only=True),
+    default=None,
+    help="Compare with the same window this long before (7d).",
+)
+@click.option(
+    "--baseline-release",
+    type=Text(RELEASE_LENGTH),
+    default=None,
+    help="Compare --release with this release over the same window.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, max=100),
+    default=DEFAULT_THRESHOLD,
+    show_default=True,
+    help="A comparison flags a route whose p95 grew by more than this share.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
 def report_command(
     since: dt.datetime | dt.timedelta,
     until: dt.datetime | dt.timedelta | None,
     route: str | None,
     top: int,
+    release: str | None,
+    baseline: dt.timedelta | None,
+    baseline_release: str | None,
+    threshold: float,
     as_json: bool,
 ) -> None:
     """Requests per route (counts, errors, percentiles) and event counts.
 
-    Routes are ordered by total time spent in them (requests x mean).
+    Routes are ordered by total time spent in them (requests x mean). With
+    --baseline or --baseline-release, each route against the baseline, the
+    ones that got worse first; the exit status is then 3 when one did.
     """
     _check_window(since, until)
+    if baseline is not None or baseline_release is not None:
+        report_comparison(
+            since=since,
+            until=until,
+            route=route,
+            release=release,
+            baseline=baseline,
+            baseline_release=baseline_release,
+            threshold=threshold,
+            top=top,
+            as_json=as_json,
+        )
+        return
     telemetry = _telemetry()
-    routes: list[RouteSummary] = telemetry.request_summary(
-        since=since, until=until, route=route
+    routes: Summaries = telemetry.request_summary(
+        since=since, until=until, route=route, release=release
     )
     counts = telemetry.event_counts(since=since, until=until, route=route)
     if as_json:
@@ -242,6 +289,7 @@ def report_command(
                 "since": _iso(since),
                 "until": _iso(until) or _iso(dt.datetime.now(dt.UTC)),
                 "routes": [r.as_dict() for r in routes[:top]],
+                "unreadable": routes.unreadable,
                 "event_counts": [c.as_dict() for c in counts],
             }
         )
@@ -283,6 +331,12 @@ def report_command(
         )
         if len(routes) > top:
             click.echo(f"({len(routes) - top} more route(s); --top to see them)")
+    if routes.unreadable:
+        plural = "" if routes.unreadable == 1 else "s"
+        click.echo(
+            f"({routes.unreadable} row{plural} unreadable: request ends whose status "
+            "or duration is no number the request hooks write; left out above)"
+        )
     click.echo("")
     click.echo("Events" if route is None else f"Events of {route}")
     if not counts:
@@ -639,6 +693,12 @@ def _age(value: dt.timedelta) -> str:
 
 
 #: The commands added to the ``flask telemetry`` group.
-COMMANDS = (report_command, trace_command, tail_command, prune_command)
+COMMANDS = (
+    report_command,
+    trace_command,
+    tail_command,
+    prune_command,
+    rollup_command,
+)
 
 __all__ = ["COMMANDS", "parse_time"]

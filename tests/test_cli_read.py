@@ -81,7 +81,8 @@ def test_report_json_and_options(shop: Bundle) -> None:
     result = _run(shop, "report", "--json", "--top", "1", "--since", "7d")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"since", "until", "routes", "event_counts"}
+    assert set(data) == {"since", "until", "routes", "unreadable", "event_counts"}
+    assert data["unreadable"] == 0
     (route,) = data["routes"]
     assert route["route_name"] == "catalogue.index"
     assert route["p95_ms"] == pytest.approx(95.05)

@@ -125,6 +125,7 @@ class Reader:
             severities=SEVERITIES,
             estimate=_estimate(sample, "requests"),
             counts_estimate=_estimate(events_sample, "events"),
+            unreadable=summary.unreadable,
         )
 
     def route(self) -> str:
@@ -159,6 +160,8 @@ class Reader:
             summary=lambda c: reading.request_summary(
                 c, table, since=since, until=until, route=name, sample=sample
             ),
+            # The route's request ends, read or not (from the indexes).
+            stored=lambda c: series.request_rows(c, table, **bounds),
         )
         buckets, histogram = found["buckets"], found["histogram"]
         statuses, slowest, summary = (
@@ -167,6 +170,8 @@ class Reader:
             found["summary"],
         )
         figures = next((r for r in summary if r.route_name == name), None)
+        read = figures.rows if figures is not None else 0
+        unreadable = max(round(found["stored"] / sampling.scale(sample)) - read, 0)
         return render_template(
             "telemetry_dashboard/route.html",
             name=name,
@@ -208,6 +213,7 @@ class Reader:
             else None,
             slowest=slowest,
             estimate=_estimate(sample, "requests"),
+            unreadable=unreadable,
         )
 
     def trace(self, request_id: str) -> str:

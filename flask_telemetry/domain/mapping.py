@@ -31,7 +31,8 @@ from .request_end import RequestEnd
 #: ``occurred_at`` in seconds since the epoch. The metadata is a dict, or
 #: for ``http_request_end`` the :data:`EndFacts` its dict is made from.
 #: ``(method, status, duration_ms, exception, slow, sample_rate, trace_id,
-#: parent_id)`` of a finished request: see :func:`request_end_metadata`.
+#: parent_id, release)`` of a finished request: see
+#: :func:`request_end_metadata`.
 EndFacts: t.TypeAlias = tuple[
     str,
     int,
@@ -39,6 +40,7 @@ EndFacts: t.TypeAlias = tuple[
     "str | None",
     bool,
     "float | None",
+    "str | None",
     "str | None",
     "str | None",
 ]
@@ -146,7 +148,7 @@ def build_event(pending: Pending) -> ev.TraceEvent:
     return ev.from_values(build_values(pending))
 
 
-def request_end_facts(end: RequestEnd) -> EndFacts:
+def request_end_facts(end: RequestEnd, release: str | None = None) -> EndFacts:
     """What the metadata of ``http_request_end`` is made of, as a tuple."""
     return (
         end.method,
@@ -157,6 +159,7 @@ def request_end_facts(end: RequestEnd) -> EndFacts:
         end.sample_rate,
         end.trace_id,
         end.parent_id,
+        release,
     )
 
 
@@ -166,9 +169,19 @@ def request_end_metadata(facts: EndFacts) -> dict[str, t.Any]:
     ``method``, ``status`` and ``duration_ms`` (rounded to the microsecond),
     then ``exception`` (the class name) or ``slow``, then ``sample_rate``
     when sampling is on, then ``trace_id`` and ``parent_id`` when the request
-    carried a ``traceparent``.
+    carried a ``traceparent``, then ``release`` when one is configured.
     """
-    method, status, duration_ms, exception, slow, sample_rate, trace_id, parent = facts
+    (
+        method,
+        status,
+        duration_ms,
+        exception,
+        slow,
+        sample_rate,
+        trace_id,
+        parent,
+        release,
+    ) = facts
     if not (len(method) <= 16 and method.isascii() and method.isalpha()):
         method = clean_text(method, 16)
     metadata: dict[str, t.Any] = {
@@ -185,4 +198,6 @@ def request_end_metadata(facts: EndFacts) -> dict[str, t.Any]:
     if trace_id is not None:
         metadata["trace_id"] = trace_id
         metadata["parent_id"] = parent
+    if release is not None:
+        metadata["release"] = release
     return metadata

@@ -61,8 +61,11 @@ class Recorder:
         event_types: t.Iterable[str] = (),
         strict: bool = False,
         privacy: Privacy | None = None,
+        release: str | None = None,
     ) -> None:
         self.delivery = delivery
+        #: Kept on every ``http_request_end`` (``TELEMETRY_RELEASE``).
+        self.release = release
         self.stats = stats
         self.log = log
         self.strict = strict
@@ -165,6 +168,7 @@ class Recorder:
                     end.sample_rate,
                     end.trace_id,
                     end.parent_id,
+                    self.release,
                 ),
                 end.ended_at,
             )

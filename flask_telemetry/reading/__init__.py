@@ -13,7 +13,14 @@ from .display import visible
 from .events import MAX_LIMIT, event_counts, events
 from .percentiles import weighted_percentiles
 from .prune import prune
-from .records import UNMATCHED, EventCount, EventRecord, PruneResult, RouteSummary
+from .records import (
+    UNMATCHED,
+    EventCount,
+    EventRecord,
+    PruneResult,
+    RouteSummary,
+    Summaries,
+)
 from .sample import Sample
 from .summary import request_summary
 
@@ -25,6 +32,7 @@ __all__ = [
     "PruneResult",
     "RouteSummary",
     "Sample",
+    "Summaries",
     "TimeBound",
     "event_counts",
     "events",

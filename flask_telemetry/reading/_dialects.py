@@ -59,7 +59,29 @@ REQUEST_END_KEYS: dict[str, str] = {
     "exception": "text",
     "slow": "boolean",
     "sample_rate": "float",
+    "release": "text",
 }
+
+#: What a readable request end holds. A row written by anything may hold
+#: any JSON (or, on SQLite, text that is no JSON at all); a row whose
+#: ``status`` is not an integer from 100 to 999 or whose ``duration_ms`` is
+#: not a number from 0 to MAX_DURATION_MS is *unreadable*: every expression
+#: of :func:`request_end_facts` is NULL for it, readers leave it out of
+#: their figures and count it. A ``sample_rate`` that is not a number from
+#: MIN_SAMPLE_RATE to 1 counts the row once.
+MIN_STATUS, MAX_STATUS = 100, 999
+MAX_DURATION_MS = 1e12
+MIN_SAMPLE_RATE = 1e-6
+#: The characters of ``release`` read (a text; anything else is no release).
+RELEASE_CHARS = 64
+
+#: PostgreSQL: the JSON text of a number small enough for ``float8`` both
+#: ways (at most 15 + 17 digits and a two-digit exponent), without a sign.
+_PG_NUMBER = r"^[0-9]{1,15}(\.[0-9]{1,17})?([eE][-+]?[0-9]{1,2})?$"
+_PG_STATUS = r"^[1-9][0-9]{2}$"
+#: Number types of MySQL's and MariaDB's JSON_TYPE.
+_MYSQL_NUMBERS = "('INTEGER', 'UNSIGNED INTEGER', 'DOUBLE', 'DECIMAL')"
+_MYSQL_INTEGERS = "('INTEGER', 'UNSIGNED INTEGER')"
 
 
 def request_end_facts(
@@ -72,31 +94,78 @@ def request_end_facts(
     :data:`REQUEST_END_KEYS`, an expression: ``status`` an integer,
     ``duration_ms`` and ``sample_rate`` floats, ``exception`` and ``slow``
     booleans (whether the key holds a value, whether it is true).
+
+    The types are checked in SQL, never cast blindly: ``status`` and
+    ``duration_ms`` are NULL in a row that is not readable (see
+    :data:`MAX_DURATION_MS`), so that ``readable`` (both not NULL) keeps the
+    rows whose figures count.
     """
     if dialect.name == "postgresql":
-        # json_to_record parses each row's JSON once for every key, where
-        # ``->>`` would parse the (json, not jsonb) value once per key.
-        # The cast is a no-op on the model's json column, and lets a column
-        # changed to jsonb be read too.
-        record = (
-            sa.func.json_to_record(sa.cast(table.c.metadata, postgresql.JSON))
-            .table_valued(
-                sa.column("status", sa.Integer),
-                sa.column("duration_ms", sa.Float),
-                sa.column("exception", sa.Text),
-                sa.column("slow", sa.Boolean),
-                sa.column("sample_rate", sa.Float),
-            )
-            .render_derived(name="rq", with_types=True)
+        facts = _postgresql_facts(table)
+        froms, exprs = facts
+    else:
+        froms, exprs = [table], _text_facts(dialect, table)
+    exprs["readable"] = sa.and_(
+        exprs["status"].is_not(None), exprs["duration_ms"].is_not(None)
+    )
+    return froms, exprs
+
+
+def _postgresql_facts(
+    table: sa.Table,
+) -> tuple[list[sa.FromClause], dict[str, sa.ColumnElement[t.Any]]]:
+    # json_to_record parses each row's JSON once for every key, where
+    # ``->>`` would parse the (json, not jsonb) value once per key. Each key
+    # comes out as json (NULL for JSON null or a missing key), and its text
+    # is checked by a regular expression before any cast, so that no value
+    # can make the query fail. json_typeof looks at the first token only.
+    # The cast is a no-op on the model's json column, and lets a column
+    # changed to jsonb be read too.
+    meta = sa.cast(table.c.metadata, postgresql.JSON)
+    record = (
+        sa.func.json_to_record(sa.case((sa.func.json_typeof(meta) == "object", meta)))
+        .table_valued(
+            sa.column("status", postgresql.JSON),
+            sa.column("duration_ms", postgresql.JSON),
+            sa.column("exception", postgresql.JSON),
+            sa.column("slow", postgresql.JSON),
+            sa.column("sample_rate", postgresql.JSON),
+            sa.column("release", postgresql.JSON),
         )
-        columns = record.c
-        return [table.join(record, sa.true())], {
-            "status": columns.status,
-            "duration_ms": columns.duration_ms,
-            "exception": columns.exception.is_not(None),
-            "slow": sa.func.coalesce(columns.slow, sa.false()),
-            "sample_rate": columns.sample_rate,
-        }
+        .render_derived(name="rq", with_types=True)
+    )
+    c = record.c
+
+    def text(column: sa.ColumnElement[t.Any]) -> sa.ColumnElement[str]:
+        return sa.cast(column, sa.Text)
+
+    def number(column: sa.ColumnElement[t.Any], low: float, high: float) -> t.Any:
+        value = sa.case(
+            (text(column).regexp_match(_PG_NUMBER), sa.cast(text(column), sa.Float))
+        )
+        return sa.case((value.between(low, high), value))
+
+    status = sa.case(
+        (text(c.status).regexp_match(_PG_STATUS), sa.cast(text(c.status), sa.Integer))
+    )
+    return [table.join(record, sa.true())], {
+        "status": status,
+        "duration_ms": number(c.duration_ms, 0.0, MAX_DURATION_MS),
+        "exception": c.exception.is_not(None),
+        "slow": sa.func.coalesce(text(c.slow) == "true", sa.false()),
+        "sample_rate": number(c.sample_rate, MIN_SAMPLE_RATE, 1.0),
+        "release": sa.case(
+            (
+                sa.func.json_typeof(c.release) == "string",
+                sa.func.substr(c.release.op("#>>")(sa.text("'{}'")), 1, RELEASE_CHARS),
+            )
+        ),
+    }
+
+
+def _text_facts(
+    dialect: sa.Dialect, table: sa.Table
+) -> dict[str, sa.ColumnElement[t.Any]]:
     # Parsing the JSON is most of the cost of a summary there, and each
     # extraction parses the whole document again. ``status`` and
     # ``duration_ms`` are in every row; the keys most rows lack are looked
@@ -104,6 +173,9 @@ def request_end_facts(
     # only in the rows that have them.
     column = _quoted(dialect, table)
     if is_mysql(dialect):
+        # The column is JSON (checked by the server): JSON_TYPE tells the
+        # type of a value, and a number is compared as a double before it
+        # is converted.
 
         def get(key: str) -> str:
             return f"JSON_EXTRACT({column}, '$.{key}')"
@@ -111,23 +183,43 @@ def request_end_facts(
         def has(key: str) -> str:
             return f"LOCATE('\"{key}\"', {column}) > 0"
 
+        def number(key: str, low: float, high: float) -> str:
+            return (
+                f"(CASE WHEN JSON_TYPE({get(key)}) IN {_MYSQL_NUMBERS} "
+                f"AND ({get(key)} + 0e0) BETWEEN {low!r} AND {high!r} "
+                f"THEN {get(key)} + 0e0 END)"
+            )
+
         exprs = {
-            "status": f"CAST({get('status')} AS SIGNED)",
-            "duration_ms": f"({get('duration_ms')} + 0e0)",
+            "status": (
+                f"(CASE WHEN JSON_TYPE({get('status')}) IN {_MYSQL_INTEGERS} "
+                f"AND ({get('status')} + 0e0) BETWEEN {MIN_STATUS} AND {MAX_STATUS} "
+                f"THEN CAST({get('status')} AS SIGNED) END)"
+            ),
+            "duration_ms": number("duration_ms", 0.0, MAX_DURATION_MS),
             "exception": (
                 f"(CASE WHEN {has('exception')} "
-                f"THEN {get('exception')} IS NOT NULL ELSE FALSE END)"
+                f"THEN COALESCE(JSON_TYPE({get('exception')}) <> 'NULL', FALSE) "
+                "ELSE FALSE END)"
             ),
             "slow": (
                 f"(CASE WHEN {has('slow')} "
-                f"THEN COALESCE(JSON_UNQUOTE({get('slow')}), '') = 'true' "
+                f"THEN COALESCE(JSON_TYPE({get('slow')}) = 'BOOLEAN' "
+                f"AND {get('slow')} = TRUE, FALSE) "
                 "ELSE FALSE END)"
             ),
             "sample_rate": (
-                f"(CASE WHEN {has('sample_rate')} THEN {get('sample_rate')} + 0e0 END)"
+                f"(CASE WHEN {has('sample_rate')} "
+                f"THEN {number('sample_rate', MIN_SAMPLE_RATE, 1.0)} END)"
+            ),
+            "release": (
+                f"(CASE WHEN {has('release')} AND JSON_TYPE({get('release')}) = "
+                f"'STRING' THEN LEFT(JSON_UNQUOTE({get('release')}), "
+                f"{RELEASE_CHARS}) END)"
             ),
         }
-    else:  # SQLite: json_extract gives numbers, and 1 for true
+    else:  # SQLite: the column is text, JSON or not; true reads as 1
+        valid = f"json_valid({column})"
 
         def get(key: str) -> str:
             return f"json_extract({column}, '$.{key}')"
@@ -135,19 +227,36 @@ def request_end_facts(
         def has(key: str) -> str:
             return f"instr({column}, '\"{key}\"') > 0"
 
+        def typed(key: str, low: float, high: float, types: str) -> str:
+            return (
+                f"(CASE WHEN {valid} THEN (CASE WHEN json_type({column}, '$.{key}') "
+                f"IN {types} AND {get(key)} BETWEEN {low!r} AND {high!r} "
+                f"THEN {get(key)} END) END)"
+            )
+
         exprs = {
-            "status": get("status"),
-            "duration_ms": f"CAST({get('duration_ms')} AS REAL)",
+            "status": typed("status", MIN_STATUS, MAX_STATUS, "('integer')"),
+            "duration_ms": (
+                f"CAST({typed('duration_ms', 0.0, MAX_DURATION_MS, _SQLITE_NUMBERS)}"
+                " AS REAL)"
+            ),
             "exception": (
-                f"(CASE WHEN {has('exception')} "
+                f"(CASE WHEN {has('exception')} AND {valid} "
                 f"THEN {get('exception')} IS NOT NULL ELSE 0 END)"
             ),
             "slow": (
-                f"(CASE WHEN {has('slow')} "
-                f"THEN COALESCE({get('slow')}, 0) = 1 ELSE 0 END)"
+                f"(CASE WHEN {has('slow')} AND {valid} "
+                f"THEN COALESCE(json_type({column}, '$.slow') = 'true', 0) "
+                "ELSE 0 END)"
             ),
             "sample_rate": (
-                f"(CASE WHEN {has('sample_rate')} THEN {get('sample_rate')} END)"
+                f"(CASE WHEN {has('sample_rate')} THEN "
+                f"{typed('sample_rate', MIN_SAMPLE_RATE, 1.0, _SQLITE_NUMBERS)} END)"
+            ),
+            "release": (
+                f"(CASE WHEN {has('release')} AND {valid} AND json_type({column}, "
+                f"'$.release') = 'text' THEN substr({get('release')}, 1, "
+                f"{RELEASE_CHARS}) END)"
             ),
         }
     types: dict[str, sa.types.TypeEngine[t.Any]] = {
@@ -156,10 +265,12 @@ def request_end_facts(
         "exception": sa.Boolean(),
         "slow": sa.Boolean(),
         "sample_rate": sa.Float(),
+        "release": sa.String(),
     }
-    return [table], {
-        key: sa.literal_column(sql, types[key]) for key, sql in exprs.items()
-    }
+    return {key: sa.literal_column(sql, types[key]) for key, sql in exprs.items()}
+
+
+_SQLITE_NUMBERS = "('integer', 'real')"
 
 
 def _quoted(dialect: sa.Dialect, table: sa.Table) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import typing as t
 
 import sqlalchemy as sa
@@ -199,7 +200,7 @@ def _walk_ids(
     return int(count) < _NEWER_ROWS
 
 
-def _columns(table: sa.Table) -> list[sa.Column[t.Any]]:
+def _columns(table: sa.Table) -> list[sa.ColumnElement[t.Any]]:
     c = table.c
     return [
         c.id,
@@ -212,7 +213,9 @@ def _columns(table: sa.Table) -> list[sa.Column[t.Any]]:
         c.route_name,
         c.ip_address,
         c.user_agent,
-        c.metadata,
+        # As text, parsed by _metadata: a row written by anything may hold
+        # text that is no JSON (SQLite keeps what it is given).
+        sa.cast(c.metadata, sa.Text).label("metadata"),
     ]
 
 
@@ -229,8 +232,34 @@ def _record(row: t.Sequence[t.Any]) -> EventRecord:
         route_name=row[7],
         ip_address=row[8],
         user_agent=row[9],
-        metadata=dict(metadata) if isinstance(metadata, dict) else {},
+        metadata=_metadata(metadata),
     )
+
+
+#: The most characters of a metadata text that is no JSON kept under "_raw".
+RAW_CHARS = 1000
+
+
+def _metadata(text: t.Any) -> dict[str, t.Any]:
+    """A stored metadata text as a dict, whatever it holds.
+
+    A JSON object is itself; JSON null or no value an empty dict; any other
+    JSON value (a list, a string, a number) is kept as ``{"_raw": value}``,
+    and a text that is no JSON as ``{"_raw": text}`` cut to
+    :data:`RAW_CHARS`. NaN and Infinity are kept as their names, so that
+    the record is always valid JSON again.
+    """
+    if text is None:
+        return {}
+    if isinstance(text, dict):  # a driver that parses JSON itself
+        return text
+    try:
+        value = json.loads(text, parse_constant=str)
+    except (TypeError, ValueError, RecursionError):
+        return {"_raw": str(text)[:RAW_CHARS]}
+    if value is None:
+        return {}
+    return value if isinstance(value, dict) else {"_raw": value}
 
 
 def _in_bigint(value: int) -> bool:

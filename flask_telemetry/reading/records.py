@@ -76,6 +76,24 @@ class RouteSummary:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+class Summaries(list[RouteSummary]):
+    """The list :func:`~flask_telemetry.reading.request_summary` returns: one
+    :class:`RouteSummary` per route, and how many rows were left out.
+
+    ``unreadable`` counts the ``http_request_end`` rows of the window (of
+    the sample, when one is read) whose figures cannot be read: metadata
+    that is no JSON object, a ``status`` that is no integer from 100 to 999,
+    a ``duration_ms`` that is no number from 0 to 10^12. Written by anything
+    but the request hooks; they are in no figure of the list.
+    """
+
+    unreadable: int = 0
+
+    def __init__(self, routes: t.Iterable[RouteSummary] = (), unreadable: int = 0):
+        super().__init__(routes)
+        self.unreadable = unreadable
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class EventCount:
     """How many events of one type and severity a time window holds."""

@@ -296,6 +296,7 @@ def slowest(
             *_window(
                 conn, table, _aware(since), _aware(until), route, unmatched, sample
             ),
+            facts["readable"],
         )
         .order_by(duration.desc(), table.c.id.desc())
         .limit(limit)
@@ -375,7 +376,8 @@ def _facts(
     sample: _sample.Sample | None,
 ) -> sa.Subquery:
     """``http_request_end`` rows of the window as (occurred_at, duration,
-    status, error, weight), the metadata read the way the summary reads it."""
+    status, error, weight), the metadata read the way the summary reads it;
+    the rows whose figures cannot be read are left out."""
     froms, facts = _dialects.request_end_facts(conn.dialect, table)
     rate = facts["sample_rate"]
     error = sa.case(
@@ -395,6 +397,7 @@ def _facts(
         .select_from(*froms)
         .where(
             *_window(conn, table, since, until, route, unmatched, sample),
+            facts["readable"],
         )
         .subquery("facts")
     )

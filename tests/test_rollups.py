@@ -1,0 +1,392 @@
+"""Rollups: exact counts and percentiles within 1%, whatever the window.
+
+Every figure read from the rollups is compared with the same figure read
+from the raw rows (``reading.request_summary``, which computes exact
+percentiles), on every database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import random
+import threading
+import typing as t
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import Bundle, MakeApp
+from flask_telemetry import reading
+from flask_telemetry.reading import rollups, sketch
+from reading_data import engine_of, event, linear, request_end, store
+
+NOW = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+ROUTES = ["shop.pay", "shop.item", None, "api.v1.list"]
+
+
+def _rows(rng: random.Random, n: int, span: dt.timedelta, **kw: t.Any) -> list[t.Any]:
+    found = []
+    for _ in range(n):
+        at = NOW - dt.timedelta(seconds=rng.uniform(0, span.total_seconds()))
+        status = rng.choice([200, 200, 200, 201, 404, 500])
+        found.append(
+            request_end(
+                rng.choice(ROUTES),
+                round(rng.lognormvariate(3, 1.5), 3),
+                status=status,
+                exception="KeyError" if status == 500 and rng.random() < 0.5 else None,
+                slow=rng.random() < 0.05,
+                at=at,
+                **kw,
+            )
+        )
+    return found
+
+
+@pytest.fixture
+def folded(make_app: MakeApp) -> Bundle:
+    bundle = make_app(TELEMETRY_DELIVERY="sync", TELEMETRY_ROLLUPS=True)
+    rng = random.Random(7)
+    store(bundle, _rows(rng, 1500, dt.timedelta(days=3)))
+    # A few request ends stored by other code: counted as unreadable.
+    store(
+        bundle,
+        [
+            event(
+                event_type="http_request_end",
+                route_name="shop.pay",
+                metadata={"status": "200 OK", "duration_ms": 1.0},
+                occurred_at=NOW - dt.timedelta(hours=5),
+            ),
+            event(event_type="cache_miss", occurred_at=NOW - dt.timedelta(hours=1)),
+        ],
+    )
+    with bundle.app.app_context():
+        result = bundle.telemetry.rollup()
+    assert result.rows == 1500
+    return bundle
+
+
+def _raw(bundle: Bundle, since: t.Any, until: t.Any = None) -> reading.Summaries:
+    return reading.request_summary(
+        engine_of(bundle), bundle.traces, since=since, until=until
+    )
+
+
+def _compare(rolled: reading.Summaries, raw: reading.Summaries) -> None:
+    assert rolled.unreadable == raw.unreadable
+    by_route = {r.route_name: r for r in raw}
+    assert {r.route_name for r in rolled} == set(by_route)
+    for r in rolled:
+        exact = by_route[r.route_name]
+        for name in ("requests", "errors", "client_errors", "slow", "rows"):
+            assert getattr(r, name) == getattr(exact, name), (r.route_name, name)
+        assert r.mean_ms == pytest.approx(exact.mean_ms, rel=1e-9)
+        assert r.max_ms == pytest.approx(exact.max_ms, rel=1e-9)
+        for name in ("p50_ms", "p95_ms", "p99_ms"):
+            assert getattr(r, name) == pytest.approx(getattr(exact, name), rel=0.01), (
+                r.route_name,
+                name,
+            )
+
+
+def test_every_window_agrees_with_the_raw_rows(folded: Bundle) -> None:
+    rng = random.Random(3)
+    windows: list[tuple[t.Any, t.Any]] = [
+        (dt.timedelta(hours=1), None),
+        (dt.timedelta(hours=24), None),
+        (dt.timedelta(days=7), None),
+        (NOW - dt.timedelta(days=2, minutes=17), NOW - dt.timedelta(hours=3)),
+    ]
+    for _ in range(8):
+        a = NOW - dt.timedelta(seconds=rng.uniform(0, 4 * 86400))
+        b = a + dt.timedelta(seconds=rng.uniform(1, 3 * 86400))
+        windows.append((a, b))
+    with folded.app.app_context():
+        for since, until in windows:
+            rolled = folded.telemetry.request_summary(since=since, until=until)
+            _compare(rolled, _raw(folded, since, until))
+
+
+def test_the_table_holds_minutes_hours_and_days(folded: Bundle) -> None:
+    with folded.app.app_context():
+        table = folded.telemetry.rollup_model.__table__
+    with engine_of(folded).connect() as conn:
+        levels: dict[int, int] = {
+            int(level): int(rows)
+            for level, rows in conn.execute(
+                sa.select(table.c.bucket_seconds, sa.func.sum(table.c.rows)).group_by(
+                    table.c.bucket_seconds
+                )
+            )
+        }
+        recent = conn.execute(
+            sa.select(sa.func.sum(table.c.rows)).where(
+                table.c.bucket_seconds == 60,
+            )
+        ).scalar_one()
+    # Hours and days count every folded row once (the mark row holds none);
+    # minutes are kept for two days only.
+    assert levels[0] == 0
+    assert levels[3600] == levels[86400] == 1500
+    assert levels[60] == recent
+    assert 0 < levels[60] < 1500
+    with folded.app.app_context():
+        two_days = _raw(folded, dt.timedelta(days=2) - dt.timedelta(minutes=1))
+    assert levels[60] >= sum(r.rows for r in two_days)
+
+
+def _content(bundle: Bundle) -> list[tuple[t.Any, ...]]:
+    with bundle.app.app_context():
+        table = bundle.telemetry.rollup_model.__table__
+    columns = [c for c in table.c if c.name not in ("id", "folded_at", "histogram")]
+    with engine_of(bundle).connect() as conn:
+        rows = conn.execute(
+            sa.select(*columns, sa.cast(table.c.histogram, sa.Text))
+            .where(table.c.bucket_seconds > 0)
+            .order_by(*columns)
+        ).all()
+    return [(*row[:-1], json.loads(row[-1]) if row[-1] else None) for row in rows]
+
+
+def test_folding_again_changes_nothing(folded: Bundle) -> None:
+    before = _content(folded)
+    with folded.app.app_context():
+        folded.telemetry.rollup()
+        folded.telemetry.rollup(since=dt.timedelta(days=10))
+    assert _content(folded) == before
+
+
+def test_two_rollups_at_once_count_each_row_once(make_app: MakeApp) -> None:
+    bundle = make_app(TELEMETRY_DELIVERY="sync", TELEMETRY_ROLLUPS=True)
+    store(bundle, _rows(random.Random(5), 600, dt.timedelta(days=2)))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with bundle.app.app_context():
+                bundle.telemetry.rollup(since=dt.timedelta(days=3))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # SQLite allows one writer: the second may wait its turn, never fail.
+    assert not errors, errors
+    with bundle.app.app_context():
+        rolled = bundle.telemetry.request_summary(since=dt.timedelta(days=3))
+    assert sum(r.requests for r in rolled) == 600
+    # Each level holds each row once: the upserts replaced, never added.
+    assert sum(row[4] for row in _content(bundle) if row[0] == 3600) == 600
+
+
+def test_late_rows_within_the_grace_are_counted(folded: Bundle) -> None:
+    late = request_end("shop.pay", 42.0, at=NOW - dt.timedelta(minutes=3))
+    store(folded, [late])
+    with folded.app.app_context():
+        folded.telemetry.rollup()
+        rolled = folded.telemetry.request_summary(since=dt.timedelta(hours=1))
+    _compare(rolled, _raw(folded, dt.timedelta(hours=1)))
+
+
+def test_prune_keeps_the_figures(folded: Bundle) -> None:
+    with folded.app.app_context():
+        before = folded.telemetry.request_summary(since=dt.timedelta(days=4))
+        result = folded.telemetry.prune(older_than_days=1)
+        assert result.deleted > 0
+        after = folded.telemetry.request_summary(since=dt.timedelta(days=4))
+        # Re-folding over the pruned range changes nothing.
+        folded.telemetry.rollup(since=dt.timedelta(days=4))
+        again = folded.telemetry.request_summary(since=dt.timedelta(days=4))
+    # Windows reaching before the raw rows start on a bucket's edge: the
+    # counts of whole days are exact.
+    for figures in (after, again):
+        assert {r.route_name: r.requests for r in figures} == {
+            r.route_name: r.requests for r in before
+        }
+
+
+def test_aging_keeps_the_counts(folded: Bundle) -> None:
+    """Minutes aged out leave hours and days that count the same rows."""
+    with folded.app.app_context():
+        table = folded.telemetry.rollup_model.__table__
+        traces = folded.traces
+        engine = engine_of(folded)
+        later = NOW + dt.timedelta(days=3)
+        result = rollups.rollup(engine, traces, table, now=later)
+        assert result.aged > 0
+        whole = rollups.summary(
+            engine,
+            traces,
+            table,
+            since=NOW - dt.timedelta(days=4),
+            until=NOW + dt.timedelta(minutes=1),
+            now=later,
+        )
+    assert sum(r.requests for r in whole) == 1500
+
+
+def test_releases_are_kept_and_compared(make_app: MakeApp) -> None:
+    bundle = make_app(
+        TELEMETRY_DELIVERY="sync", TELEMETRY_ROLLUPS=True, TELEMETRY_RELEASE="r1"
+    )
+    client = bundle.app.test_client()
+
+    @bundle.app.get("/work")
+    def work() -> str:
+        return "ok"
+
+    for _ in range(3):
+        client.get("/work")
+    bundle.app.extensions["telemetry"].recorder.release = "r2"
+    client.get("/work")
+    with bundle.app.app_context():
+        rows = bundle.telemetry.events(event_type="http_request_end")
+        assert sorted(str(e.metadata.get("release")) for e in rows) == [
+            "r1",
+            "r1",
+            "r1",
+            "r2",
+        ]
+        bundle.telemetry.rollup()
+        one = bundle.telemetry.request_summary(
+            since=dt.timedelta(hours=1), release="r1"
+        )
+        two = bundle.telemetry.request_summary(
+            since=dt.timedelta(hours=1), release="r2"
+        )
+    assert [r.requests for r in one] == [3]
+    assert [r.requests for r in two] == [1]
+
+
+def test_the_model_needs_rollups_on(make_app: MakeApp) -> None:
+    bundle = make_app()
+    with bundle.app.app_context(), pytest.raises(RuntimeError, match="ROLLUPS"):
+        bundle.telemetry.rollup_model  # noqa: B018
+
+
+# -- the histogram itself ----------------------------------------------------
+
+
+durations = st.one_of(
+    st.floats(min_value=0, max_value=1e9, allow_nan=False),
+    st.sampled_from([0.0, 1.0, 1e-6, 5.5, 1e9]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(durations, min_size=1, max_size=300))
+def test_quantiles_are_within_one_percent(values: list[float]) -> None:
+    histogram: sketch.Histogram = {}
+    for value in values:
+        key = sketch.bin_of(value)
+        histogram[key] = histogram.get(key, 0.0) + 1.0
+    found = sketch.quantiles(histogram, (0.0, 0.5, 0.95, 0.99, 1.0))
+    ordered = sorted(values)
+    for fraction, estimate in zip((0.0, 0.5, 0.95, 0.99, 1.0), found, strict=True):
+        exact = linear(ordered, fraction)
+        assert estimate is not None
+        assert math.isclose(estimate, exact, rel_tol=0.01, abs_tol=1e-12), (
+            fraction,
+            estimate,
+            exact,
+        )
+
+
+def test_the_database_bins_as_python_does(make_app: MakeApp) -> None:
+    bundle = make_app()
+    values = [0.0, 1e-6, 0.001, 0.5, 1.0, 1.0202, 3.14159, 999.999, 12345.678, 1e9]
+    with engine_of(bundle).connect() as conn:
+        for value in values:
+            found = conn.execute(
+                sa.select(sketch.sql_bin(sa.literal(value, sa.Float)))
+            ).scalar()
+            assert sketch.key_of(found) == sketch.bin_of(value), value
+            # The promise is 1%; the sketch keeps to 0.9% (its margin).
+            assert sketch.value(sketch.key_of(found)) == pytest.approx(
+                value, rel=sketch.RELATIVE_ACCURACY * (1 + 1e-9)
+            )
+
+
+# -- the commands ------------------------------------------------------------
+
+
+def test_the_rollup_command(make_app: MakeApp) -> None:
+    bundle = make_app(TELEMETRY_DELIVERY="sync", TELEMETRY_ROLLUPS=True)
+    store(bundle, _rows(random.Random(9), 50, dt.timedelta(hours=5)))
+    runner = bundle.app.test_cli_runner()
+    result = runner.invoke(args=["telemetry", "rollup", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["rows"] == 50
+    text = runner.invoke(args=["telemetry", "rollup", "--since", "1d"])
+    assert text.exit_code == 0, text.output
+    assert "Folded 50 request ends" in text.output
+    bad = runner.invoke(args=["telemetry", "rollup", "--since", "soon"])
+    assert bad.exit_code == 2
+
+
+def test_the_rollup_command_says_when_rollups_are_off(make_app: MakeApp) -> None:
+    bundle = make_app()
+    result = bundle.app.test_cli_runner().invoke(args=["telemetry", "rollup"])
+    assert result.exit_code == 2
+    assert "TELEMETRY_ROLLUPS" in result.output
+
+
+@pytest.mark.parametrize("rollups_on", [True, False])
+def test_report_compares_releases_and_gates(
+    make_app: MakeApp, rollups_on: bool
+) -> None:
+    bundle = make_app(TELEMETRY_DELIVERY="sync", TELEMETRY_ROLLUPS=rollups_on)
+
+    def ends(release: str, ms: float, status: int = 200) -> list[t.Any]:
+        found = []
+        for i in range(30):
+            row = request_end("shop.pay", ms + i, status=status)
+            found.append(
+                dataclasses.replace(row, metadata={**row.metadata, "release": release})
+            )
+        return found
+
+    store(bundle, ends("r0", 10.0) + ends("r1", 30.0) + ends("r2", 10.5))
+    runner = bundle.app.test_cli_runner()
+    if rollups_on:
+        assert runner.invoke(args=["telemetry", "rollup"]).exit_code == 0
+    args = ["telemetry", "report", "--since", "1h", "--json"]
+    slower = runner.invoke(args=[*args, "--release", "r1", "--baseline-release", "r0"])
+    assert slower.exit_code == 3, slower.output
+    data = json.loads(slower.output)
+    assert data["worse"] == 1
+    route = data["routes"][0]
+    assert route["route_name"] == "shop.pay"
+    assert route["current"]["requests"] == route["baseline"]["requests"] == 30
+    assert route["p95_ms_change"] > 0.5
+    same = runner.invoke(args=[*args, "--release", "r2", "--baseline-release", "r0"])
+    assert same.exit_code == 0, same.output
+    text = runner.invoke(
+        args=[
+            "telemetry",
+            "report",
+            "--since",
+            "1h",
+            "--release",
+            "r1",
+            "--baseline-release",
+            "r0",
+        ]
+    )
+    assert text.exit_code == 3
+    assert "! shop.pay" in text.output
+    earlier = runner.invoke(args=[*args, "--baseline", "1d"])
+    assert earlier.exit_code == 0, earlier.output
+    assert json.loads(earlier.output)["routes"][0]["baseline"] is None
+    lonely = runner.invoke(args=[*args, "--baseline-release", "r0"])
+    assert lonely.exit_code == 2
