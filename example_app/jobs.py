@@ -30,7 +30,7 @@ def init_app(app: Flask) -> None:
     """Read the Redis settings and carry request ids into jobs."""
     app.config.setdefault("REDIS_URL", os.environ.get("REDIS_URL"))
     app.config.setdefault("RQ_QUEUE", "example")
-    telemetry_rq.instrument(telemetry)
+    telemetry_rq.instrument(None, telemetry)
 
 
 def enqueue(func: t.Callable[..., t.Any], *args: t.Any) -> str | None:

@@ -55,7 +55,7 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     telemetry.init_app(app)
     celery_app = celery_init_app(app)
     telemetry_celery.instrument(celery_app, telemetry, app=app)
-    telemetry_rq.instrument(telemetry)
+    telemetry_rq.instrument(None, telemetry)
     _log_to(os.environ.get("JOBS_LOG"))
 
     @app.get("/enqueue")

@@ -165,7 +165,9 @@ def _work(app: Flask, queue: rq.Queue) -> list[t.Any]:
 
 def test_start_end_fail_and_message(local: tuple[Flask, rq.Queue]) -> None:
     app, queue = local
-    telemetry_rq.instrument(jobs_app.telemetry, record_start=True, include_message=True)
+    telemetry_rq.instrument(
+        None, jobs_app.telemetry, record_start=True, include_message=True
+    )
     queue.enqueue(jobs_app.rq_add, 1, 2)
     queue.enqueue(jobs_app.rq_fail)
     rows = _work(app, queue)
@@ -187,7 +189,7 @@ def test_start_end_fail_and_message(local: tuple[Flask, rq.Queue]) -> None:
 @pytest.mark.config(**{ConfigVars.SAMPLE_RATE: 0.0})
 def test_sampling_keeps_slow_and_failing_jobs(local: tuple[Flask, rq.Queue]) -> None:
     app, queue = local
-    telemetry_rq.instrument(jobs_app.telemetry, slow_ms=30)
+    telemetry_rq.instrument(None, jobs_app.telemetry, slow_ms=30)
     queue.enqueue(jobs_app.rq_add, 1, 2)  # routine: sampled out
     queue.enqueue(jobs_app.rq_sleep, 0.05)  # slow: kept
     queue.enqueue(jobs_app.rq_fail)  # failing: kept
@@ -205,7 +207,7 @@ def test_sampling_keeps_slow_and_failing_jobs(local: tuple[Flask, rq.Queue]) -> 
 
 def test_hostile_meta_is_ignored(local: tuple[Flask, rq.Queue]) -> None:
     app, queue = local
-    telemetry_rq.instrument(jobs_app.telemetry)
+    telemetry_rq.instrument(None, jobs_app.telemetry)
     meta = {"telemetry_request_id": "bad id\n", "telemetry_trace_id": "0" * 32}
     queue.enqueue(jobs_app.rq_add, 1, 2, meta=meta)
     queue.enqueue(jobs_app.rq_add, 1, 2, meta={"telemetry_request_id": "good-1"})
@@ -219,9 +221,9 @@ def test_instrument_is_idempotent_and_undone(local: tuple[Flask, rq.Queue]) -> N
     app, queue = local
     telemetry_rq.uninstrument()  # jobs_app.create_app() instrumented it
     original = rq.job.Job.__dict__["create"]
-    telemetry_rq.instrument(jobs_app.telemetry)
+    telemetry_rq.instrument(None, jobs_app.telemetry)
     patched = rq.job.Job.__dict__["create"]
-    telemetry_rq.instrument(jobs_app.telemetry)
+    telemetry_rq.instrument(None, jobs_app.telemetry)
     assert rq.job.Job.__dict__["create"] is patched is not original
     telemetry_rq.uninstrument()
     telemetry_rq.uninstrument()
@@ -240,7 +242,7 @@ def test_hooks_never_raise_into_the_job(
     local: tuple[Flask, rq.Queue], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, queue = local
-    telemetry_rq.instrument(jobs_app.telemetry)
+    telemetry_rq.instrument(None, jobs_app.telemetry)
 
     def broken(*args: t.Any, **kwargs: t.Any) -> None:
         raise RuntimeError("telemetry bug")

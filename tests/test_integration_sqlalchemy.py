@@ -76,7 +76,8 @@ def slow_app(make_app: MakeApp) -> Bundle:
         bundle.db.session.execute(sa.text("SELECT COUNT(*) FROM notes")).all()
         return "ok"
 
-    assert slow_queries.instrument(bundle.app, bundle.telemetry) is True
+    slow_queries.instrument(bundle.app, bundle.telemetry)
+    assert slow_queries.is_instrumented(bundle.app)
     return bundle
 
 
@@ -145,7 +146,8 @@ def test_every_bind_is_timed_with_its_key(make_app: MakeApp, tmp_path: t.Any) ->
 
 
 def test_instrument_is_idempotent_and_undone(slow_app: Bundle) -> None:
-    assert slow_queries.instrument(slow_app.app, slow_app.telemetry) is True
+    slow_queries.instrument(slow_app.app, slow_app.telemetry)
+    assert slow_queries.is_instrumented(slow_app.app)
     slow_app.client().get("/slow")
     assert len(slow_rows(slow_app)) == 1  # once, not once per instrument()
     slow_queries.uninstrument(slow_app.app)
@@ -173,11 +175,13 @@ def test_long_statements_are_cut(make_app: MakeApp) -> None:
 def test_off_until_the_key_is_set(make_app: MakeApp) -> None:
     bundle = make_app()
     assert bundle.app.config[ConfigVars.SLOW_QUERY_MS] is None
-    assert slow_queries.instrument(bundle.app, bundle.telemetry) is False
+    slow_queries.instrument(bundle.app, bundle.telemetry)
+    assert not slow_queries.is_instrumented(bundle.app)
     with bundle.app.app_context():
         assert len(bundle.db.engine.dispatch.after_cursor_execute) == 0
     disabled = make_app(**{ConfigVars.SLOW_QUERY_MS: 10, ConfigVars.ENABLED: False})
-    assert slow_queries.instrument(disabled.app, disabled.telemetry) is False
+    slow_queries.instrument(disabled.app, disabled.telemetry)
+    assert not slow_queries.is_instrumented(disabled.app)
 
 
 @pytest.mark.parametrize("value", [-1, "100", True])

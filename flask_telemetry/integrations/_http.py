@@ -64,6 +64,24 @@ def _span_id() -> str:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class OutboundOptions:
+    """The options of the ``requests`` and ``httpx`` integrations."""
+
+    #: Calls slower than this, in milliseconds, are recorded as
+    #: ``external_call_slow``.
+    slow_ms: float = DEFAULT_SLOW_MS
+    #: Add the request id and ``traceparent`` headers; a header the caller
+    #: set itself is never replaced.
+    propagate: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.slow_ms, bool) or not isinstance(self.slow_ms, int | float):
+            raise ValueError(f"slow_ms must be a number >= 0, not {self.slow_ms!r}.")
+        if self.slow_ms < 0:
+            raise ValueError(f"slow_ms must be a number >= 0, not {self.slow_ms!r}.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Outbound:
     """One instrumented client's settings and its recording."""
 
@@ -72,11 +90,17 @@ class Outbound:
     slow_ms: float
     propagate: bool
 
-    def __post_init__(self) -> None:
-        if isinstance(self.slow_ms, bool) or not isinstance(self.slow_ms, int | float):
-            raise ValueError(f"slow_ms must be a number >= 0, not {self.slow_ms!r}.")
-        if self.slow_ms < 0:
-            raise ValueError(f"slow_ms must be a number >= 0, not {self.slow_ms!r}.")
+    @classmethod
+    def of(
+        cls, telemetry: Telemetry, client: str, options: OutboundOptions
+    ) -> Outbound:
+        """The recording of ``client``'s calls with ``options``."""
+        return cls(
+            telemetry=telemetry,
+            client=client,
+            slow_ms=options.slow_ms,
+            propagate=options.propagate,
+        )
 
     def wrap(
         self, original: t.Callable[..., t.Any], describe: Describe
@@ -193,4 +217,11 @@ def host_of(hostname: str | None, port: int | None, default_port: int | None) ->
     return host
 
 
-__all__ = ["DEFAULT_SLOW_MS", "Outbound", "host_of", "now", "trace_id_for"]
+__all__ = [
+    "DEFAULT_SLOW_MS",
+    "Outbound",
+    "OutboundOptions",
+    "host_of",
+    "now",
+    "trace_id_for",
+]

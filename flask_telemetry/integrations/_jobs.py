@@ -51,14 +51,33 @@ _now = time.perf_counter
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class JobOptions:
-    """How one integration records jobs, as given to its ``instrument()``."""
+    """The options of the Celery and RQ integrations' ``instrument()``."""
 
-    telemetry: Telemetry
     #: The Flask app to record in when a hook runs outside an app context.
     app: Flask | None = None
+    #: Also record ``worker_job_start`` when a job starts.
     record_start: bool = False
+    #: A run longer than this, in milliseconds, is recorded as slow
+    #: (severity ``warning``) and always kept under sampling.
     slow_ms: float = 10_000.0
+    #: Put the exception's message (cut to 500 characters) in
+    #: ``worker_job_fail``; off by default, since messages may hold
+    #: personal data.
     include_message: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.slow_ms, bool) or not isinstance(self.slow_ms, int | float):
+            raise TypeError(f"slow_ms must be a number, not {self.slow_ms!r}.")
+        if not self.slow_ms >= 0:
+            raise ValueError(f"slow_ms must be 0 or more, not {self.slow_ms!r}.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Jobs:
+    """One ``instrument()`` in force: the telemetry it records with, and how."""
+
+    telemetry: Telemetry
+    options: JobOptions
 
     def __post_init__(self) -> None:
         if not isinstance(self.telemetry, Telemetry):
@@ -66,10 +85,6 @@ class JobOptions:
                 "telemetry must be a flask_telemetry.Telemetry, "
                 f"not {self.telemetry!r}."
             )
-        if isinstance(self.slow_ms, bool) or not isinstance(self.slow_ms, int | float):
-            raise TypeError(f"slow_ms must be a number, not {self.slow_ms!r}.")
-        if not self.slow_ms >= 0:
-            raise ValueError(f"slow_ms must be 0 or more, not {self.slow_ms!r}.")
 
 
 def outgoing_ids(telemetry: Telemetry) -> dict[str, str]:
@@ -106,7 +121,7 @@ class JobRun:
     failing runs are always kept.
     """
 
-    options: JobOptions
+    jobs: Jobs
     system: str
     job: str | None
     job_id: str | None
@@ -125,11 +140,11 @@ class JobRun:
         """Activate the correlation, decide sampling, record the start."""
         self._stack.enter_context(self.correlation.activate())
         with self._recording():
-            telemetry = self.options.telemetry
+            telemetry = self.jobs.telemetry
             self.sample_rate = _sample_rate(telemetry)
             if self.sample_rate < 1.0:
                 self.keep = telemetry.keep_routine(self.correlation.trace_id)
-            if self.options.record_start and self.keep:
+            if self.jobs.options.record_start and self.keep:
                 self._record(EventType.WORKER_JOB_START, Severity.INFO, {})
 
     def finish(self, *, failed: bool, will_retry: bool = False) -> None:
@@ -153,14 +168,14 @@ class JobRun:
                 facts["will_retry"] = will_retry
                 severity = Severity.WARNING if will_retry else Severity.ERROR
                 self._record(EventType.WORKER_JOB_FAIL, severity, facts, always=True)
-            elif duration_ms > self.options.slow_ms:
+            elif duration_ms > self.jobs.options.slow_ms:
                 facts["slow"] = True
                 severity = Severity.WARNING
                 self._record(EventType.WORKER_JOB_END, severity, facts, always=True)
             elif self.keep:
                 self._record(EventType.WORKER_JOB_END, Severity.INFO, facts)
             else:
-                self.options.telemetry.count_sampled_out()
+                self.jobs.telemetry.count_sampled_out()
 
     def close(self) -> None:
         """Deactivate the correlation (idempotent)."""
@@ -178,7 +193,7 @@ class JobRun:
         facts: dict[str, t.Any] = {}
         if isinstance(name, str) and _EXCEPTION_NAME.fullmatch(name):
             facts["exception"] = name
-        if self.options.include_message and not isinstance(exc, type):
+        if self.jobs.options.include_message and not isinstance(exc, type):
             with contextlib.suppress(Exception):  # a hostile __str__
                 facts["message"] = str(exc)[:_MESSAGE_LENGTH]
         return facts
@@ -198,15 +213,15 @@ class JobRun:
         metadata.update(facts)
         if self.sample_rate < 1.0:
             metadata["sample_rate"] = 1.0 if always else self.sample_rate
-        self.options.telemetry.record(event_type, severity, metadata=metadata)
+        self.jobs.telemetry.record(event_type, severity, metadata=metadata)
 
     def _recording(self) -> t.ContextManager[object]:
-        return self.recording_in(self.options)
+        return self.recording_in(self.jobs)
 
     @staticmethod
-    def recording_in(options: JobOptions) -> t.ContextManager[object]:
-        """The app context to record in: ``options.app``'s when none is active."""
-        app = options.app
+    def recording_in(jobs: Jobs) -> t.ContextManager[object]:
+        """The app context to record in: the ``app`` option's when none is active."""
+        app = jobs.options.app
         if app is None or has_app_context():
             return contextlib.nullcontext()
         return app.app_context()

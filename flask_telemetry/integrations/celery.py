@@ -23,8 +23,6 @@ import threading
 import typing as t
 import weakref
 
-from flask import Flask
-
 from flask_telemetry import Telemetry
 
 from . import require
@@ -33,6 +31,7 @@ from ._jobs import (
     TRACE_ID_KEY,
     JobOptions,
     JobRun,
+    Jobs,
     cut,
     incoming_correlation,
     outgoing_ids,
@@ -48,50 +47,41 @@ _RETRY = "RETRY"
 _FAILURE = "FAILURE"
 
 _lock = threading.Lock()
-_instrumented: weakref.WeakKeyDictionary[t.Any, JobOptions] = (
-    weakref.WeakKeyDictionary()
-)
+_instrumented: weakref.WeakKeyDictionary[t.Any, Jobs] = weakref.WeakKeyDictionary()
 #: Where a run waits from task_prerun to task_postrun: on the task's request,
 #: which Celery pushes for one execution (an eager retry nests another).
 _RUN = "_flask_telemetry_run"
 _UID = "flask_telemetry.integrations.celery"
 
+T = t.TypeVar("T")
 
-def instrument(
-    celery_app: t.Any,
-    telemetry: Telemetry,
-    *,
-    app: Flask | None = None,
-    record_start: bool = False,
-    slow_ms: float = 10_000.0,
-    include_message: bool = False,
-) -> None:
-    """Record the tasks of ``celery_app`` with ``telemetry``.
+
+#: The options of :func:`instrument`: ``app``, ``record_start``, ``slow_ms``
+#: and ``include_message``.
+Options = JobOptions
+
+
+def instrument(celery_app: T, telemetry: Telemetry, **options: t.Any) -> T:
+    """Record the tasks of ``celery_app`` with ``telemetry``; return ``celery_app``.
 
     :param celery_app: the :class:`celery.Celery` application.
     :param telemetry: the :class:`~flask_telemetry.Telemetry` to record with.
-    :param app: the Flask app to record in when a hook runs outside an app
-        context (Flask's ``FlaskTask`` pushes one only around the task's
-        body); needed for sampling and when telemetry serves several apps.
-    :param record_start: also record ``worker_job_start`` when a task starts.
-    :param slow_ms: a run longer than this is recorded as slow (severity
-        ``warning``) and always kept under sampling.
-    :param include_message: put the exception's message (cut to 500
-        characters) in ``worker_job_fail``; off by default, since messages
-        may hold personal data.
+    :param options: the fields of :class:`Options`: ``app``, the Flask app
+        to record in when a hook runs outside an app context (Flask's
+        ``FlaskTask`` pushes one only around the task's body), needed for
+        sampling and when telemetry serves several apps; ``record_start``,
+        also record ``worker_job_start``; ``slow_ms`` (10,000), a run
+        longer than this is recorded as slow and always kept under
+        sampling; ``include_message``, put the exception's message in
+        ``worker_job_fail``.
 
     Calling it again replaces the options; :func:`uninstrument` undoes it.
     """
-    options = JobOptions(
-        telemetry=telemetry,
-        app=app,
-        record_start=record_start,
-        slow_ms=slow_ms,
-        include_message=include_message,
-    )
+    jobs = Jobs(telemetry=telemetry, options=Options(**options))
     with _lock:
-        _instrumented[celery_app] = options
+        _instrumented[celery_app] = jobs
         _connect()
+    return celery_app
 
 
 def uninstrument(celery_app: t.Any) -> None:
@@ -123,7 +113,7 @@ def _disconnect() -> None:
     signals.worker_process_shutdown.disconnect(_process_shutdown, dispatch_uid=_UID)
 
 
-def _options(task: t.Any) -> JobOptions | None:
+def _jobs(task: t.Any) -> Jobs | None:
     try:
         return _instrumented.get(task.app)
     except (AttributeError, TypeError):  # not a task, or an app without weakrefs
@@ -137,10 +127,10 @@ def _before_publish(
     try:
         if headers is None or not _instrumented:
             return
-        options = next(iter(_instrumented.values()), None)
-        if options is None:
+        jobs = next(iter(_instrumented.values()), None)
+        if jobs is None:
             return
-        for key, value in outgoing_ids(options.telemetry).items():
+        for key, value in outgoing_ids(jobs.telemetry).items():
             headers.setdefault(key, value)
     except Exception:
         warn("celery-publish", "Telemetry could not add its headers to a task")
@@ -160,21 +150,21 @@ def _prerun(
 ) -> None:
     """Activate the task's correlation and start its clock."""
     try:
-        options = _options(task)
-        if options is None or task_id is None:
+        jobs = _jobs(task)
+        if jobs is None or task_id is None:
             return
         request = task.request
         delivery = getattr(request, "delivery_info", None) or {}
         retries = getattr(request, "retries", None)
         run = JobRun(
-            options=options,
+            jobs=jobs,
             system="celery",
             job=cut(getattr(task, "name", None)),
             job_id=cut(task_id, 64),
             queue=cut(delivery.get("routing_key") or delivery.get("queue")),
             retries=retries if type(retries) is int else None,
             correlation=incoming_correlation(
-                options.telemetry,
+                jobs.telemetry,
                 _header(request, REQUEST_ID_KEY),
                 _header(request, TRACE_ID_KEY),
             ),
@@ -219,12 +209,12 @@ SHUTDOWN_FLUSH_TIMEOUT = 2.0
 def _process_shutdown(**_: t.Any) -> None:
     """Store what a prefork pool process recorded: it exits with os._exit(),
     which skips telemetry's own flush at exit."""
-    for options in list(_instrumented.values()):
+    for jobs in list(_instrumented.values()):
         try:
-            with JobRun.recording_in(options):
-                options.telemetry.flush(SHUTDOWN_FLUSH_TIMEOUT)
+            with JobRun.recording_in(jobs):
+                jobs.telemetry.flush(SHUTDOWN_FLUSH_TIMEOUT)
         except Exception:
             warn("celery-shutdown", "Telemetry could not flush at process exit")
 
 
-__all__ = ["instrument", "is_instrumented", "uninstrument"]
+__all__ = ["Options", "instrument", "is_instrumented", "uninstrument"]

@@ -31,6 +31,20 @@ _EXTENSION = "telemetry.exceptions"
 logger = logging.getLogger("flask_telemetry")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Options:
+    """The options of :func:`instrument`."""
+
+    #: Also record ``str(exception)``, cut to :data:`MAX_MESSAGE_CHARS`
+    #: characters. Off by default: a message may hold personal data or
+    #: secrets that key redaction cannot see.
+    messages: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.messages, bool):
+            raise ValueError(f"messages must be True or False, not {self.messages!r}.")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class _Listener:
     telemetry: Telemetry
@@ -55,21 +69,20 @@ class _Listener:
             logger.exception("Telemetry could not record an unhandled exception")
 
 
-def instrument(app: Flask, telemetry: Telemetry, *, messages: bool = False) -> None:
-    """Record the app's unhandled exceptions (idempotent).
+def instrument(app: Flask, telemetry: Telemetry, **options: t.Any) -> Flask:
+    """Record the app's unhandled exceptions; return ``app``.
 
-    :param messages: also record ``str(exception)``, cut to
-        :data:`MAX_MESSAGE_CHARS` characters. Off by default: a message may
-        hold personal data or secrets that key redaction cannot see.
+    Calling it again replaces the options.
+
+    :param options: the fields of :class:`Options`: ``messages``.
+    :raises ValueError: an option's value is refused.
     """
-    if not isinstance(messages, bool):
-        raise ValueError(f"messages must be True or False, not {messages!r}.")
-    if _EXTENSION in app.extensions:
-        return
-    listener = _Listener(telemetry=telemetry, messages=messages)
+    listener = _Listener(telemetry=telemetry, messages=Options(**options).messages)
+    uninstrument(app)
     # The app keeps the listener alive: blinker holds it weakly.
     app.extensions[_EXTENSION] = listener
     got_request_exception.connect(listener, app)
+    return app
 
 
 def uninstrument(app: Flask) -> None:
@@ -79,4 +92,15 @@ def uninstrument(app: Flask) -> None:
         got_request_exception.disconnect(listener, app)
 
 
-__all__ = ["MAX_MESSAGE_CHARS", "instrument", "uninstrument"]
+def is_instrumented(app: Flask) -> bool:
+    """Whether :func:`instrument` is in force on ``app``."""
+    return _EXTENSION in app.extensions
+
+
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "Options",
+    "instrument",
+    "is_instrumented",
+    "uninstrument",
+]

@@ -57,18 +57,27 @@ class _Listener:
         )
 
 
-def instrument(app: Flask, telemetry: Telemetry) -> None:
-    """Record the requests the app's limiters reject (idempotent).
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Options:
+    """The options of :func:`instrument`: none so far."""
 
+
+def instrument(app: Flask, telemetry: Telemetry, **options: t.Any) -> Flask:
+    """Record the requests the app's limiters reject; return ``app``.
+
+    Calling it again replaces the first call; nothing is installed twice.
+
+    :param options: the fields of :class:`Options` (none so far).
     :raises DidNotEnable: Flask-Limiter is not installed.
     """
     require("flask_limiter", "limiter")
-    if _EXTENSION in app.extensions:
-        return
+    Options(**options)
     listener = _Listener(telemetry=telemetry)
+    uninstrument(app)
     # The app keeps the listener alive: blinker holds it weakly.
     app.extensions[_EXTENSION] = listener
     request_finished.connect(listener, app)
+    return app
 
 
 def uninstrument(app: Flask) -> None:
@@ -78,4 +87,9 @@ def uninstrument(app: Flask) -> None:
         request_finished.disconnect(listener, app)
 
 
-__all__ = ["instrument", "uninstrument"]
+def is_instrumented(app: Flask) -> bool:
+    """Whether :func:`instrument` is in force on ``app``."""
+    return _EXTENSION in app.extensions
+
+
+__all__ = ["Options", "instrument", "is_instrumented", "uninstrument"]

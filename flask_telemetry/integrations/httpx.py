@@ -22,37 +22,36 @@ import typing as t
 from flask_telemetry import Telemetry
 
 from . import require
-from ._http import DEFAULT_SLOW_MS, Outbound, host_of
+from ._http import Outbound, OutboundOptions, host_of
 
 if t.TYPE_CHECKING:
     import httpx
 
 C = t.TypeVar("C", "httpx.Client", "httpx.AsyncClient")
 
+#: The options of :func:`instrument`: ``slow_ms`` (1000) and ``propagate`` (True).
+Options = OutboundOptions
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MARK = "_flask_telemetry"
 
 
-def instrument(
-    client: C,
-    telemetry: Telemetry,
-    *,
-    slow_ms: float = DEFAULT_SLOW_MS,
-    propagate: bool = True,
-) -> C:
-    """Instrument ``client`` (sync or async) and return it (idempotent).
+def instrument(client: C, telemetry: Telemetry, **options: t.Any) -> C:
+    """Instrument ``client`` (sync or async) and return it.
 
-    :param slow_ms: calls slower than this, in milliseconds, are recorded as
-        ``external_call_slow`` (time to the response's headers when streamed,
-        to its whole body otherwise).
-    :param propagate: add the request id and ``traceparent`` headers; a
-        header the caller set itself is never replaced.
+    Calling it again replaces the options.
+
+    :param options: the fields of :class:`Options`: ``slow_ms``, calls
+        slower than this, in milliseconds, are recorded as
+        ``external_call_slow`` (time to the response's headers when
+        streamed, to its whole body otherwise); ``propagate``, add the
+        request id and ``traceparent`` headers (a header the caller set
+        itself is never replaced).
     :raises DidNotEnable: ``httpx`` is not installed.
+    :raises ValueError: an option's value is refused.
     """
     library = require("httpx", "httpx")
-    settings = Outbound(
-        telemetry=telemetry, client="httpx", slow_ms=slow_ms, propagate=propagate
-    )
+    settings = Outbound.of(telemetry, "httpx", Options(**options))
     if _MARK in vars(client):
         uninstrument(client)
     if isinstance(client, library.AsyncClient):
@@ -70,6 +69,11 @@ def uninstrument(client: httpx.Client | httpx.AsyncClient) -> None:
         vars(client).pop("send", None)
 
 
+def is_instrumented(client: httpx.Client | httpx.AsyncClient) -> bool:
+    """Whether :func:`instrument` is in force on ``client``."""
+    return _MARK in vars(client)
+
+
 def _describe(request: httpx.Request) -> tuple[str, str]:
     try:
         url = request.url
@@ -80,4 +84,4 @@ def _describe(request: httpx.Request) -> tuple[str, str]:
         return request.method, ""
 
 
-__all__ = ["instrument", "uninstrument"]
+__all__ = ["Options", "instrument", "is_instrumented", "uninstrument"]

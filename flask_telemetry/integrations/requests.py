@@ -22,34 +22,35 @@ import urllib.parse
 from flask_telemetry import Telemetry
 
 from . import require
-from ._http import DEFAULT_SLOW_MS, Outbound, host_of
+from ._http import Outbound, OutboundOptions, host_of
 
 if t.TYPE_CHECKING:
     import requests
+
+#: The options of :func:`instrument`: ``slow_ms`` (1000) and ``propagate`` (True).
+Options = OutboundOptions
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MARK = "_flask_telemetry"
 
 
 def instrument(
-    session: requests.Session,
-    telemetry: Telemetry,
-    *,
-    slow_ms: float = DEFAULT_SLOW_MS,
-    propagate: bool = True,
+    session: requests.Session, telemetry: Telemetry, **options: t.Any
 ) -> requests.Session:
-    """Instrument ``session`` and return it (idempotent).
+    """Instrument ``session`` and return it.
 
-    :param slow_ms: calls slower than this, in milliseconds, are recorded as
-        ``external_call_slow`` (time to the response's headers).
-    :param propagate: add the request id and ``traceparent`` headers; a
-        header the caller set itself is never replaced.
+    Calling it again replaces the options.
+
+    :param options: the fields of :class:`Options`: ``slow_ms``, calls
+        slower than this, in milliseconds, are recorded as
+        ``external_call_slow`` (time to the response's headers);
+        ``propagate``, add the request id and ``traceparent`` headers (a
+        header the caller set itself is never replaced).
     :raises DidNotEnable: ``requests`` is not installed.
+    :raises ValueError: an option's value is refused.
     """
     require("requests", "requests")
-    settings = Outbound(
-        telemetry=telemetry, client="requests", slow_ms=slow_ms, propagate=propagate
-    )
+    settings = Outbound.of(telemetry, "requests", Options(**options))
     if _MARK in vars(session):
         uninstrument(session)
     send = settings.wrap(session.send, _describe)
@@ -64,6 +65,11 @@ def uninstrument(session: requests.Session) -> None:
         vars(session).pop("send", None)
 
 
+def is_instrumented(session: requests.Session) -> bool:
+    """Whether :func:`instrument` is in force on ``session``."""
+    return _MARK in vars(session)
+
+
 def _describe(request: requests.PreparedRequest) -> tuple[str, str]:
     try:
         parts = urllib.parse.urlsplit(request.url or "")
@@ -74,4 +80,4 @@ def _describe(request: requests.PreparedRequest) -> tuple[str, str]:
         return request.method or "", ""
 
 
-__all__ = ["instrument", "uninstrument"]
+__all__ = ["Options", "instrument", "is_instrumented", "uninstrument"]

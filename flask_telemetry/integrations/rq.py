@@ -4,9 +4,10 @@ Two halves, one line each. Where jobs are enqueued, in the app factory::
 
     from flask_telemetry.integrations import rq as telemetry_rq
 
-    telemetry_rq.instrument(telemetry)
+    telemetry_rq.instrument(None, telemetry)
 
-and to run the worker with the app's context::
+(the target is ``None``: RQ has no application object, and the patch below
+is one for the process) and to run the worker with the app's context::
 
     FLASK_APP=myapp:create_app rq worker \
         --worker-class flask_telemetry.integrations.rq.Worker
@@ -38,6 +39,7 @@ import functools
 import os
 import threading
 import typing as t
+import warnings
 
 from flask import Flask, has_app_context
 
@@ -50,6 +52,7 @@ from ._jobs import (
     TRACE_ID_KEY,
     JobOptions,
     JobRun,
+    Jobs,
     cut,
     incoming_correlation,
     logger,
@@ -63,61 +66,78 @@ import rq  # noqa: E402
 from rq.job import Job  # noqa: E402
 
 _lock = threading.Lock()
-_options: JobOptions | None = None
+_jobs: Jobs | None = None
 _original_create: t.Any = None
 
 
+#: The options of :func:`instrument`: ``app``, ``record_start``, ``slow_ms``
+#: and ``include_message``.
+Options = JobOptions
+
+
 def instrument(
-    telemetry: Telemetry,
-    *,
-    app: Flask | None = None,
-    record_start: bool = False,
-    slow_ms: float = 10_000.0,
-    include_message: bool = False,
+    target: Telemetry | None = None,
+    telemetry: Telemetry | None = None,
+    **options: t.Any,
 ) -> None:
     """Carry ids in the jobs created from now on, and let :class:`Worker`
     record jobs with ``telemetry``.
 
+    :param target: ``None``, RQ in this process (RQ has no application
+        object). ``instrument(telemetry)``, the form before ``target``
+        existed, still works but is deprecated.
     :param telemetry: the :class:`~flask_telemetry.Telemetry` to record with.
-    :param app: the Flask app to record in when a job runs outside an app
-        context (:class:`Worker` always pushes one, so rarely needed).
-    :param record_start: also record ``worker_job_start`` when a job starts.
-    :param slow_ms: a run longer than this is recorded as slow (severity
-        ``warning``) and always kept under sampling.
-    :param include_message: put the exception's message (cut to 500
-        characters) in ``worker_job_fail``; off by default, since messages
-        may hold personal data.
+    :param options: the fields of :class:`Options`: ``app``, the Flask app
+        to record in when a job runs outside an app context
+        (:class:`Worker` always pushes one, so rarely needed);
+        ``record_start``, also record ``worker_job_start``; ``slow_ms``
+        (10,000), a run longer than this is recorded as slow and always
+        kept under sampling; ``include_message``, put the exception's
+        message in ``worker_job_fail``.
 
     Calling it again replaces the options; :func:`uninstrument` undoes it.
     """
-    global _options, _original_create
-    options = JobOptions(
-        telemetry=telemetry,
-        app=app,
-        record_start=record_start,
-        slow_ms=slow_ms,
-        include_message=include_message,
-    )
+    global _jobs, _original_create
+    if isinstance(target, Telemetry) and telemetry is None:
+        warnings.warn(
+            "rq.instrument(telemetry) is deprecated: call "
+            "rq.instrument(None, telemetry), the target first as in every "
+            "integration.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        target, telemetry = None, target
+    _check_target(target)
+    jobs = Jobs(telemetry=t.cast(Telemetry, telemetry), options=Options(**options))
     with _lock:
-        _options = options
+        _jobs = jobs
         if _original_create is None:
             _original_create = Job.__dict__["create"]
             setattr(Job, "create", classmethod(_carrying(_original_create.__func__)))  # noqa: B010
 
 
-def uninstrument() -> None:
+def uninstrument(target: None = None) -> None:
     """Stop carrying ids and recording jobs (a no-op if not instrumented)."""
-    global _options, _original_create
+    global _jobs, _original_create
+    _check_target(target)
     with _lock:
-        _options = None
+        _jobs = None
         if _original_create is not None:
             setattr(Job, "create", _original_create)  # noqa: B010
             _original_create = None
 
 
-def is_instrumented() -> bool:
+def is_instrumented(target: None = None) -> bool:
     """Whether :func:`instrument` is in force."""
-    return _options is not None
+    _check_target(target)
+    return _jobs is not None
+
+
+def _check_target(target: object) -> None:
+    if target is not None:
+        raise TypeError(
+            f"The target of the RQ integration is None (RQ itself), not {target!r}."
+        )
 
 
 def _carrying(create: t.Callable[..., Job]) -> t.Callable[..., Job]:
@@ -125,10 +145,10 @@ def _carrying(create: t.Callable[..., Job]) -> t.Callable[..., Job]:
     def create_carrying_ids(cls: type[Job], *args: t.Any, **kwargs: t.Any) -> Job:
         job = create(cls, *args, **kwargs)
         try:
-            options = _options
-            if options is not None:
+            jobs = _jobs
+            if jobs is not None:
                 meta = job.meta
-                for key, value in outgoing_ids(options.telemetry).items():
+                for key, value in outgoing_ids(jobs.telemetry).items():
                     meta.setdefault(key, value)
         except Exception:
             warn("rq-enqueue", "Telemetry could not add its ids to a job")
@@ -157,7 +177,7 @@ class _Recording:
             return result
         app = self.load_flask_app()
         with app.app_context():
-            if _options is None:
+            if _jobs is None:
                 logger.warning(
                     "flask_telemetry.integrations.rq.instrument() was not called "
                     "when the app was made: this worker records no jobs."
@@ -201,8 +221,8 @@ class _Recording:
         super().handle_exception(job, *exc_info)  # type: ignore[misc]
 
     def _start_run(self, job: Job, queue: rq.Queue) -> JobRun | None:
-        options = _options
-        if options is None:
+        jobs = _jobs
+        if jobs is None:
             return None
         run: JobRun | None = None
         try:
@@ -213,14 +233,14 @@ class _Recording:
                 name = None
             retries = getattr(job, "number_of_retries", None) or meta.get(RETRIES_KEY)
             run = JobRun(
-                options=options,
+                jobs=jobs,
                 system="rq",
                 job=cut(name),
                 job_id=cut(job.id, 64),
                 queue=cut(job.origin or getattr(queue, "name", None)),
                 retries=retries if type(retries) is int else 0,
                 correlation=incoming_correlation(
-                    options.telemetry, meta.get(REQUEST_ID_KEY), meta.get(TRACE_ID_KEY)
+                    jobs.telemetry, meta.get(REQUEST_ID_KEY), meta.get(TRACE_ID_KEY)
                 ),
             )
             self._telemetry_run = run
@@ -252,7 +272,7 @@ class _Recording:
         if getattr(self, "_is_horse", False):
             # A forked work horse ends with os._exit(): store what it recorded.
             with contextlib.suppress(Exception):
-                run.options.telemetry.flush(self.flush_timeout)
+                run.jobs.telemetry.flush(self.flush_timeout)
 
 
 class Worker(_Recording, rq.Worker):
@@ -263,4 +283,11 @@ class SimpleWorker(_Recording, rq.SimpleWorker):
     """RQ's :class:`rq.SimpleWorker` (no fork), recording jobs with flask_telemetry."""
 
 
-__all__ = ["SimpleWorker", "Worker", "instrument", "is_instrumented", "uninstrument"]
+__all__ = [
+    "Options",
+    "SimpleWorker",
+    "Worker",
+    "instrument",
+    "is_instrumented",
+    "uninstrument",
+]

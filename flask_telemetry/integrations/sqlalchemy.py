@@ -7,12 +7,13 @@
     app.config["TELEMETRY_SLOW_QUERY_MS"] = 200
     telemetry_sqlalchemy.instrument(app, telemetry)
 
-Every engine of the app's Flask-SQLAlchemy (the default database and every
-bind) is timed from ``before_cursor_execute`` to ``after_cursor_execute``. A
-statement slower than ``TELEMETRY_SLOW_QUERY_MS`` is recorded with the SQL
-as the dialect compiled it (placeholders, never the parameter values), cut
-to ``max_statement_chars``, its duration and the bind key. Telemetry's own
-statements are never recorded.
+or ``instrument(app, telemetry, slow_ms=200)``. Every engine of the app's
+Flask-SQLAlchemy (the default database and every bind) is timed from
+``before_cursor_execute`` to ``after_cursor_execute``. A statement slower
+than the threshold is recorded with the SQL as the dialect compiled it
+(placeholders, never the parameter values), cut to ``max_statement_chars``,
+its duration and the bind key. Telemetry's own statements are never
+recorded.
 """
 
 from __future__ import annotations
@@ -55,54 +56,78 @@ _recording: contextvars.ContextVar[bool] = contextvars.ContextVar(
 logger = logging.getLogger("flask_telemetry")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Options:
+    """The options of :func:`instrument`."""
+
+    #: The Flask-SQLAlchemy instance, default ``app.extensions["sqlalchemy"]``.
+    db: SQLAlchemy | None = None
+    #: Longer statements are cut to this many characters, ending with ``...``.
+    max_statement_chars: int = DEFAULT_MAX_STATEMENT_CHARS
+    #: Statements slower than this, in milliseconds, are recorded. None (the
+    #: default): the app's ``TELEMETRY_SLOW_QUERY_MS``, read when
+    #: :func:`instrument` is called.
+    slow_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        chars = self.max_statement_chars
+        if isinstance(chars, bool) or not (isinstance(chars, int) and chars >= 16):
+            raise ValueError(
+                f"max_statement_chars must be an integer >= 16, not {chars!r}."
+            )
+        if self.slow_ms is not None:
+            _check_threshold("slow_ms", self.slow_ms)
+
+    def threshold_ms(self, app: Flask) -> float | None:
+        """The threshold in force on ``app``; None when nothing is timed."""
+        if app.config.get(ConfigVars.ENABLED) is False:
+            return None
+        if self.slow_ms is not None:
+            return self.slow_ms
+        threshold_ms = app.config.get(ConfigVars.SLOW_QUERY_MS)
+        if threshold_ms is not None:
+            _check_threshold(ConfigVars.SLOW_QUERY_MS, threshold_ms)
+        return t.cast(float | None, threshold_ms)
+
+
+def _check_threshold(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(
+            f"{name} must be a number of milliseconds >= 0 or None, not {value!r}."
+        )
+
+
 @dataclasses.dataclass(kw_only=True, eq=False)
 class _Instrumented:
     listeners: list[tuple[sa.Engine, str, t.Callable[..., None]]]
 
+    def detach(self) -> None:
+        for engine, name, fn in self.listeners:
+            if sa.event.contains(engine, name, fn):
+                sa.event.remove(engine, name, fn)
 
-def instrument(
-    app: Flask,
-    telemetry: Telemetry,
-    *,
-    db: SQLAlchemy | None = None,
-    max_statement_chars: int = DEFAULT_MAX_STATEMENT_CHARS,
-) -> bool:
-    """Record the app's slow statements when ``TELEMETRY_SLOW_QUERY_MS`` is set.
+
+def instrument(app: Flask, telemetry: Telemetry, **options: t.Any) -> Flask:
+    """Record the app's slow statements when a threshold is set; return ``app``.
 
     Call it after ``db.init_app(app)`` and ``telemetry.init_app(app)``.
-    Returns True when statements are now timed, False when the key is
-    ``None`` (the default) or ``TELEMETRY_ENABLED`` is False: nothing is
-    listened to then. Calling it again is a no-op while the app is
-    instrumented.
+    Nothing is listened to while the threshold is ``None`` (the default of
+    ``TELEMETRY_SLOW_QUERY_MS``) or ``TELEMETRY_ENABLED`` is False: then
+    :func:`is_instrumented` is False. Calling it again applies the options
+    and the configuration of then, and listens to each event once.
 
-    :param db: the Flask-SQLAlchemy instance, default
-        ``app.extensions["sqlalchemy"]``.
-    :param max_statement_chars: longer statements are cut to this many
-        characters, ending with ``...``.
-    :raises ValueError: ``TELEMETRY_SLOW_QUERY_MS`` is not a number >= 0.
+    :param options: the fields of :class:`Options`: ``db``,
+        ``max_statement_chars`` and ``slow_ms`` (default
+        ``TELEMETRY_SLOW_QUERY_MS``).
+    :raises ValueError: the threshold is not a number >= 0, or an option's
+        value is refused.
     """
-    if _EXTENSION in app.extensions:
-        return True
-    key = ConfigVars.SLOW_QUERY_MS
-    threshold_ms = app.config.get(key)
-    if threshold_ms is None or app.config.get(ConfigVars.ENABLED) is False:
-        return False
-    if (
-        isinstance(threshold_ms, bool)
-        or not isinstance(threshold_ms, int | float)
-        or threshold_ms < 0
-    ):
-        raise ValueError(
-            f"{key} must be a number of milliseconds >= 0 or None, "
-            f"not {threshold_ms!r}."
-        )
-    if isinstance(max_statement_chars, bool) or not (
-        isinstance(max_statement_chars, int) and max_statement_chars >= 16
-    ):
-        raise ValueError(
-            "max_statement_chars must be an integer >= 16, "
-            f"not {max_statement_chars!r}."
-        )
+    settings = Options(**options)
+    threshold_ms = settings.threshold_ms(app)
+    if threshold_ms is None:
+        uninstrument(app)
+        return app
+    db = settings.db
     if db is None:
         db = app.extensions.get("sqlalchemy")
         if db is None:
@@ -122,7 +147,7 @@ def instrument(
             bind_key=bind_key,
             threshold_ms=threshold_ms,
             own_table=own_table,
-            max_chars=max_statement_chars,
+            max_chars=settings.max_statement_chars,
         )
         before, after, failed = _listeners(threshold, slow)
         for name, fn in (
@@ -131,11 +156,16 @@ def instrument(
             ("handle_error", failed),
             ("checkin", _checked_in(app, telemetry)),
         ):
-            sa.event.listen(engine, name, fn)
             listeners.append((engine, name, fn))
-    app.teardown_request(_record_pending)
+    previous = app.extensions.pop(_EXTENSION, None)
+    if previous is not None:
+        previous.detach()
+    else:
+        app.teardown_request(_record_pending)
+    for engine, name, fn in listeners:
+        sa.event.listen(engine, name, fn)
     app.extensions[_EXTENSION] = _Instrumented(listeners=listeners)
-    return True
+    return app
 
 
 def uninstrument(app: Flask) -> None:
@@ -146,9 +176,12 @@ def uninstrument(app: Flask) -> None:
     teardowns = app.teardown_request_funcs.get(None, [])
     if _record_pending in teardowns:
         teardowns.remove(_record_pending)
-    for engine, name, fn in state.listeners:
-        if sa.event.contains(engine, name, fn):
-            sa.event.remove(engine, name, fn)
+    state.detach()
+
+
+def is_instrumented(app: Flask) -> bool:
+    """Whether :func:`instrument` is in force on ``app``."""
+    return _EXTENSION in app.extensions
 
 
 def _listeners(
@@ -298,6 +331,8 @@ class _Slow:
 __all__ = [
     "DEFAULT_MAX_STATEMENT_CHARS",
     "OWN_CONNECTION_OPTION",
+    "Options",
     "instrument",
+    "is_instrumented",
     "uninstrument",
 ]
