@@ -352,7 +352,9 @@ def test_report_compares_releases_and_gates(
         for i in range(30):
             row = request_end("shop.pay", ms + i, status=status)
             found.append(
-                dataclasses.replace(row, metadata={**row.metadata, "release": release})
+                dataclasses.replace(
+                    row, metadata={**(row.metadata or {}), "release": release}
+                )
             )
         return found
 
@@ -390,3 +392,63 @@ def test_report_compares_releases_and_gates(
     assert json.loads(earlier.output)["routes"][0]["baseline"] is None
     lonely = runner.invoke(args=[*args, "--baseline-release", "r0"])
     assert lonely.exit_code == 2
+
+
+def test_the_pages_agree_with_report(folded: Bundle) -> None:
+    folded.telemetry.init_dashboard(folded.app, authorize=lambda: True)
+    client = folded.app.test_client()
+    runner = folded.app.test_cli_runner()
+    until = NOW + dt.timedelta(minutes=1)
+    for span in (dt.timedelta(hours=24), dt.timedelta(days=7), dt.timedelta(days=90)):
+        since = until - span
+        report = json.loads(
+            runner.invoke(
+                args=[
+                    "telemetry",
+                    "report",
+                    "--since",
+                    since.isoformat(),
+                    "--until",
+                    until.isoformat(),
+                    "--json",
+                    "--top",
+                    "99",
+                ]
+            ).output
+        )
+        total = sum(r["requests"] for r in report["routes"])
+        window = (
+            f"window=custom&since={since:%Y-%m-%dT%H:%M}&until={until:%Y-%m-%dT%H:%M}"
+        )
+        page = client.get(f"/_telemetry/?{window}")
+        assert page.status_code == 200, span
+        text = page.get_data(as_text=True)
+        assert "A custom window spans at most" not in text
+        assert f"<strong>{total:,}</strong> requests" in text, span
+        assert "counts are exact" in text
+        pay = next(r for r in report["routes"] if r["route_name"] == "shop.pay")
+        route = client.get(f"/_telemetry/route?name=shop.pay&{window}")
+        assert route.status_code == 200
+        assert f"<strong>{pay['requests']:,}</strong> requests" in route.get_data(
+            as_text=True
+        )
+    for window in ("30d", "90d"):
+        assert client.get(f"/_telemetry/?window={window}").status_code == 200
+    unmatched = client.get("/_telemetry/route?unmatched=1&window=90d")
+    assert unmatched.status_code == 200
+
+
+def test_the_chart_counts_every_request(folded: Bundle) -> None:
+    with folded.app.app_context():
+        table = folded.telemetry.rollup_model.__table__
+    engine = engine_of(folded)
+    for span in (dt.timedelta(hours=1), dt.timedelta(days=1), dt.timedelta(days=4)):
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        buckets = rollups.traffic(
+            engine, folded.traces, table, since=until - span, until=until
+        )
+        assert len(buckets) <= rollups.MAX_BUCKETS
+        first = buckets[0].start
+        raw = _raw(folded, first, until)
+        assert sum(b.requests for b in buckets) == sum(r.requests for r in raw)
+        assert sum(b.errors for b in buckets) == sum(r.errors for r in raw)

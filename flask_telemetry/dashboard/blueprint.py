@@ -20,7 +20,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 
 from ..reading import UNMATCHED, visible
 from . import budget, params, views
-from .window import PRESETS, parse_window
+from .window import parse_window
 
 if t.TYPE_CHECKING:
     from .. import Telemetry
@@ -95,7 +95,8 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
 
     @bp.context_processor
     def _helpers() -> dict[str, t.Any]:
-        window = parse_window(request.args)
+        limits = views.window_rules(telemetry)
+        window = parse_window(request.args, **limits)
 
         def page_url(endpoint: str, **args: t.Any) -> str:
             """A dashboard URL keeping the page's window."""
@@ -131,7 +132,7 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
             "end_columns": views.end_columns,
             "visible": visible,
             "window": window,
-            "presets": list(PRESETS),
+            "presets": list(limits["presets"]),
             "unmatched_label": UNMATCHED,
         }
 

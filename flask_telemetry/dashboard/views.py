@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from flask import render_template
 
 from .. import ActorType, EventType, Severity, reading
-from ..reading import Sample, series
+from ..reading import Sample, rollups, series
 from ..reading import sample as sampling
 from . import budget, charts, params
 from .window import parse_window
+from .window import rules as window_rules_for
 
 if t.TYPE_CHECKING:
     from .. import Telemetry
@@ -68,26 +69,33 @@ class Reader:
     def overview(self) -> str:
         """The overview: traffic charts, the route table, event counts."""
         args = params.current()
-        window = parse_window(args)
+        window = parse_window(args, **window_rules(self.telemetry))
         since, until = window.since, window.until
         table = self._table()
-        samples = self._samples(
-            since,
-            until,
-            requests=lambda c, probe: series.request_rows(
+        folded = self._rollups()
+        counts: dict[str, t.Callable[[sa.Connection, Sample], float]] = {
+            "events": lambda c, probe: series.event_rows(
                 c, table, since=since, until=until, sample=probe
-            ),
-            events=lambda c, probe: series.event_rows(
+            )
+        }
+        if folded is None:
+            counts["requests"] = lambda c, probe: series.request_rows(
                 c, table, since=since, until=until, sample=probe
-            ),
-        )
-        sample, events_sample = samples["requests"], samples["events"]
+            )
+        samples = self._samples(since, until, **counts)
+        sample, events_sample = samples.get("requests"), samples["events"]
         found = self._run(
-            summary=lambda c: reading.request_summary(
-                c, table, since=since, until=until, sample=sample
-            ),
-            buckets=lambda c: series.traffic(
-                c, table, since=since, until=until, sample=sample
+            **(
+                folded.calls(table, since=since, until=until)
+                if folded is not None
+                else {
+                    "summary": lambda c: reading.request_summary(
+                        c, table, since=since, until=until, sample=sample
+                    ),
+                    "buckets": lambda c: series.traffic(
+                        c, table, since=since, until=until, sample=sample
+                    ),
+                }
             ),
             counts=lambda c: reading.event_counts(
                 c, table, since=since, until=until, sample=events_sample
@@ -126,12 +134,13 @@ class Reader:
             estimate=_estimate(sample, "requests"),
             counts_estimate=_estimate(events_sample, "events"),
             unreadable=summary.unreadable,
+            rolled_up=folded is not None,
         )
 
     def route(self) -> str:
         """One route: histogram, statuses, charts, slowest requests."""
         args = params.current()
-        window = parse_window(args)
+        window = parse_window(args, **window_rules(self.telemetry))
         unmatched = args.get("unmatched") == "1"
         name = None if unmatched else args.get("name") or None
         if name is None and not unmatched:
@@ -150,19 +159,29 @@ class Reader:
             rows=lambda c, probe: series.request_rows(c, table, **bounds, sample=probe),
         )["rows"]
         bounds["sample"] = sample
-        found = self._run(
-            buckets=lambda c: series.traffic(c, table, **bounds),
-            histogram=lambda c: series.latency_histogram(c, table, **bounds),
-            statuses=lambda c: series.status_breakdown(c, table, **bounds),
-            slowest=lambda c: series.slowest(c, table, limit=SLOWEST, **bounds),
+        folded = self._rollups()
+        calls: dict[str, t.Callable[[sa.Connection], t.Any]] = {
+            "buckets": lambda c: series.traffic(c, table, **bounds),
+            "histogram": lambda c: series.latency_histogram(c, table, **bounds),
+            "statuses": lambda c: series.status_breakdown(c, table, **bounds),
+            "slowest": lambda c: series.slowest(c, table, limit=SLOWEST, **bounds),
             # The route's name as a glob matches itself (and maybe more, if
             # it holds * or ?: the exact name is picked below).
-            summary=lambda c: reading.request_summary(
+            "summary": lambda c: reading.request_summary(
                 c, table, since=since, until=until, route=name, sample=sample
             ),
             # The route's request ends, read or not (from the indexes).
-            stored=lambda c: series.request_rows(c, table, **bounds),
-        )
+            "stored": lambda c: series.request_rows(c, table, **bounds),
+        }
+        if folded is not None:
+            # The figures and the chart from the rollups: exact.
+            calls.update(
+                folded.calls(
+                    table, since=since, until=until, route=name, unmatched=unmatched
+                )
+            )
+            del calls["stored"]
+        found = self._run(**calls)
         buckets, histogram = found["buckets"], found["histogram"]
         statuses, slowest, summary = (
             found["statuses"],
@@ -171,7 +190,11 @@ class Reader:
         )
         figures = next((r for r in summary if r.route_name == name), None)
         read = figures.rows if figures is not None else 0
-        unreadable = max(round(found["stored"] / sampling.scale(sample)) - read, 0)
+        if folded is not None:
+            unreadable = summary.unreadable
+        else:
+            stored = found["stored"] / sampling.scale(sample)
+            unreadable = max(round(stored) - read, 0)
         return render_template(
             "telemetry_dashboard/route.html",
             name=name,
@@ -214,6 +237,7 @@ class Reader:
             slowest=slowest,
             estimate=_estimate(sample, "requests"),
             unreadable=unreadable,
+            rolled_up=folded is not None,
         )
 
     def trace(self, request_id: str) -> str:
@@ -275,7 +299,7 @@ class Reader:
     def events(self) -> str:
         """The events of the window, filtered, paged by id."""
         args = params.current()
-        window = parse_window(args)
+        window = parse_window(args, **window_rules(self.telemetry))
         errors: list[str] = []
         filters: dict[str, t.Any] = {}
         event_type = args.get("event_type") or None
@@ -329,6 +353,17 @@ class Reader:
         )
 
     # -- reading ----------------------------------------------------------------
+
+    def _rollups(self) -> _Rollups | None:
+        """The rollups to read the figures and charts from, when they are on."""
+        model = self.telemetry._required().rollup_model
+        if model is None:
+            return None
+        minutes, hours, days = self.telemetry.settings.rollup_retention_days
+        return _Rollups(
+            model.__table__,
+            rollups.Retention(minutes=minutes, hours=hours, days=days),
+        )
 
     def _table(self) -> sa.Table:
         table: sa.Table = self.telemetry.trace_model.__table__
@@ -399,6 +434,51 @@ class Estimate:
     percent: float
     slices: int
     noun: str
+
+
+def window_rules(telemetry: Telemetry) -> dict[str, t.Any]:
+    """:func:`.window.rules` for ``telemetry``'s app: longer windows with
+    rollups on."""
+    model = telemetry._required().rollup_model
+    days = telemetry.settings.rollup_retention_days[2] if model is not None else None
+    return window_rules_for(days)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Rollups:
+    """``telemetry_rollups`` and how long its buckets are kept."""
+
+    table: sa.Table
+    retention: rollups.Retention
+
+    def calls(
+        self, traces: sa.Table, **window: t.Any
+    ) -> dict[str, t.Callable[[sa.Connection], t.Any]]:
+        """The page's ``summary`` and ``buckets`` read from the rollups."""
+        since, until = window["since"], window["until"]
+        route, unmatched = window.get("route"), window.get("unmatched", False)
+        return {
+            "summary": lambda c: rollups.summary(
+                c,
+                traces,
+                self.table,
+                since=since,
+                until=until,
+                route=route,
+                unmatched=unmatched,
+                retention=self.retention,
+            ),
+            "buckets": lambda c: rollups.traffic(
+                c,
+                traces,
+                self.table,
+                since=since,
+                until=until,
+                route=route,
+                unmatched=unmatched,
+                retention=self.retention,
+            ),
+        }
 
 
 def _estimate(sample: Sample | None, noun: str) -> Estimate | None:

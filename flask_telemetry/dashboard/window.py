@@ -15,6 +15,25 @@ PRESETS: dict[str, dt.timedelta] = {
 DEFAULT = "1h"
 #: The longest custom window a page accepts (every query is bounded by it).
 MAX_SPAN = dt.timedelta(days=31)
+#: The windows added with rollups on (those the day buckets' retention holds).
+LONG_PRESETS: dict[str, dt.timedelta] = {
+    "30d": dt.timedelta(days=30),
+    "90d": dt.timedelta(days=90),
+}
+
+
+def rules(rollup_days: float | None) -> dict[str, t.Any]:
+    """The presets and the longest custom window: with rollups on (their day
+    buckets kept ``rollup_days``), up to that, else :data:`MAX_SPAN`."""
+    if rollup_days is None:
+        return {"presets": PRESETS, "max_span": MAX_SPAN}
+    longer = {k: v for k, v in LONG_PRESETS.items() if v.days <= rollup_days}
+    return {
+        "presets": {**PRESETS, **longer},
+        "max_span": max(MAX_SPAN, dt.timedelta(days=rollup_days)),
+    }
+
+
 #: The times a custom window may hold: every database stores them, and the
 #: pages' bucket arithmetic stays far from the ends of ``datetime``.
 EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -48,7 +67,11 @@ class Window:
 
 
 def parse_window(
-    args: t.Mapping[str, str], *, now: dt.datetime | None = None
+    args: t.Mapping[str, str],
+    *,
+    now: dt.datetime | None = None,
+    presets: t.Mapping[str, dt.timedelta] = PRESETS,
+    max_span: dt.timedelta = MAX_SPAN,
 ) -> Window:
     """The window of ``window=1h|24h|7d`` or ``window=custom&since=..&until=..``.
 
@@ -63,10 +86,11 @@ def parse_window(
         now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
         now += dt.timedelta(minutes=1)
     name = args.get("window") or DEFAULT
-    if name in PRESETS:
-        return Window(name=name, since=now - PRESETS[name], until=now)
+    if name in presets:
+        return Window(name=name, since=now - presets[name], until=now)
     if name != "custom":
-        return _default(now, f"Unknown window {name!r}: use 1h, 24h, 7d or custom.")
+        offered = ", ".join(presets)
+        return _default(now, f"Unknown window {name!r}: use {offered} or custom.")
     try:
         since = _time(args.get("since", ""), "since")
         until = _time(args.get("until", ""), "until") if args.get("until") else now
@@ -74,8 +98,8 @@ def parse_window(
         return _default(now, str(exc))
     if until <= since:
         return _default(now, "The custom window must end after it starts.")
-    if until - since > MAX_SPAN:
-        return _default(now, f"A custom window spans at most {MAX_SPAN.days} days.")
+    if until - since > max_span:
+        return _default(now, f"A custom window spans at most {max_span.days} days.")
     return Window(name="custom", since=since, until=until)
 
 

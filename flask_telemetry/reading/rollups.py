@@ -46,6 +46,7 @@ from ..storage.vocabulary import EventType
 from . import _dialects, _window, sketch
 from .events import Bind, connection
 from .records import RouteSummary, Summaries
+from .series import Bucket
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 #: The bucket lengths, finest first.
@@ -136,6 +137,7 @@ def _raw_figures(
     width: int | None,
     route: str | None = None,
     release: str | None = None,
+    unmatched: bool = False,
 ) -> dict[_Key, _Figures]:
     """The raw request ends of ``[since, until)`` per bucket of ``width``
     seconds counted from ``since`` (one bucket when None), route and
@@ -148,7 +150,9 @@ def _raw_figures(
         traces.c.occurred_at >= _dialects.bind_time(dialect, since),
         traces.c.occurred_at < _dialects.bind_time(dialect, until),
     ]
-    if route is not None:
+    if unmatched:
+        where.append(traces.c.route_name.is_(None))
+    elif route is not None:
         where.append(_window.route_filter(traces, route))
     scope = list(where)
     release_of = sa.func.coalesce(facts["release"], "")
@@ -437,6 +441,7 @@ def _stored(
     *,
     route: str | None = None,
     release: str | None = None,
+    unmatched: bool = False,
 ) -> dict[_Key, _Figures]:
     """The stored buckets of ``level`` starting in ``[since, until)``."""
     if since >= until:
@@ -447,7 +452,9 @@ def _stored(
         c.bucket_start >= _dialects.bind_time(conn.dialect, since),
         c.bucket_start < _dialects.bind_time(conn.dialect, until),
     ]
-    if route is not None:
+    if unmatched:
+        where.append(c.route_name == "")
+    elif route is not None:
         where.append(_window.route_filter(rollups, route))
     if release is not None:
         where.append(c.release == release)
@@ -726,6 +733,7 @@ def summary(
     until: _window.TimeBound | None = None,
     route: str | None = None,
     release: str | None = None,
+    unmatched: bool = False,
     retention: Retention = Retention(),
     now: dt.datetime | None = None,
 ) -> Summaries:
@@ -751,6 +759,7 @@ def summary(
                     width=None,
                     route=route,
                     release=release,
+                    unmatched=unmatched,
                 )
             else:
                 found = _stored(
@@ -761,6 +770,7 @@ def summary(
                     piece.until,
                     route=route,
                     release=release,
+                    unmatched=unmatched,
                 )
             for (_, name, _), figures in found.items():
                 target = totals.get(name)
@@ -770,6 +780,83 @@ def summary(
     routes = [_route_summary(name, f) for name, f in totals.items() if f.requests > 0]
     routes.sort(key=lambda s: (-s.requests * s.mean_ms, s.route_name or ""))
     return Summaries(routes, unreadable=sum(f.unreadable for f in totals.values()))
+
+
+#: The most buckets a chart series has.
+MAX_BUCKETS = 120
+
+
+def traffic(
+    bind: Bind,
+    traces: sa.Table,
+    rollups: sa.Table,
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    route: str | None = None,
+    unmatched: bool = False,
+    retention: Retention = Retention(),
+    now: dt.datetime | None = None,
+) -> list[Bucket]:
+    """Requests, errors and p50/p95/p99 per time bucket, oldest first, as
+    :func:`.series.traffic` gives them, from the rollups (and the raw rows
+    not folded yet): exact counts, percentiles within 1%.
+
+    The buckets are whole multiples of the finest rollup level kept at
+    ``since`` (at most :data:`MAX_BUCKETS`), so the first one may begin
+    before ``since``. ``route`` is an endpoint name (or ``unmatched``).
+    """
+    now = _window.resolve(now) or dt.datetime.now(dt.UTC)
+    since, until = _aware(since), _aware(until)
+    level = next((lv for lv in LEVELS if since >= now - retention.of(lv)), DAY)
+    span = (until - since).total_seconds()
+    # One bucket kept for the alignment of the first.
+    width = level * max(1, math.ceil(span / (level * (MAX_BUCKETS - 1))))
+    start = _floor(since, width)
+    count = max(1, math.ceil((until - start).total_seconds() / width))
+    per_bucket: list[_Figures] = [_Figures() for _ in range(count)]
+
+    def add(found: dict[_Key, _Figures]) -> None:
+        for (at, _, _), figures in found.items():
+            index = int((at - start).total_seconds() // width)
+            if 0 <= index < count:
+                per_bucket[index].add(figures)
+
+    with connection(bind) as conn:
+        folded = folded_until(conn, rollups)
+        edge = start if folded is None else max(start, min(folded, until))
+        if folded is not None and edge > start:
+            add(
+                _stored(
+                    conn, rollups, level, start, edge, route=route, unmatched=unmatched
+                )
+            )
+        if edge < until:
+            raw = _raw_figures(
+                conn,
+                traces,
+                edge,
+                until,
+                width=MINUTE,
+                route=route,
+                unmatched=unmatched,
+            )
+            add(raw)
+    found = []
+    for index, figures in enumerate(per_bucket):
+        p50, p95, p99 = sketch.quantiles(figures.histogram, _dialects.FRACTIONS)
+        found.append(
+            Bucket(
+                start=start + dt.timedelta(seconds=index * width),
+                seconds=width,
+                requests=round(figures.requests),
+                errors=round(figures.errors),
+                p50_ms=p50,
+                p95_ms=p95,
+                p99_ms=p99,
+            )
+        )
+    return found
 
 
 def _route_summary(name: str, f: _Figures) -> RouteSummary:
@@ -801,4 +888,5 @@ __all__ = [
     "plan",
     "rollup",
     "summary",
+    "traffic",
 ]
