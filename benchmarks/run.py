@@ -22,6 +22,7 @@ from importlib import metadata
 from . import (
     breakdown,
     dashboard,
+    fleet,
     ingest,
     inprocess,
     instructions,
@@ -621,6 +622,13 @@ def main(argv: list[str] | None = None) -> int:
         sync_results = syncpg.run(
             urls, rounds=scale.sync_rounds, events=scale.sync_events
         )
+        _log("fleet ingest (1, 4, 16 processes; direct, PgBouncer; partitions)")
+        fleet_seconds = 2.0 if args.quick else 8.0
+        try:
+            fleet_cells: list[fleet.Cell] | None = fleet.run(seconds=fleet_seconds)
+        except Exception as exc:  # a server down: keep the run's other results
+            _log(f"fleet ingest skipped: {exc!r}")
+            fleet_cells = None
         _log("memory")
         memory_results = memory.run(urls.postgres, scale.memory_events)
         _log("slow-query timing")
@@ -664,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     tables.append(slow_query_table(*slow, slow_rounds))
     if dash is not None:
         tables.append(dashboard.table(dash, dash_rows, dash_repeat))
+    if fleet_cells is not None:
+        tables.append(fleet.table(fleet_cells, fleet_seconds))
     minutes = (time.monotonic() - began) / 60
     versions = ", ".join(
         f"{name} {metadata.version(name)}"
@@ -697,6 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         instructions=dataclasses.asdict(counts) if counts else None,
         slow_query={"bare": slow[0], "timed": slow[1]},
         dashboard=dash,
+        fleet=[dataclasses.asdict(c) for c in fleet_cells or []],
     )
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"results-{scale.name}.json"), "w") as out:

@@ -85,9 +85,7 @@ def check_command() -> None:
                 conn.rollback()  # end the transaction the inspection began
                 _probe(conn, table, settings.statement_timeout_ms, report)
                 if conn.dialect.name == "postgresql":
-                    check_partitions(
-                        conn, table, settings.statement_timeout_ms, report
-                    )
+                    check_partitions(conn, table, settings.statement_timeout_ms, report)
     except sa_exc.SQLAlchemyError as exc:
         cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
