@@ -32,6 +32,10 @@ SHAPES: dict[str, dict[t.Any, t.Any]] = {
     "2,041 empty lists": {"l": [[] for _ in range(2041)]},
     "580 int keys": {i: 0 for i in range(580)},
     "1,600 ints (over the cap)": {"l": list(range(1600))},
+    "580 int keys and values": {i: i for i in range(580)},
+    "900 one-item dicts": {"l": [{"": 0}] * 900},
+    "800 one-item lists": {"l": [[1]] * 800},
+    "400 dicts six deep": {"l": [[[[[[{}]]]]]] * 400},
 }
 
 
@@ -181,3 +185,26 @@ def profiles(urls: Urls, folder: str, requests: int) -> list[str]:
     with app.app_context():
         telemetry.shutdown(5.0)
     return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.breakdown [--repeat N]``: the hot-path table
+    alone (SQLite only, in a scratch folder), as ``make bench`` prints it."""
+    import argparse
+    import tempfile
+
+    from .run import breakdown_table
+
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.breakdown", description=main.__doc__
+    )
+    parser.add_argument("--repeat", type=int, default=4000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="flask_telemetry_breakdown_") as workdir:
+        urls = Urls(workdir=workdir, postgres="", mariadb="")
+        print(breakdown_table(steps(urls, args.repeat)).rst())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,7 +9,15 @@ import pytest
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ConfigVars, EventType, TelemetryError
-from flask_telemetry.domain.privacy import MAX_DEPTH, REDACTED, TOO_DEEP, Privacy
+from flask_telemetry.domain.privacy import (
+    MAX_DEPTH,
+    REDACTED,
+    TOO_DEEP,
+    Privacy,
+    _NotJSON,
+    _TooBig,
+    _Walk,
+)
 
 
 def _record(bundle: Bundle, **kwargs: t.Any) -> None:
@@ -260,6 +268,14 @@ COSTLY_SHAPES: dict[str, dict[t.Any, t.Any]] = {
     "1,600 ints, over the cap": {"l": list(range(1600))},
     "1,000 short strings": {"l": ["ab"] * 1000},
     "numbers, booleans and None": {"l": [1, 2.5, True, None] * 400},
+    # Containers of containers: copied by the C encoder and decoder.
+    "580 int keys and values": {i: i for i in range(580)},
+    "900 one-item dicts": {"l": [{"": 0}] * 900},
+    "800 one-item lists": {"l": [[1]] * 800},
+    "1,000 lists of an empty list": {"l": [[[]]] * 1000},
+    "400 dicts six deep": {"l": [[[[[[{}]]]]]] * 400},
+    "200 small dicts": {"l": [{"a": 1, "b": "x", "c": [2.5, None]}] * 200},
+    "mixed list": {"l": [1, "a", None, {}, [], (), 2.5] * 200},
 }
 
 
@@ -267,6 +283,7 @@ COSTLY_SHAPES: dict[str, dict[t.Any, t.Any]] = {
 def test_the_walk_takes_a_few_steps_for_many_small_items(name: str) -> None:
     """Counted in Python function calls, not in time: the lists and dicts
     above are checked by a few calls into C, not one walk step per item."""
+    import gc
     import sys
 
     metadata = COSTLY_SHAPES[name]
@@ -280,11 +297,14 @@ def test_the_walk_takes_a_few_steps_for_many_small_items(name: str) -> None:
         if event == "call":
             calls += 1
 
+    gc.collect()  # no finalizer of an earlier test runs while counting
+    gc.disable()
     sys.setprofile(count)
     try:
         clean = privacy.metadata(metadata)
     finally:
         sys.setprofile(None)
+        gc.enable()
     assert calls <= 12, calls
     if "metadata_truncated" in clean:
         assert clean["original_bytes_at_least"] > privacy.max_bytes
@@ -321,3 +341,142 @@ def test_lists_the_walk_checks_at_once_keep_its_rules() -> None:
             continue
         lists = fast["l"], walked["l"]
         assert lists[0] == (lists[1][:2] if isinstance(lists[1], list) else lists[1])
+
+
+def _walk_only(privacy: Privacy, metadata: t.Any) -> t.Any:
+    """What the walk alone makes of ``metadata`` (without the encoded copy)."""
+    walk = _Walk(privacy, privacy.max_bytes)
+    try:
+        return walk.mapping(metadata, 0)
+    except _TooBig:
+        return "too big"
+    except _NotJSON:
+        return "not JSON"
+
+
+def _json_strategies() -> t.Any:
+    from hypothesis import strategies as st
+
+    text = (
+        st.text(st.characters(codec=None, exclude_categories=()), max_size=6)
+        | st.text(st.characters(categories=["L", "N", "P", "S", "Zs"]), max_size=6)
+        | st.text("abcdefghijklmnopqrstuvwxyz _-", max_size=12)
+    ) | st.sampled_from(
+        [
+            "password",
+            "Pass Word",
+            "tok\ten",
+            "p\u0430ssword",
+            "x\x00y",
+            "a\\b",
+            'q"q',
+            "\u0085",
+            "\ud800",
+            "user",
+            "1",
+            "é",
+            "\u202e",
+            ": x",
+        ]
+    )
+    # Mostly what the encoded copy takes, some of what it leaves to the walk.
+    keys = st.one_of(
+        text,
+        text,
+        text,
+        st.integers(-(10**6), 10**6),
+        st.integers(-(10**20), 10**20) | st.booleans() | st.none() | st.floats(),
+    )
+    leaves = st.one_of(
+        text,
+        text,
+        st.integers(-(10**6), 10**6),
+        st.integers(-(10**25), 10**25),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.floats(),
+        st.booleans(),
+        st.none(),
+    )
+    values = st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=5)
+            | st.lists(inner, max_size=3).map(tuple)
+            | st.dictionaries(keys, inner, max_size=4)
+        ),
+        max_leaves=40,
+    )
+    return st.dictionaries(keys, values, max_size=5), st.sampled_from([40, 200, 8192])
+
+
+def test_the_encoded_copy_is_what_the_walk_makes() -> None:
+    """Metadata the C encoder copies (Privacy._encoded) is, to the byte,
+    what the walk makes of it; anything else is left to the walk."""
+    from hypothesis import given, settings
+
+    metadata_strategy, limits = _json_strategies()
+
+    @settings(max_examples=600, deadline=None, derandomize=True)
+    @given(metadata_strategy, limits)
+    def check(metadata: dict[t.Any, t.Any], limit: int) -> None:
+        privacy = Privacy(max_bytes=limit)
+        fast = privacy._encoded(metadata)
+        walked = _walk_only(privacy, metadata)
+        if fast is None:
+            return
+        assert isinstance(walked, dict)
+        assert json.dumps(fast, ensure_ascii=False) == json.dumps(
+            walked, ensure_ascii=False
+        )
+        assert fast == walked
+
+    check()
+
+
+@pytest.mark.parametrize("name", list(COSTLY_SHAPES))
+def test_costly_shapes_under_the_cap_take_the_encoded_copy(name: str) -> None:
+    metadata = COSTLY_SHAPES[name]
+    privacy = Privacy()
+    walked = _walk_only(privacy, metadata)
+    fast = privacy._encoded(metadata)
+    if walked == "too big":
+        assert fast is None
+    else:
+        assert fast is not None
+        assert fast == walked
+        assert json.dumps(fast) == json.dumps(walked)
+        fast["l" if "l" in fast else "0"] = "changed"  # a copy: nothing shared
+        assert privacy._encoded(metadata) == walked
+
+
+def test_the_encoded_copy_leaves_to_the_walk_what_it_changes() -> None:
+    privacy = Privacy()
+    many = [{"": 0}] * 300
+    for metadata in (
+        {"l": many, "x": {"Password": 1}},  # a key to redact
+        {"l": many, "x": {"pass\tword": 1}},  # skeleton of an escaped key
+        {"l": many, "x": {"p\u0430ssword": 1}},  # non-ASCII skeleton
+        {"l": many, "x": "a\x00b"},  # a control character to remove
+        {"l": many, "x": "a\x85b"},  # a C1 control
+        {"l": many, "x": "\ud800"},  # a lone surrogate
+        {"l": many, "x": {1: 1, "1": 2}},  # the same key once printed
+        {"l": many, "x": 10**20},  # an int the walk prints with care
+        {"l": many, "x": float("nan")},
+        {"l": many, "x": {True: 1}},  # keys other than str and int
+        {"l": many, "x": b"bytes"},
+    ):
+        assert privacy._encoded(metadata) is None, metadata
+    deep: t.Any = {}
+    for _ in range(MAX_DEPTH):
+        deep = {"d": [deep]}
+    assert privacy._encoded(deep) is None
+    cycle: list[t.Any] = []
+    cycle.append(cycle)
+    assert privacy._encoded({"c": cycle}) is None
+    # Shared lists whose JSON would be astronomically long: refused from
+    # the counts, before any encoding.
+    shared: t.Any = [0] * 100
+    for _ in range(6):
+        shared = [shared] * 100
+    assert privacy._encoded({"s": shared}) is None
+    assert privacy.metadata({"s": shared})["metadata_truncated"] is True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import json.encoder
 import math
 import re
@@ -85,6 +86,40 @@ _escaped = json.encoder.encode_basestring  # exact JSON form, in C
 _encode_numbers = json.JSONEncoder(allow_nan=False, check_circular=False).encode
 _encode_strings = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 _NONE = type(None)
+#: What the encoded copy (Privacy._encoded) reads; anything else takes the walk.
+_ENCODED = frozenset((dict, list, tuple, str, int, float, bool, _NONE))
+_LEAVES = frozenset((str, int, float, bool, _NONE))
+_INT = frozenset((int,))
+_LISTS = frozenset((list, tuple))
+_chain = itertools.chain.from_iterable
+#: The JSON text the walk's size counts (", " and ": " separators).
+_encode_json = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, check_circular=True
+).encode
+#: Its C parts, called directly (JSONEncoder.encode and JSONDecoder.decode
+#: are two Python calls each around them).
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_scan_json: t.Callable[[str, int], tuple[t.Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _not_json(value: object) -> t.NoReturn:
+    raise TypeError(f"{type(value).__name__} value")
+
+
+def _decode(text: str) -> t.Any:
+    """``json.loads(text)`` of a text that :func:`_encode` made."""
+    value, end = _scan_json(text, 0)
+    if end != len(text):
+        raise ValueError("extra data")
+    return value
+
+
+#: In that text, what the walk removes: controls other than tab, newline and
+#: carriage return (escaped as \b, \f or \u00XX; a literal backslash
+#: before b, f or u takes the walk too), C1 controls and lone surrogates.
+_WALK_CLEANS = re.compile(r"\\[bfu]|[\x7f-\x9f\ud800-\udfff]")
+#: What an ASCII key's skeleton drops (NUL separates the keys).
+_NOT_IN_SKELETON = re.compile("[^a-z0-9\x00]")
 _NUMBERS = frozenset((int, float, bool, _NONE))
 _STR = frozenset((str,))
 _CONTAINERS = frozenset((dict, list))
@@ -408,7 +443,12 @@ class Privacy:
         return out
 
     def _walked(self, metadata: t.Mapping[t.Any, t.Any]) -> dict[str, t.Any]:
-        """:meth:`metadata` by the walk: any mapping, any depth."""
+        """:meth:`metadata` by the walk: any mapping, any depth; metadata
+        that needs none of the walk's changes is copied by :meth:`_encoded`
+        instead."""
+        fast = self._encoded(metadata)
+        if fast is not None:
+            return fast
         walk = _Walk(self, self.max_bytes)
         try:
             clean = walk.mapping(metadata, 0)
@@ -420,6 +460,106 @@ class Privacy:
             }
         except _NotJSON as exc:
             raise TelemetryError(f"metadata is not JSON-serialisable: {exc}") from None
+        return clean
+
+    def _encoded(self, metadata: t.Mapping[t.Any, t.Any]) -> dict[str, t.Any] | None:
+        """The walk's copy of ``metadata`` made by ``json.dumps`` and
+        ``json.loads`` (in C), when nothing in it needs the walk; else None.
+
+        A first pass reads it level by level, a few C calls per level (not
+        one step per item): only dicts, lists, tuples, str, ints within
+        10**18, floats, booleans and None; no container deeper than the walk
+        keeps; str or int keys (an int key equal to a str key of its dict
+        once printed takes the walk, which refuses it); at least as many
+        bytes as items already under the cap, so that the encoding that
+        follows is bounded whatever the shape (shared lists included). The
+        text must then fit the cap, hold no character the walk removes
+        (escaped controls, C1 controls, lone surrogates) and no key that
+        redacts. Anything else goes to the walk, which also makes the size
+        marker and the error messages.
+        """
+        limit = self.max_bytes
+        level: list[t.Any] = [metadata]
+        keys: set[str] = set()
+        least = 0  # bytes the JSON text has at least
+        for _ in range(MAX_DEPTH):
+            kinds = set(map(type, level))
+            if not kinds <= _ENCODED:
+                return None
+            # One byte an item, a string's characters and quotes.
+            least += len(level)
+            if len(kinds) == 1:  # the common case: no list to filter
+                ints = strs = lists = dicts = level
+            else:
+                ints = [v for v in level if type(v) is int]
+                strs = [v for v in level if type(v) is str]
+                lists = [v for v in level if type(v) is list or type(v) is tuple]
+                dicts = [v for v in level if type(v) is dict]
+            if int in kinds and not -_FLAT_INT < min(ints) <= max(ints) < _FLAT_INT:
+                return None
+            if str in kinds:
+                least += sum(map(len, strs)) + len(strs)
+            if least > limit:
+                return None
+            if kinds <= _LEAVES:
+                break
+            if not kinds & _LISTS:
+                lists = []
+            if dict not in kinds:
+                dicts = []
+            items = sum(map(len, lists))
+            pairs = sum(map(len, dicts))
+            # A second bracket each, ", " between most items, "": per pair.
+            count = len(lists) + len(dicts)
+            least += count + 2 * max(0, items + pairs - count) + 4 * pairs
+            if least > limit:  # checked before the next level is read
+                return None
+            if pairs:
+                names = set(_chain(dicts))
+                kinds = set(map(type, names))
+                if kinds == _STR:
+                    if max(map(len, names)) > 8:  # long keys, counted each time
+                        least += sum(map(len, _chain(dicts)))
+                elif (
+                    kinds == _INT and -_FLAT_INT < min(names) <= max(names) < _FLAT_INT
+                ):
+                    names = set(map(int.__repr__, names))
+                else:  # other keys, or int and str keys (1 and "1")
+                    return None
+                keys |= names
+            if least > limit:
+                return None
+            level = [*_chain(lists)]
+            if pairs:
+                level += _chain(map(dict.values, dicts))
+            if not level:
+                break
+        else:
+            return None  # containers nested deeper than the walk keeps
+        try:
+            if _c_encoder is None:
+                text = _encode_json(metadata)
+            else:  # what JSONEncoder.encode does, without its two calls
+                encoder = _c_encoder(
+                    {}, _not_json, _escaped, None, ": ", ", ", False, False, False
+                )
+                text = "".join(encoder(metadata, 0))
+        except (ValueError, TypeError, RecursionError):
+            return None
+        if len(text) > limit:
+            return None
+        if ("\\" in text or not text.isprintable()) and _WALK_CLEANS.search(text):
+            return None
+        if not text.isascii() and len(text.encode("utf-8")) > limit:
+            return None
+        if keys and self._redact is not None:
+            names_text = "\x00".join(keys)
+            if names_text.isascii():
+                if self._redact(_NOT_IN_SKELETON.sub("", names_text.lower())):
+                    return None
+            elif any(map(self.redacts, keys)):
+                return None
+        clean: dict[str, t.Any] = _decode(text)
         return clean
 
     # -- client address -------------------------------------------------------
