@@ -435,6 +435,22 @@ class ConfigVars:
         "statements slower than this, in milliseconds, are recorded as "
         "``db_query_slow``; ``None`` times no statement.",
     )
+    N_PLUS_ONE_THRESHOLD = Key(
+        "TELEMETRY_N_PLUS_ONE_THRESHOLD",
+        10,
+        number(integer=True),
+        "With the SQLAlchemy integration enabled, one statement shape run this "
+        "many times in one request or job records one ``db_n_plus_one``; ``0`` "
+        "turns the detection off.",
+    )
+    QUERY_PROFILE_RATE = Key(
+        "TELEMETRY_QUERY_PROFILE_RATE",
+        0.0,
+        _rate,
+        "With the SQLAlchemy integration enabled, the share of requests whose "
+        "statements (shape, start and duration) are kept as one "
+        "``db_query_profile`` event, drawn on the trace page.",
+    )
 
 
 #: Every key, in documentation order.
@@ -487,6 +503,8 @@ class Settings:
     rollup_retention_days: tuple[float, float, float]
     release: str | None
     slow_query_ms: float | None
+    n_plus_one_threshold: int
+    query_profile_rate: float
 
 
 def load_settings(config: Config) -> Settings:

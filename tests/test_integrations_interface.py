@@ -179,10 +179,16 @@ def test_an_unknown_name_lists_the_integrations() -> None:
 def test_a_core_config_key_is_the_default_of_its_option(make_app: MakeApp) -> None:
     sqlalchemy = load("sqlalchemy")
     assert sqlalchemy.Options().slow_ms is None
-    bundle = make_app()  # TELEMETRY_SLOW_QUERY_MS is None: nothing to time
+    bundle = make_app()  # TELEMETRY_SLOW_QUERY_MS is None: none is slow
     sqlalchemy.instrument(bundle.app, bundle.telemetry)
-    assert not sqlalchemy.is_instrumented(bundle.app)
+    assert bundle.app.extensions["telemetry.sqlalchemy"].listeners[0][1] == (
+        "before_cursor_execute"
+    )
+    assert sqlalchemy.Options().n_plus_one_threshold is None
+    assert bundle.app.extensions["telemetry.sqlalchemy"].n_plus_one == 10
+    bundle.app.config["TELEMETRY_N_PLUS_ONE_THRESHOLD"] = 3
     sqlalchemy.instrument(bundle.app, bundle.telemetry, slow_ms=50)
+    assert bundle.app.extensions["telemetry.sqlalchemy"].n_plus_one == 3
     assert sqlalchemy.is_instrumented(bundle.app)
     sqlalchemy.uninstrument(bundle.app)
 

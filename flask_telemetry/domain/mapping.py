@@ -22,7 +22,7 @@ import typing as t
 
 from ..storage import row as ev
 from .privacy import clean_text
-from .request_end import RequestEnd
+from .request_end import DbFigures, RequestEnd
 
 #: ``(actor_type, actor_id, event_type, severity, request_id, route_name,
 #: ip_address, user_agent, metadata, occurred_at)``: values in column order,
@@ -31,7 +31,7 @@ from .request_end import RequestEnd
 #: ``occurred_at`` in seconds since the epoch. The metadata is a dict, or
 #: for ``http_request_end`` the :data:`EndFacts` its dict is made from.
 #: ``(method, status, duration_ms, exception, slow, sample_rate, trace_id,
-#: parent_id, release)`` of a finished request: see
+#: parent_id, release, db)`` of a finished request: see
 #: :func:`request_end_metadata`.
 EndFacts: t.TypeAlias = tuple[
     str,
@@ -43,6 +43,7 @@ EndFacts: t.TypeAlias = tuple[
     "str | None",
     "str | None",
     "str | None",
+    "DbFigures | None",
 ]
 Pending: t.TypeAlias = tuple[
     str,
@@ -160,6 +161,7 @@ def request_end_facts(end: RequestEnd, release: str | None = None) -> EndFacts:
         end.trace_id,
         end.parent_id,
         release,
+        end.db,
     )
 
 
@@ -169,7 +171,9 @@ def request_end_metadata(facts: EndFacts) -> dict[str, t.Any]:
     ``method``, ``status`` and ``duration_ms`` (rounded to the microsecond),
     then ``exception`` (the class name) or ``slow``, then ``sample_rate``
     when sampling is on, then ``trace_id`` and ``parent_id`` when the request
-    carried a ``traceparent``, then ``release`` when one is configured.
+    carried a ``traceparent``, then ``release`` when one is configured, then
+    ``db_count`` and ``db_ms`` (the request's statements and their time) when
+    the SQLAlchemy integration counted them.
     """
     (
         method,
@@ -181,6 +185,7 @@ def request_end_metadata(facts: EndFacts) -> dict[str, t.Any]:
         trace_id,
         parent,
         release,
+        db,
     ) = facts
     if not (len(method) <= 16 and method.isascii() and method.isalpha()):
         method = clean_text(method, 16)
@@ -200,4 +205,7 @@ def request_end_metadata(facts: EndFacts) -> dict[str, t.Any]:
         metadata["parent_id"] = parent
     if release is not None:
         metadata["release"] = release
+    if db is not None:
+        metadata["db_count"] = db[0]
+        metadata["db_ms"] = round(db[1], 3)
     return metadata

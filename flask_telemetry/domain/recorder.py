@@ -169,6 +169,7 @@ class Recorder:
                     end.trace_id,
                     end.parent_id,
                     self.release,
+                    end.db,
                 ),
                 end.ended_at,
             )

@@ -30,6 +30,12 @@ def actor_of(
     return ANONYMOUS if in_request else SYSTEM
 
 
+#: ``(count, milliseconds, repeated)``: the statements a request ran on the
+#: application's engines, their time, and whether one shape of them repeated
+#: past the N+1 threshold (set by the SQLAlchemy integration).
+DbFigures: t.TypeAlias = tuple[int, float, bool]
+
+
 @dataclasses.dataclass(kw_only=True, slots=True)
 class RequestEnd:
     """What ``http_request_end`` is made of, gathered by the request hooks.
@@ -58,6 +64,8 @@ class RequestEnd:
     slow: bool = False
     #: Set when sampling is on: 1.0 for a request always kept, else the rate.
     sample_rate: float | None = None
+    #: Set by the SQLAlchemy integration: see :data:`DbFigures`.
+    db: DbFigures | None = None
 
     @property
     def status(self) -> int:
@@ -72,7 +80,8 @@ class RequestEndPolicy:
     threshold (``slow_ms``, or the first matching pattern of
     ``slow_ms_by_endpoint``) is ``warning`` and ``slow``. Those, and
     responses with a status of ``keep_status`` or more, are always kept; a
-    routine request is kept at the ``sampler``'s rate, and when that is
+    routine request is kept at the ``sampler``'s rate (unless it repeated a
+    statement past the N+1 threshold: kept too), and when that is
     below 1 the row's metadata says ``sample_rate``.
     """
 
@@ -125,7 +134,8 @@ class RequestEndPolicy:
             keep = (500 if status is None else status) >= self.keep_status
         sampler = self.sampler
         if sampler.rate < 1.0:
-            if keep:
+            db = end.db
+            if keep or (db is not None and db[2]):
                 end.sample_rate = 1.0
             elif sampler.keep(end.trace_id):
                 end.sample_rate = sampler.rate

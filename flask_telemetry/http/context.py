@@ -60,6 +60,7 @@ class RequestContext(RequestEnd):
         self.severity = "info"
         self.slow = False
         self.sample_rate = None
+        self.db = None
         self.started = started
         self.streamed = False
         self.actor = None

@@ -29,6 +29,9 @@ from flask_telemetry import (
     Telemetry,
     current_request_id,
 )
+from flask_telemetry.domain.db_time import Tally, current_tally
+
+from . import sqlalchemy as _db
 
 logger = logging.getLogger("flask_telemetry")
 
@@ -132,6 +135,11 @@ class JobRun:
     sample_rate: float = 1.0
     keep: bool = True
     exception: BaseException | type[BaseException] | None = None
+    #: The job's statements, when the SQLAlchemy integration is enabled.
+    db_tally: Tally | None = None
+    #: The tally the job's replaced (an eager job in a request), put back
+    #: when it ends.
+    db_outer: Tally | None = None
     _stack: contextlib.ExitStack = dataclasses.field(
         default_factory=contextlib.ExitStack
     )
@@ -146,6 +154,8 @@ class JobRun:
                 self.keep = telemetry.keep_routine(self.correlation.trace_id)
             if self.jobs.options.record_start and self.keep:
                 self._record(EventType.WORKER_JOB_START, Severity.INFO, {})
+            self.db_outer = current_tally.get()
+            self.db_tally = _db.job_tally()
 
     def finish(self, *, failed: bool, will_retry: bool = False) -> None:
         """Record the outcome, then deactivate the correlation."""
@@ -163,6 +173,11 @@ class JobRun:
         """Record the outcome with a duration measured by the job library."""
         facts: dict[str, t.Any] = {"duration_ms": round(duration_ms, 3)}
         with self._recording():
+            tally = self.db_tally
+            if tally is not None:
+                if current_tally.get() is tally:  # what follows is not the job's
+                    current_tally.set(self.db_outer)
+                facts.update(_db.job_figures(tally, self.job))
             if failed:
                 facts.update(self._failure())
                 facts["will_retry"] = will_retry
@@ -179,6 +194,9 @@ class JobRun:
 
     def close(self) -> None:
         """Deactivate the correlation (idempotent)."""
+        tally, self.db_tally = self.db_tally, None
+        if tally is not None and current_tally.get() is tally:
+            current_tally.set(self.db_outer)
         try:
             self._stack.close()
         except Exception:  # reset from another context: nothing left to undo

@@ -23,6 +23,12 @@ class EventType(str, enum.Enum):
     CACHE_HIT = "cache_hit"
     #: A database query was slower than expected.
     DB_QUERY_SLOW = "db_query_slow"
+    #: One statement shape ran many times in one request or job (an N+1):
+    #: metadata holds the statement (placeholders only), count and total_ms.
+    DB_N_PLUS_ONE = "db_n_plus_one"
+    #: Every statement of one profiled request: metadata holds their shapes,
+    #: start offsets and durations (``TELEMETRY_QUERY_PROFILE_RATE``).
+    DB_QUERY_PROFILE = "db_query_profile"
     #: A call to another service was slower than expected.
     EXTERNAL_CALL_SLOW = "external_call_slow"
     #: A call to another service failed.
