@@ -106,7 +106,7 @@ def test_no_connection_held_while_the_database_refuses_connections(
 ) -> None:
     """An outage (the database refuses every login, the open connection is
     cut) holds no connection; events are dropped and counted; the writer
-    reconnects once the database is back."""
+    reconnects once the database is back, and lets go once quiet again."""
     name = f"ft-out-{uuid.uuid4().hex[:8]}"
     database = sa.make_url(db_url).database
     server = server_url("postgresql")
@@ -118,6 +118,7 @@ def test_no_connection_held_while_the_database_refuses_connections(
             ConfigVars.FLUSH_INTERVAL: 0.05,
             ConfigVars.MAX_RETRIES: 0,
             ConfigVars.BREAKER_COOLDOWN: 0.2,
+            ConfigVars.IDLE_DISCONNECT_S: 0.5,
             "SQLALCHEMY_ENGINE_OPTIONS": {
                 "connect_args": {"application_name": name, "connect_timeout": 2}
             },
@@ -155,6 +156,9 @@ def test_no_connection_held_while_the_database_refuses_connections(
                 telemetry.flush(5)
                 time.sleep(0.1)
             back = telemetry.stats()
+            assert connections(server, name) == 1
+            # Quiet again after the outage: the connection it reopened closes.
+            assert _wait_for(lambda: connections(server, name), 0, 3) == 0
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(
