@@ -1,8 +1,10 @@
 -- telemetry_traces partitioned by day on occurred_at (PostgreSQL 11 or later).
 -- Run instead of the generated migration's create_table: columns, types and
 -- index names are the model's, so `flask telemetry check` passes and a later
--- `flask db migrate` finds nothing to change. The primary key must include
--- the partition key, hence (id, occurred_at).
+-- `flask db migrate` finds nothing to change (given the include_name filter
+-- of docs/examples/migrate_partitions.py, which keeps autogenerate off the
+-- partitions). The primary key must include the partition key, hence
+-- (id, occurred_at).
 
 CREATE TABLE telemetry_traces (
     id BIGSERIAL NOT NULL,
