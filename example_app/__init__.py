@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import secrets
 import typing as t
 
 import click
@@ -29,7 +30,10 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(
-        SECRET_KEY=os.environ.get("SECRET_KEY", "dev-only-not-secret"),
+        SECRET_KEY=os.environ.get("SECRET_KEY") or _secret_key(app.instance_path),
+        # Exact figures for any window, and history past the raw retention:
+        # run `flask telemetry rollup` every few minutes (make serve does).
+        TELEMETRY_ROLLUPS=True,
         DEMO_LOGIN_TOKEN=os.environ.get("DEMO_LOGIN_TOKEN") or None,
         SQLALCHEMY_DATABASE_URI=os.environ.get(
             "DATABASE_URL",
@@ -50,6 +54,20 @@ def create_app(config: t.Mapping[str, t.Any] | None = None) -> Flask:
     auth.init_demo_login(app)
     app.cli.add_command(seed)
     return app
+
+
+def _secret_key(folder: str) -> str:
+    """A random key kept in the instance folder (readable by its owner only),
+    made on first use: a known default would let anyone sign a session."""
+    path = pathlib.Path(folder) / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(key)
+        return key
 
 
 @telemetry.actor_loader

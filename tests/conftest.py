@@ -245,7 +245,13 @@ def runner(bundle: Bundle) -> FlaskCliRunner:
 
 
 #: Tables the migration tests create: the example app's and Alembic's.
-MIGRATED_TABLES = ("telemetry_traces", "users", "products", "alembic_version")
+MIGRATED_TABLES = (
+    "telemetry_traces",
+    "telemetry_rollups",
+    "users",
+    "products",
+    "alembic_version",
+)
 
 
 @pytest.fixture
