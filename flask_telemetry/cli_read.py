@@ -20,7 +20,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .cli_rollup import report_comparison, rollup_command
-from .reading import UNMATCHED, EventRecord, Summaries
+from .reading import UNMATCHED, EventRecord, RouteSummary, Summaries
 from .reading.compare import DEFAULT_THRESHOLD
 from .reading.display import visible
 
@@ -189,6 +189,13 @@ def _table(
             click.echo(extra)
 
 
+def _db_cells(r: RouteSummary) -> list[t.Any]:
+    if not r.db_requests:
+        return [None, None, None, None]
+    share = None if r.db_share is None else round(r.db_share * 100, 1)
+    return [r.mean_db_count, r.mean_db_ms, r.p95_db_ms, share]
+
+
 def _cell(value: t.Any) -> str:
     if value is None:
         return "-"
@@ -298,6 +305,10 @@ def report_command(
     if not routes:
         click.echo("  (no http_request_end events)")
     else:
+        # The database's columns when the SQLAlchemy integration counted
+        # statements: mean statements, mean and p95 ms, share of the time.
+        shown = routes[:top]
+        db = any(r.db_requests for r in shown)
         _table(
             [
                 "route",
@@ -311,6 +322,7 @@ def report_command(
                 "p95_ms",
                 "p99_ms",
                 "max_ms",
+                *(["db_stmts", "db_mean_ms", "db_p95_ms", "db%"] if db else []),
             ],
             [
                 [
@@ -325,8 +337,9 @@ def report_command(
                     r.p95_ms,
                     r.p99_ms,
                     r.max_ms,
+                    *(_db_cells(r) if db else []),
                 ]
-                for r in routes[:top]
+                for r in shown
             ],
         )
         if len(routes) > top:

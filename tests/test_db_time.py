@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import typing as t
 import uuid
@@ -11,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import orm
+from test_dashboard_browser import browser, serve  # noqa: F401
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ConfigVars, EventType
@@ -18,6 +20,9 @@ from flask_telemetry.domain.db_time import OTHER, current_tally
 from flask_telemetry.integrations import celery as telemetry_celery
 from flask_telemetry.integrations import rq as telemetry_rq
 from flask_telemetry.integrations import sqlalchemy as telemetry_sqlalchemy
+
+if t.TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 SECRET = "hunter2-s3cret-title"
 N_PLUS_ONE = EventType.DB_N_PLUS_ONE.value
@@ -391,3 +396,179 @@ def test_an_rq_job_gets_its_own_counts(job_app: Flask) -> None:
     (event,) = [r for r in rows if r.event_type == N_PLUS_ONE]
     assert event.metadata_["count"] == 11
     assert event.request_id == ends[1].request_id
+
+
+# -- reading ------------------------------------------------------------------
+
+
+def _end(bundle: Bundle, route: str, metadata: t.Any) -> None:
+    with bundle.app.app_context():
+        bundle.telemetry.record(EventType.HTTP_REQUEST_END, metadata=metadata)
+        # record() in no request keeps no route: set it on the row.
+        bundle.telemetry.flush(5)
+        engine = bundle.db.engines[bundle.app.config[ConfigVars.BIND_KEY]]
+        with engine.begin() as conn:
+            last = conn.execute(sa.select(sa.func.max(bundle.traces.c.id))).scalar()
+            conn.execute(
+                bundle.traces.update()
+                .where(bundle.traces.c.id == last)
+                .values(route_name=route)
+            )
+
+
+def test_the_summary_reads_the_database_figures(make_app: MakeApp) -> None:
+    bundle = make_app()
+    # Four requests with figures, one without (never zero statements), and
+    # figures of the wrong types (left out of the db figures only).
+    for count, db_ms, ms in ((2, 10.0, 40.0), (4, 20.0, 40.0), (6, 30.0, 40.0)):
+        _end(
+            bundle,
+            "shop",
+            {"status": 200, "duration_ms": ms, "db_count": count, "db_ms": db_ms},
+        )
+    _end(
+        bundle,
+        "shop",
+        {"status": 200, "duration_ms": 40.0, "db_count": 8, "db_ms": 40.0},
+    )
+    _end(bundle, "shop", {"status": 200, "duration_ms": 40.0})
+    for junk in ("5", None, -1, 1e30, [1], True):
+        _end(
+            bundle,
+            "shop",
+            {"status": 200, "duration_ms": 40.0, "db_count": junk, "db_ms": 1.0},
+        )
+        _end(
+            bundle,
+            "shop",
+            {"status": 200, "duration_ms": 40.0, "db_count": 1, "db_ms": junk},
+        )
+    _end(bundle, "plain", {"status": 200, "duration_ms": 5.0})
+    with bundle.app.app_context():
+        summaries = bundle.telemetry.request_summary(since=dt.timedelta(hours=1))
+    assert summaries.unreadable == 0
+    by_route = {s.route_name: s for s in summaries}
+    shop = by_route["shop"]
+    assert shop.requests == 17
+    assert shop.db_requests == 4
+    assert shop.mean_db_count == pytest.approx(5.0)
+    assert shop.mean_db_ms == pytest.approx(25.0)
+    assert shop.p95_db_ms == pytest.approx(38.5)
+    assert shop.db_share == pytest.approx(100.0 / 160.0)
+    plain = by_route["plain"]
+    assert plain.db_requests == 0
+    assert plain.mean_db_count is None
+    assert plain.db_share is None
+    assert plain.as_dict()["p95_db_ms"] is None
+
+
+def test_report_shows_the_database_columns(library: Bundle) -> None:
+    client = library.client()
+    client.get("/books")
+    client.get("/five")
+    library.rows()
+    result = library.runner().invoke(args=["telemetry", "report", "--since", "1h"])
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "route" in line)
+    assert header.split()[-4:] == ["db_stmts", "db_mean_ms", "db_p95_ms", "db%"]
+    five = next(line for line in result.output.splitlines() if line.startswith("five"))
+    assert five.split()[-4] == "5.0"
+    result = library.runner().invoke(
+        args=["telemetry", "report", "--since", "1h", "--json"]
+    )
+    routes = {r["route_name"]: r for r in json.loads(result.output)["routes"]}
+    assert routes["five"]["mean_db_count"] == 5.0
+    assert routes["books"]["mean_db_count"] >= 26
+    assert 0 < routes["five"]["db_share"] <= 1.0
+    assert routes["five"]["p95_db_ms"] > 0
+
+
+# -- pages --------------------------------------------------------------------
+
+
+def test_the_route_and_trace_pages_show_the_database(library: Bundle) -> None:
+    library.app.config[ConfigVars.QUERY_PROFILE_RATE] = 1.0
+    telemetry_sqlalchemy.instrument(library.app, library.telemetry)
+    library.telemetry.init_dashboard(library.app, authorize=lambda: True)
+    client = library.client()
+    client.get("/books")
+    client.get("/books")
+    (end, _) = _ends(library)
+    answer = client.get("/_telemetry/route?name=books&window=1h")
+    assert answer.status_code == 200
+    html = answer.get_data(as_text=True)
+    assert "statements per request" in html
+    assert "of the time in the database" in html
+    assert "Repeated statements (N+1)" in html
+    assert "FROM authors" in html
+    assert SECRET not in html
+    trace = client.get(f"/_telemetry/trace/{end.request_id}")
+    assert trace.status_code == 200
+    html = trace.get_data(as_text=True)
+    assert f"<strong>{end.metadata['db_ms']}</strong> ms in the database" in html
+    assert f"<strong>{end.metadata['db_count']}</strong> statements" in html
+    # The profile's statements on the timeline, one span each.
+    assert html.count('class="span db"') == end.metadata["db_count"]
+
+
+def test_junk_profiles_and_n_plus_one_rows_break_no_page(library: Bundle) -> None:
+    library.telemetry.init_dashboard(library.app, authorize=lambda: True)
+    client = library.client()
+    client.get("/books")
+    (end,) = _ends(library)
+    junk: list[t.Any] = [
+        None,
+        [],
+        {"shapes": "x", "statements": [[0, 1, 2]]},
+        {"shapes": ["a"], "statements": [[5, 1, 2], [0, "x", None], "y", [True, 1, 1]]},
+        {"shapes": [1], "statements": [[0, 1e308, -5]]},
+    ]
+    with library.app.test_request_context():
+        # Recorded under the request's id, as written by anything.
+        for metadata in junk:
+            with (
+                library.telemetry.context()
+                .__class__(request_id=end.request_id)
+                .activate()
+            ):
+                library.telemetry.record(EventType.DB_QUERY_PROFILE, metadata=metadata)
+                library.telemetry.record(EventType.DB_N_PLUS_ONE, metadata=metadata)
+    library.rows()
+    assert client.get(f"/_telemetry/trace/{end.request_id}").status_code == 200
+    assert client.get("/_telemetry/route?name=books&window=1h").status_code == 200
+
+
+@pytest.fixture
+def tab(browser: Browser) -> t.Iterator[Page]:  # noqa: F811
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_the_route_page_in_a_browser(library: Bundle, tab: Page) -> None:
+    page = tab
+    library.telemetry.init_dashboard(library.app, authorize=lambda: True)
+    client = library.client()
+    for _ in range(3):
+        client.get("/books")
+    library.rows()
+    for site in serve(library.app):
+        page.goto(f"{site}/_telemetry/route?name=books&window=1h")
+        totals = page.locator("ul.totals.db li").all_inner_texts()
+        assert len(totals) == 4
+        assert totals[0].endswith("statements per request")
+        assert float(totals[0].split()[0]) >= 26
+        assert totals[3].endswith("of the time in the database")
+        assert 0 < float(totals[3].split("%")[0]) <= 100
+        rows = page.locator("table.n-plus-one tbody tr")
+        assert rows.count() == 1
+        cells = rows.first.locator("td").all_inner_texts()
+        assert cells[0] == "3"
+        assert int(cells[1]) >= 25
+        assert "authors" in cells[3]
+        assert SECRET not in page.content()
+        # The table fits the page.
+        page.set_viewport_size({"width": 1280, "height": 900})
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280

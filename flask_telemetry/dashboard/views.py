@@ -30,6 +30,10 @@ PAGE_SIZE = 100
 MAX_TRACE_EVENTS = 500
 #: Slowest requests listed on a route's page.
 SLOWEST = 20
+#: ``db_n_plus_one`` events a route's page reads (the newest) for its shapes.
+MAX_N_PLUS_ONE_EVENTS = 500
+#: Statements of a query profile drawn on a trace's timeline.
+MAX_PROFILE_SPANS = 100
 #: Rows a page's figures are read from, about, unless ``exact=1`` is asked
 #: for: a window with more than twice as many is read through a
 #: :class:`Sample` of about this many (each JSON metadata parsed costs about
@@ -172,6 +176,20 @@ class Reader:
             ),
             # The route's request ends, read or not (from the indexes).
             "stored": lambda c: series.request_rows(c, table, **bounds),
+            # Its N+1 statement shapes (the SQLAlchemy integration's).
+            "n_plus_one": lambda c: (
+                []
+                if name is None
+                else reading.events(
+                    c,
+                    table,
+                    since=since,
+                    until=until,
+                    event_type=EventType.DB_N_PLUS_ONE.value,
+                    route=name,
+                    limit=MAX_N_PLUS_ONE_EVENTS,
+                )
+            ),
         }
         if folded is not None:
             # The figures and the chart from the rollups: exact.
@@ -235,6 +253,7 @@ class Reader:
             if statuses
             else None,
             slowest=slowest,
+            n_plus_one=_n_plus_one(found["n_plus_one"], name),
             estimate=_estimate(sample, "requests"),
             unreadable=unreadable,
             rolled_up=folded is not None,
@@ -282,6 +301,14 @@ class Reader:
             (e for e in events if e.event_type == EventType.HTTP_REQUEST_END.value),
             None,
         )
+        # A query profile's statements, from the start of the request.
+        started = 0.0
+        if end is not None:
+            started = (end.occurred_at - first).total_seconds() * 1000.0
+            started -= _duration(end)
+        for event in events:
+            if event.event_type == EventType.DB_QUERY_PROFILE.value:
+                spans.extend(_profile_spans(event.metadata, started))
         return render_template(
             "telemetry_dashboard/trace.html",
             request_id=request_id,
@@ -576,6 +603,67 @@ def end_columns(event: t.Any) -> tuple[str, str]:
     ):
         duration_text = f"{duration:,.1f}"
     return status_text, duration_text
+
+
+def _n_plus_one(events: t.Sequence[t.Any], name: str | None) -> list[dict[str, t.Any]]:
+    """The route's N+1 shapes from its ``db_n_plus_one`` events (the newest
+    :data:`MAX_N_PLUS_ONE_EVENTS`): requests each was seen in, the most
+    runs in one request and the total time, most requests first."""
+    shapes: dict[str, dict[str, t.Any]] = {}
+    for event in events:
+        metadata = event.metadata if isinstance(event.metadata, dict) else {}
+        statement = metadata.get("statement")
+        if event.route_name != name or not isinstance(statement, str):
+            continue
+        count = _number(metadata.get("count"))
+        found = shapes.setdefault(
+            statement,
+            {"statement": statement, "requests": 0, "max_count": 0, "total_ms": 0.0},
+        )
+        found["requests"] += 1
+        found["max_count"] = max(found["max_count"], int(count))
+        found["total_ms"] += _number(metadata.get("total_ms"))
+    return sorted(shapes.values(), key=lambda s: (-s["requests"], -s["max_count"]))
+
+
+def _number(value: object) -> float:
+    """A stored number, or 0 for anything else (a row written by anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    number = float(value)
+    return number if 0.0 <= number <= 1e12 else 0.0
+
+
+def _profile_spans(metadata: object, started: float) -> list[charts.Span]:
+    """The statements of a ``db_query_profile`` as timeline spans from
+    ``started`` (ms), the first :data:`MAX_PROFILE_SPANS`; anything
+    unreadable is left out."""
+    if not isinstance(metadata, dict):
+        return []
+    shapes = metadata.get("shapes")
+    statements = metadata.get("statements")
+    if not isinstance(shapes, list) or not isinstance(statements, list):
+        return []
+    spans = []
+    for item in statements[:MAX_PROFILE_SPANS]:
+        if not (isinstance(item, list) and len(item) == 3):
+            continue
+        index, start, length = item
+        if isinstance(index, bool) or not isinstance(index, int):
+            continue
+        if not 0 <= index < len(shapes) or not isinstance(shapes[index], str):
+            continue
+        shape = shapes[index]
+        spans.append(
+            charts.Span(
+                label=f"sql: {shape}",
+                start_ms=started + _number(start),
+                length_ms=_number(length),
+                css="span db",
+                hint=f"{shape} ({_number(length):.3f} ms)",
+            )
+        )
+    return spans
 
 
 def _duration(event: t.Any) -> float:

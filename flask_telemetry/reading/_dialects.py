@@ -60,6 +60,8 @@ REQUEST_END_KEYS: dict[str, str] = {
     "slow": "boolean",
     "sample_rate": "float",
     "release": "text",
+    "db_count": "integer",
+    "db_ms": "float",
 }
 
 #: What a readable request end holds. A row written by anything may hold
@@ -74,11 +76,16 @@ MAX_DURATION_MS = 1e12
 MIN_SAMPLE_RATE = 1e-6
 #: The characters of ``release`` read (a text; anything else is no release).
 RELEASE_CHARS = 64
+#: ``db_count`` is read when it is an integer from 0 to this, ``db_ms`` a
+#: number from 0 to MAX_DURATION_MS; else each is NULL (the row's other
+#: figures still count: a request without database figures).
+MAX_DB_COUNT = 999_999_999
 
 #: PostgreSQL: the JSON text of a number small enough for ``float8`` both
 #: ways (at most 15 + 17 digits and a two-digit exponent), without a sign.
 _PG_NUMBER = r"^[0-9]{1,15}(\.[0-9]{1,17})?([eE][-+]?[0-9]{1,2})?$"
 _PG_STATUS = r"^[1-9][0-9]{2}$"
+_PG_COUNT = r"^[0-9]{1,9}$"
 #: Number types of MySQL's and MariaDB's JSON_TYPE.
 _MYSQL_NUMBERS = "('INTEGER', 'UNSIGNED INTEGER', 'DOUBLE', 'DECIMAL')"
 _MYSQL_INTEGERS = "('INTEGER', 'UNSIGNED INTEGER')"
@@ -108,6 +115,11 @@ def request_end_facts(
     exprs["readable"] = sa.and_(
         exprs["status"].is_not(None), exprs["duration_ms"].is_not(None)
     )
+    # A request end with both database figures readable (the SQLAlchemy
+    # integration was on): only those count in the database figures.
+    exprs["db"] = sa.and_(
+        exprs["readable"], exprs["db_count"].is_not(None), exprs["db_ms"].is_not(None)
+    )
     return froms, exprs
 
 
@@ -131,6 +143,8 @@ def _postgresql_facts(
             sa.column("slow", postgresql.JSON),
             sa.column("sample_rate", postgresql.JSON),
             sa.column("release", postgresql.JSON),
+            sa.column("db_count", postgresql.JSON),
+            sa.column("db_ms", postgresql.JSON),
         )
         .render_derived(name="rq", with_types=True)
     )
@@ -160,6 +174,13 @@ def _postgresql_facts(
                 sa.func.substr(c.release.op("#>>")(sa.text("'{}'")), 1, RELEASE_CHARS),
             )
         ),
+        "db_count": sa.case(
+            (
+                text(c.db_count).regexp_match(_PG_COUNT),
+                sa.cast(text(c.db_count), sa.Integer),
+            )
+        ),
+        "db_ms": number(c.db_ms, 0.0, MAX_DURATION_MS),
     }
 
 
@@ -217,6 +238,16 @@ def _text_facts(
                 f"'STRING' THEN LEFT(JSON_UNQUOTE({get('release')}), "
                 f"{RELEASE_CHARS}) END)"
             ),
+            "db_count": (
+                f"(CASE WHEN {has('db_count')} "
+                f"AND JSON_TYPE({get('db_count')}) IN {_MYSQL_INTEGERS} "
+                f"AND ({get('db_count')} + 0e0) BETWEEN 0 AND {MAX_DB_COUNT} "
+                f"THEN CAST({get('db_count')} AS SIGNED) END)"
+            ),
+            "db_ms": (
+                f"(CASE WHEN {has('db_ms')} "
+                f"THEN {number('db_ms', 0.0, MAX_DURATION_MS)} END)"
+            ),
         }
     else:  # SQLite: the column is text, JSON or not; true reads as 1
         valid = f"json_valid({column})"
@@ -258,6 +289,14 @@ def _text_facts(
                 f"'$.release') = 'text' THEN substr({get('release')}, 1, "
                 f"{RELEASE_CHARS}) END)"
             ),
+            "db_count": (
+                f"(CASE WHEN {has('db_count')} THEN "
+                f"{typed('db_count', 0, MAX_DB_COUNT, _SQLITE_INTEGERS)} END)"
+            ),
+            "db_ms": (
+                f"(CASE WHEN {has('db_ms')} THEN CAST("
+                f"{typed('db_ms', 0.0, MAX_DURATION_MS, _SQLITE_NUMBERS)} AS REAL) END)"
+            ),
         }
     types: dict[str, sa.types.TypeEngine[t.Any]] = {
         "status": sa.Integer(),
@@ -266,11 +305,14 @@ def _text_facts(
         "slow": sa.Boolean(),
         "sample_rate": sa.Float(),
         "release": sa.String(),
+        "db_count": sa.Integer(),
+        "db_ms": sa.Float(),
     }
     return {key: sa.literal_column(sql, types[key]) for key, sql in exprs.items()}
 
 
 _SQLITE_NUMBERS = "('integer', 'real')"
+_SQLITE_INTEGERS = "('integer')"
 
 
 def _quoted(dialect: sa.Dialect, table: sa.Table) -> str:

@@ -65,6 +65,17 @@ class RouteSummary:
     max_ms: float
     #: Rows stored for this route (sampled rows counted once).
     rows: int
+    #: Requests whose end carries database figures (the SQLAlchemy
+    #: integration was on); the db_ figures below are theirs only, and None
+    #: when there are none.
+    db_requests: int = 0
+    #: Statements per request, on average.
+    mean_db_count: float | None = None
+    #: Milliseconds in the database per request, on average and at p95.
+    mean_db_ms: float | None = None
+    p95_db_ms: float | None = None
+    #: The share of those requests' time spent in the database (0.0 to 1.0).
+    db_share: float | None = None
 
     @property
     def total_ms(self) -> float:

@@ -18,7 +18,8 @@ from .records import RouteSummary, Summaries
 _STREAM_ROWS = 5000
 
 #: Per route: rows, weight, weighted ms, max ms, errors, 4xx, slow (weighted),
-#: then the three percentiles.
+#: then the three percentiles, then of the rows with database figures: their
+#: weight, weighted statements, weighted db ms and weighted ms.
 _Figures: t.TypeAlias = tuple[t.Any, ...]
 
 
@@ -85,18 +86,34 @@ def request_summary(
             .select_from(*(froms if release is not None else [table]))
             .where(*where)
         ).scalar_one()
+        db_p95 = _db_percentile(conn, table, froms, facts, where, figures)
     scale = _sample.scale(sample)
-    found = [_summary(name, row, scale) for name, row in figures.items()]
+    found = [
+        _summary(name, row, scale, db_p95.get(name)) for name, row in figures.items()
+    ]
     found.sort(key=lambda s: (-s.requests * s.mean_ms, s.route_name or ""))
     read = sum(s.rows for s in found)
     return Summaries(found, unreadable=max(int(stored) - read, 0))
 
 
-def _summary(name: str | None, row: _Figures, scale: float) -> RouteSummary:
+def _summary(
+    name: str | None, row: _Figures, scale: float, db_p95: float | None
+) -> RouteSummary:
     rows, total, weighted_ms, max_ms, errors, client_errors, slow = row[:7]
     total = float(total)
     p50, p95, p99 = row[7:10]
+    db_weight, db_count, db_ms, db_route_ms = (float(v or 0) for v in row[10:14])
+    db: dict[str, t.Any] = {}
+    if db_weight > 0:
+        db = {
+            "db_requests": round(db_weight * scale),
+            "mean_db_count": db_count / db_weight,
+            "mean_db_ms": db_ms / db_weight,
+            "p95_db_ms": db_p95,
+            "db_share": min(db_ms / db_route_ms, 1.0) if db_route_ms > 0 else 0.0,
+        }
     return RouteSummary(
+        **db,
         route_name=name,
         requests=round(total * scale),
         errors=round(float(errors) * scale),
@@ -110,6 +127,48 @@ def _summary(name: str | None, row: _Figures, scale: float) -> RouteSummary:
         max_ms=float(max_ms),
         rows=int(rows),
     )
+
+
+def _db_percentile(
+    conn: sa.Connection,
+    table: sa.Table,
+    froms: list[sa.FromClause],
+    facts: dict[str, sa.ColumnElement[t.Any]],
+    where: list[sa.ColumnElement[bool]],
+    figures: dict[str | None, _Figures],
+) -> dict[str | None, float]:
+    """Each route's p95 of database time, from the ``db_ms`` of its rows
+    with database figures streamed in order; no query when no route has
+    any (the integration is off)."""
+    weights = {name: float(row[10]) for name, row in figures.items() if row[10]}
+    if not weights:
+        return {}
+    route = table.c.route_name
+    query = (
+        sa.select(route, facts["db_ms"], facts["sample_rate"])
+        .select_from(*froms)
+        .where(*where, facts["db"])
+        .order_by(route, facts["db_ms"])
+    )
+    result = conn.execution_options(
+        stream_results=True, yield_per=_STREAM_ROWS
+    ).execute(query)
+    found: dict[str | None, float] = {}
+    key = _route_key(conn.dialect)
+    p95 = _dialects.FRACTIONS.index(0.95)
+    try:
+        for name, rows in itertools.groupby(result, key=key):
+            if name not in weights:
+                continue
+            walk = Walk(weights[name], _dialects.FRACTIONS)
+            for _, ms, rate in rows:
+                weight = 1.0 / rate if rate is not None and 0 < rate < 1 else 1.0
+                if walk.add(float(ms), weight):
+                    break
+            found[name] = float(walk.result()[p95])
+    finally:
+        result.close()
+    return found
 
 
 def _weight(rate: sa.ColumnElement[t.Any]) -> sa.ColumnElement[t.Any]:
@@ -152,6 +211,10 @@ def _grouped(
             sa.func.sum(sa.case((client, weight), else_=0)),
             sa.func.sum(sa.case((facts["slow"], weight), else_=0)),
             sa.func.sum(sa.case((sa.and_(rate > 0, rate < 1), 1), else_=0)),
+            sa.func.sum(sa.case((facts["db"], weight), else_=0)),
+            sa.func.sum(sa.case((facts["db"], weight * facts["db_count"]), else_=0)),
+            sa.func.sum(sa.case((facts["db"], weight * facts["db_ms"]), else_=0)),
+            sa.func.sum(sa.case((facts["db"], weight * duration), else_=0)),
             *percentiles,
         )
         .select_from(*froms)
@@ -160,10 +223,10 @@ def _grouped(
     )
     rows = {row[0]: tuple(row[1:]) for row in conn.execute(query)}
     if in_database and not any(row[7] for row in rows.values()):
-        return {name: row[:7] + row[8:] for name, row in rows.items()}
+        return {name: row[:7] + row[12:15] + row[8:12] for name, row in rows.items()}
     weights = {name: float(row[1]) for name, row in rows.items()}
     walked = _percentiles(conn, table, froms, facts, where, weights)
-    return {name: row[:7] + walked[name] for name, row in rows.items()}
+    return {name: row[:7] + walked[name] + row[8:12] for name, row in rows.items()}
 
 
 def _percentiles(
@@ -224,6 +287,8 @@ def _streamed(
             facts["status"].label("status"),
             facts["exception"].label("exception"),
             facts["slow"].label("slow"),
+            facts["db_count"].label("db_count"),
+            facts["db_ms"].label("db_ms"),
         )
         .select_from(*froms)
         .where(*where)  # the duration's NULL check is outside: parsed once
@@ -234,7 +299,17 @@ def _streamed(
         partition_by=c.route_name, order_by=c.ms, rows=(None, None)
     )
     query = (
-        sa.select(c.route_name, c.ms, c.rate, c.status, c.exception, c.slow, total)
+        sa.select(
+            c.route_name,
+            c.ms,
+            c.rate,
+            c.status,
+            c.exception,
+            c.slow,
+            total,
+            c.db_count,
+            c.db_ms,
+        )
         .where(c.ms.is_not(None), c.status.is_not(None))
         .order_by(c.route_name, c.ms)
     )
@@ -260,12 +335,13 @@ def _read(conn: sa.Connection, query: sa.Select[t.Any]) -> dict[str | None, _Fig
 
 def _figures(rows: t.Iterable[t.Any], total_weight: float) -> _Figures:
     """One route's figures from its rows ``(route, ms, rate, status,
-    exception, slow)`` in duration order."""
+    exception, slow, total weight, db_count, db_ms)`` in duration order."""
     walk = Walk(total_weight, _dialects.FRACTIONS)
     count = 0
     weight_sum = weighted_ms = errors = client_errors = slow = 0.0
+    db_weight = db_count = db_ms = db_route_ms = 0.0
     last = 0.0
-    for _, ms, rate, status, exception, is_slow, *_ in rows:
+    for _, ms, rate, status, exception, is_slow, _, statements, in_db in rows:
         ms = float(ms)
         weight = 1.0 / rate if rate is not None and 0 < rate < 1 else 1.0
         count += 1
@@ -279,6 +355,11 @@ def _figures(rows: t.Iterable[t.Any], total_weight: float) -> _Figures:
             client_errors += weight
         if is_slow:
             slow += weight
+        if statements is not None and in_db is not None:
+            db_weight += weight
+            db_count += weight * statements
+            db_ms += weight * float(in_db)
+            db_route_ms += weight * ms
         walk.add(ms, weight)
     return (
         count,
@@ -289,6 +370,10 @@ def _figures(rows: t.Iterable[t.Any], total_weight: float) -> _Figures:
         client_errors,
         slow,
         *walk.result(),
+        db_weight,
+        db_count,
+        db_ms,
+        db_route_ms,
     )
 
 
