@@ -120,6 +120,8 @@ def _decode(text: str) -> t.Any:
 _WALK_CLEANS = re.compile(r"\\[bfu]|[\x7f-\x9f\ud800-\udfff]")
 #: What an ASCII key's skeleton drops (NUL separates the keys).
 _NOT_IN_SKELETON = re.compile("[^a-z0-9\x00]")
+#: An escape of JSON text: a backslash and its letter, or ``\uXXXX``.
+_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)")
 _NUMBERS = frozenset((int, float, bool, _NONE))
 _STR = frozenset((str,))
 _CONTAINERS = frozenset((dict, list))
@@ -552,12 +554,20 @@ class Privacy:
             return None
         if not text.isascii() and len(text.encode("utf-8")) > limit:
             return None
+        # Redaction is checked on the text about to be decoded, not on the
+        # keys read above: a key another thread adds to the caller's dict
+        # in between is in the text. Values are in it too: one holding a
+        # redacted name sends the metadata to the walk (slower, never wrong).
         if keys and self._redact is not None:
-            names_text = "\x00".join(keys)
-            if names_text.isascii():
-                if self._redact(_NOT_IN_SKELETON.sub("", names_text.lower())):
-                    return None
-            elif any(map(self.redacts, keys)):
+            # The text's escapes (\n, \u0009, \") stand for characters the
+            # skeleton drops: dropped here too, letters and all.
+            probe = _ESCAPE.sub("", text) if "\\" in text else text
+            probe = (
+                _NOT_IN_SKELETON.sub("", probe.lower())
+                if probe.isascii()
+                else skeleton(probe)
+            )
+            if self._redact(probe):
                 return None
         clean: dict[str, t.Any] = _decode(text)
         return clean
