@@ -452,3 +452,35 @@ def test_the_chart_counts_every_request(folded: Bundle) -> None:
         raw = _raw(folded, first, until)
         assert sum(b.requests for b in buckets) == sum(r.requests for r in raw)
         assert sum(b.errors for b in buckets) == sum(r.errors for r in raw)
+
+
+@pytest.mark.parametrize("rollups_on", [True, False])
+def test_the_compare_page(make_app: MakeApp, rollups_on: bool) -> None:
+    bundle = make_app(TELEMETRY_DELIVERY="sync", TELEMETRY_ROLLUPS=rollups_on)
+    rows = []
+    for release, ms in (("r0", 10.0), ("r1", 40.0)):
+        for i in range(25):
+            row = request_end("shop.pay", ms + i)
+            rows.append(
+                dataclasses.replace(
+                    row, metadata={**(row.metadata or {}), "release": release}
+                )
+            )
+    store(bundle, rows)
+    if rollups_on:
+        with bundle.app.app_context():
+            bundle.telemetry.rollup()
+    bundle.telemetry.init_dashboard(bundle.app, authorize=lambda: True)
+    client = bundle.app.test_client()
+    page = client.get("/_telemetry/compare?release=r1&baseline_release=r0")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "<strong>1</strong> route worse" in text
+    assert 'class="bad"' in text
+    same = client.get("/_telemetry/compare?release=r0&baseline_release=r0")
+    assert "<strong>0</strong> routes worse" in same.get_data(as_text=True)
+    earlier = client.get("/_telemetry/compare?baseline=28d").get_data(as_text=True)
+    assert "28d before" in earlier
+    bad = client.get("/_telemetry/compare?baseline=3y&baseline_release=x")
+    assert bad.status_code == 200
+    assert "Unknown baseline" in bad.get_data(as_text=True)

@@ -76,6 +76,12 @@ PAGES: dict[str, Page] = {
         ),
         needs=_CUSTOM,
     ),
+    "compare": Page(
+        rule="/compare",
+        params=(*WINDOW, "release", "baseline_release", "baseline"),
+        example={"baseline": "7d"},
+        needs={**_CUSTOM, "baseline_release": {"release": "r1"}},
+    ),
 }
 
 

@@ -14,6 +14,7 @@ from flask import render_template
 
 from .. import ActorType, EventType, Severity, reading
 from ..reading import Sample, rollups, series
+from ..reading import compare as comparing
 from ..reading import sample as sampling
 from . import budget, charts, params
 from .window import parse_window
@@ -381,6 +382,60 @@ class Reader:
 
     # -- reading ----------------------------------------------------------------
 
+    def compare(self) -> str:
+        """Each route against a baseline: the same window earlier, or
+        another release; the routes that got worse first."""
+        args = params.current()
+        window = parse_window(args, **window_rules(self.telemetry))
+        since, until = window.since, window.until
+        errors: list[str] = []
+        release = _release(args.text("release"), "release", errors)
+        other = _release(args.text("baseline_release"), "baseline_release", errors)
+        if other is not None and release is None:
+            errors.append("A baseline release is compared with a release: give both.")
+            other = None
+        shift = BASELINES.get(args.text("baseline") or "7d")
+        if shift is None:
+            errors.append(
+                f"Unknown baseline {args.get('baseline', '')[:40]!r}: use "
+                f"{', '.join(BASELINES)}."
+            )
+            shift = BASELINES["7d"]
+        table = self._table()
+        folded = self._rollups()
+
+        def summary(**window: t.Any) -> t.Callable[[sa.Connection], t.Any]:
+            if folded is not None:
+                return lambda c: rollups.summary(
+                    c, table, folded.table, retention=folded.retention, **window
+                )
+            return lambda c: reading.request_summary(c, table, **window)
+
+        before = (
+            {"since": since, "until": until, "release": other}
+            if other is not None
+            else {"since": since - shift, "until": until - shift, "release": release}
+        )
+        found = self._run(
+            current=summary(since=since, until=until, release=release),
+            baseline=summary(**before),
+        )
+        changes = comparing.compare(found["current"], found["baseline"])
+        return render_template(
+            "telemetry_dashboard/compare.html",
+            changes=changes[:MAX_ROUTES],
+            worse=sum(1 for c in changes if c.worse),
+            release=release,
+            baseline_release=other,
+            baseline=next(k for k, v in BASELINES.items() if v == shift),
+            baselines=list(BASELINES),
+            before=before,
+            errors=errors,
+            threshold=comparing.DEFAULT_THRESHOLD,
+            inf=float("inf"),
+            rolled_up=folded is not None,
+        )
+
     def _rollups(self) -> _Rollups | None:
         """The rollups to read the figures and charts from, when they are on."""
         model = self.telemetry._required().rollup_model
@@ -461,6 +516,27 @@ class Estimate:
     percent: float
     slices: int
     noun: str
+
+
+#: The baselines the compare page offers: the same window this long before.
+BASELINES: dict[str, dt.timedelta] = {
+    "1d": dt.timedelta(days=1),
+    "7d": dt.timedelta(days=7),
+    "28d": dt.timedelta(days=28),
+}
+
+
+def _release(value: str | None, key: str, errors: list[str]) -> str | None:
+    """A release name from the query, or None with the reason in ``errors``."""
+    if value is None:
+        return None
+    if len(value) > comparing.RELEASE_LENGTH or not value.isprintable():
+        errors.append(
+            f"{key} must be a release name of 1 to {comparing.RELEASE_LENGTH} "
+            "printable characters."
+        )
+        return None
+    return value
 
 
 def window_rules(telemetry: Telemetry) -> dict[str, t.Any]:

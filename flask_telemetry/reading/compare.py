@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+from ..storage.rollup_model import RELEASE_LENGTH
 from .records import RouteSummary
 
 #: A route got worse when its p95 grew by more than this share...
@@ -100,6 +101,7 @@ __all__ = [
     "DEFAULT_MIN_REQUESTS",
     "DEFAULT_THRESHOLD",
     "ERROR_RATE_POINTS",
+    "RELEASE_LENGTH",
     "RouteChange",
     "compare",
 ]
