@@ -12,7 +12,11 @@ import datetime as dt
 import json
 import math
 import random
+import signal
+import subprocess
+import sys
 import threading
+import time
 import typing as t
 
 import pytest
@@ -484,3 +488,67 @@ def test_the_compare_page(make_app: MakeApp, rollups_on: bool) -> None:
     bad = client.get("/_telemetry/compare?baseline=3y&baseline_release=x")
     assert bad.status_code == 200
     assert "Unknown baseline" in bad.get_data(as_text=True)
+
+
+KILLED_FOLD = """
+import datetime as dt
+import sys
+
+import sqlalchemy as sa
+
+from flask_telemetry.reading import rollups
+
+engine = sa.create_engine(sys.argv[1])
+meta = sa.MetaData()
+traces = sa.Table("telemetry_traces", meta, autoload_with=engine)
+table = sa.Table(
+    "telemetry_rollups", meta, sa.Column("histogram", sa.JSON), autoload_with=engine
+)
+rollups.rollup(engine, traces, table, since=dt.datetime.fromisoformat(sys.argv[2]))
+"""
+
+
+def test_a_killed_rollup_is_done_again_exactly(make_app: MakeApp) -> None:
+    """A rollup killed (SIGKILL) after some of its days committed: the next
+    one counts every row exactly once."""
+    bundle = make_app(TELEMETRY_DELIVERY="sync", TELEMETRY_ROLLUPS=True)
+    rng = random.Random(11)
+    store(bundle, _rows(rng, 40_000, dt.timedelta(days=9)))
+    with bundle.app.app_context():
+        table = bundle.telemetry.rollup_model.__table__
+    engine = engine_of(bundle)
+    url = engine.url.render_as_string(hide_password=False)
+    mark = sa.select(sa.func.count()).where(table.c.bucket_seconds == 0)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            KILLED_FOLD,
+            url,
+            (NOW - dt.timedelta(days=10)).isoformat(),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None:
+            with engine.connect() as conn:
+                if conn.execute(mark).scalar_one():
+                    break  # a day is committed: kill it in the middle
+            time.sleep(0.005)
+        child.kill()
+        assert child.wait(10) == -signal.SIGKILL, "the fold ended before it was killed"
+    finally:
+        if child.poll() is None:
+            child.kill()
+    with bundle.app.app_context():
+        half = bundle.telemetry.request_summary(since=dt.timedelta(days=10))
+        assert sum(r.requests for r in half) == 40_000  # raw rows fill the rest
+        bundle.telemetry.rollup()
+        whole = bundle.telemetry.request_summary(since=dt.timedelta(days=10))
+    assert sum(r.requests for r in whole) == 40_000
+    _compare(whole, _raw(bundle, dt.timedelta(days=10)))
+    with engine.connect() as conn:
+        hours = conn.execute(
+            sa.select(sa.func.sum(table.c.rows)).where(table.c.bucket_seconds == 3600)
+        ).scalar_one()
+    assert hours == 40_000
