@@ -167,7 +167,8 @@ def test_route_table_sorts_by_query_parameter(shop: Flask) -> None:
     def order(query: str) -> list[str]:
         page = client.get(f"/_telemetry/?{query}").get_data(as_text=True)
         table = page.split('<table class="routes', 1)[1].split("</table>", 1)[0]
-        return re.findall(r'<td class="name"><a href="[^"]*">(?:<em>)?([\w.()]+)', table)
+        name = r'<td class="name"><a href="[^"]*">(?:<em>)?([\w.()]+)'
+        return re.findall(name, table)
 
     by_requests = order("sort=requests&order=desc")
     assert by_requests[0] == "shop.item"
