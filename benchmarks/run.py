@@ -29,6 +29,7 @@ from . import (
     memory,
     realhttp,
     report,
+    rollups,
     slow_query,
     syncpg,
 )
@@ -655,6 +656,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a server down: keep the run's other results
         _log(f"dashboard pages skipped: {exc!r}")
         dash = None
+    _log("rollups on a large table")
+    roll_rows = 200_000 if args.quick else 2_000_000
+    roll_repeat = 5
+    try:
+        roll: list[dict[str, t.Any]] | None = rollups.collect(
+            roll_rows, ["sqlite", "postgresql", "mariadb"], roll_repeat
+        )
+    except Exception as exc:  # a server down: keep the run's other results
+        _log(f"rollups skipped: {exc!r}")
+        roll = None
     bare_http_rate = summarize([b.rate for b in http_bares]).median
     tables = [
         inprocess_table(chosen, inproc, scale.rounds),
@@ -674,6 +685,8 @@ def main(argv: list[str] | None = None) -> int:
         tables.append(dashboard.table(dash, dash_rows, dash_repeat))
     if fleet_cells is not None:
         tables.append(fleet.table(fleet_cells, fleet_seconds))
+    if roll is not None:
+        tables.append(rollups.table(roll, roll_rows, roll_repeat))
     minutes = (time.monotonic() - began) / 60
     versions = ", ".join(
         f"{name} {metadata.version(name)}"
@@ -708,6 +721,7 @@ def main(argv: list[str] | None = None) -> int:
         slow_query={"bare": slow[0], "timed": slow[1]},
         dashboard=dash,
         fleet=[dataclasses.asdict(c) for c in fleet_cells or []],
+        rollups=roll,
     )
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"results-{scale.name}.json"), "w") as out:
