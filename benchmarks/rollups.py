@@ -598,7 +598,19 @@ def publish(
         "see its docstring for the data set and each measurement) on "
         f"{dt.date.today().isoformat()}: {machine()}, PostgreSQL and MariaDB "
         "on 127.0.0.1, a machine shared with other work.\n\n"
-        f"{text}\n"
+        f"{text}\n\n"
+        "Where the time goes. ``report`` adds ``event_counts``, which counts "
+        "the raw rows of the whole window (the rollups keep request ends "
+        "only), so its time grows with the raw rows. A rollups read costs one "
+        "histogram per route and bucket: a 90-day window is about 90 day "
+        "buckets per route and release, each histogram's JSON decoded and "
+        "merged in Python (summing the bins in SQL with ``json_each`` was "
+        "slower on SQLite and PostgreSQL). Folding takes a day of raw rows per "
+        "transaction: on SQLite, whose locks cover the whole database, its "
+        "upserts (and, in the default rollback journal, its read too) make "
+        "the writer's commits wait for as long as the day takes, which is "
+        "what the writer's failures there measure; PostgreSQL and MariaDB "
+        "lock rows.\n"
     )
     with open(docs, "w", encoding="utf-8") as target:
         target.write(content + section)
@@ -612,13 +624,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
+        "--from-json",
+        metavar="FILE",
+        help="print (and --publish) the table of an earlier --json run",
+    )
+    parser.add_argument(
         "--publish",
         action="store_true",
         help="write the table into README.rst and docs/rollups.rst",
     )
     args = parser.parse_args(argv)
     rows = args.rows or (200_000 if args.quick else 2_000_000)
-    results = collect(rows, args.db.split(","), args.repeat)
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as saved:
+            results = json.load(saved)
+        rows = results[0]["rows"]
+    else:
+        results = collect(rows, args.db.split(","), args.repeat)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
