@@ -5,9 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import datetime as dt
 import enum
 import re
 import typing as t
@@ -15,64 +12,29 @@ import weakref
 
 from flask import Flask, current_app, has_app_context
 
-from . import reading
-from ._config import DEFAULTS, ConfigVars, Settings, load_settings, unknown_keys
+from ._config import DEFAULTS, ConfigVars, load_settings, unknown_keys
+from ._read_api import ReadApi, required_rollups
+from ._wiring import AppState, app_state, build_state
 from .cli import telemetry_cli
 from .domain.correlation import Correlation
-from .domain.delivery.background import BackgroundDelivery
-from .domain.delivery.batch import BatchStore
-from .domain.delivery.breaker import CircuitBreaker
 from .domain.delivery.protocol import Delivery
-from .domain.delivery.stats import Stats
-from .domain.delivery.sync import SyncDelivery
-from .domain.log import RateLimitedLog, logger
-from .domain.privacy import Privacy
-from .domain.recorder import Recorder
-from .domain.request_end import RequestEndPolicy
-from .domain.sampling import Sampler
+from .domain.log import logger
 from .domain.timing import Timed
 from .http.correlation import current_correlation
-from .http.hooks import ActorLoader, RequestTelemetry
-from .http.routes import RouteRules
-from .reading import rollups
+from .http.hooks import ActorLoader
 from .storage.model import trace_model
-from .storage.pool import own_pool_engine
-from .storage.rollup_model import rollup_model
 from .storage.vocabulary import ActorType, EventType, Severity
-from .storage.writer import TraceWriter
 
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
     from flask_sqlalchemy import SQLAlchemy
 
+    from ._config import Settings
+
 _EVENT_VALUE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-@dataclasses.dataclass(kw_only=True, eq=False)
-class _State:
-    """Everything telemetry keeps for one application.
-
-    Private: reached through the accessors of :class:`Telemetry`.
-    """
-
-    owner: Telemetry
-    settings: Settings
-    model: type[t.Any]
-    #: The model of ``telemetry_rollups`` (None unless TELEMETRY_ROLLUPS).
-    rollup_model: type[t.Any] | None
-    engine: t.Callable[[], sa.Engine]
-    stats: Stats
-    breaker: CircuitBreaker
-    recorder: Recorder
-    request: RequestTelemetry
-
-    @property
-    def delivery(self) -> Delivery:
-        """Where the recorder hands events (the recorder holds it)."""
-        return self.recorder.delivery
-
-
-class Telemetry:
+class Telemetry(ReadApi):
     """Records best-effort tracing events into ``telemetry_traces``.
 
     :param app: initialise on this app now (or call :meth:`init_app` later).
@@ -92,7 +54,7 @@ class Telemetry:
         self._db = db
         self._event_values = _event_values(event_types)
         self._actor_loader: ActorLoader | None = None
-        self._states: weakref.WeakSet[_State] = weakref.WeakSet()
+        self._states: weakref.WeakSet[AppState] = weakref.WeakSet()
         if app is not None:
             self.init_app(app)
 
@@ -114,131 +76,20 @@ class Telemetry:
                 "flask_telemetry needs Flask-SQLAlchemy: call db.init_app(app) before "
                 "telemetry.init_app(app), or pass Telemetry(db=db)."
             )
-        model = trace_model(db, settings.bind_key)
-        state = self._build_state(app, db, settings, model)
+        state = build_state(
+            app,
+            db,
+            settings,
+            trace_model(db, settings.bind_key),
+            owner=self,
+            event_types=self._event_values,
+            actor_loader=lambda: self._actor_loader,
+        )
         app.extensions["telemetry"] = state
         app.cli.add_command(telemetry_cli)
         self._states.add(state)
         if settings.enabled:
             state.request.register(app)
-
-    def _build_state(
-        self, app: Flask, db: SQLAlchemy, settings: Settings, model: type[t.Any]
-    ) -> _State:
-        bind_key = settings.bind_key
-
-        def engine() -> sa.Engine:
-            with app.app_context():
-                return db.engines[bind_key]
-
-        own: list[sa.Engine] = []
-
-        def writer_engine() -> sa.Engine:
-            # The application's default engine: telemetry writes through a
-            # pool of its own, so that it never waits for, nor holds, one of
-            # the application's connections. A bind of telemetry's own
-            # (TELEMETRY_BIND_KEY) is used as it is.
-            shared = engine()
-            if bind_key is not None:
-                return shared
-            made = own_pool_engine(shared, timeout=5.0)
-            if made is not shared:
-                own.append(made)
-            return made
-
-        def release() -> None:
-            for made in own:
-                made.dispose()
-
-        writer = TraceWriter(
-            writer_engine,
-            model.__table__,
-            event_types=self._event_values,
-            lock_timeout_ms=settings.lock_timeout_ms,
-            statement_timeout_ms=settings.statement_timeout_ms,
-            durable_commit=settings.durable_commit,
-            # Only a bind of telemetry's own: the application's default
-            # engine keeps the connect timeout the application gave it.
-            connect_timeout_ms=(
-                settings.connect_timeout_ms if settings.bind_key is not None else None
-            ),
-        )
-        stats = Stats()
-        log = RateLimitedLog()
-        store = BatchStore(writer, stats, log, release=release)
-        weakref.finalize(store, release)
-        breaker = CircuitBreaker(
-            threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown
-        )
-        delivery: Delivery
-        if settings.delivery == "async" and not writer.shares_connection:
-            delivery = BackgroundDelivery(
-                store,
-                breaker,
-                queue_size=settings.queue_size,
-                max_bytes=settings.queue_max_bytes,
-                batch_size=settings.batch_size,
-                flush_interval=settings.flush_interval,
-                shutdown_timeout=settings.shutdown_timeout,
-                max_retries=settings.max_retries,
-                retry_backoff=settings.retry_backoff,
-                idle_disconnect=settings.idle_disconnect_s,
-            )
-        else:
-            delivery = SyncDelivery(
-                store,
-                breaker,
-                deadline=settings.sync_deadline_ms / 1000,
-                # A failure this slow was a timeout: no use trying again soon.
-                trip_after=min(settings.sync_deadline_ms, settings.lock_timeout_ms)
-                / 2000,
-                max_pending=settings.queue_size,
-                max_bytes=settings.queue_max_bytes,
-                batch_size=settings.batch_size,
-                shutdown_timeout=settings.shutdown_timeout,
-                idle_disconnect=settings.idle_disconnect_s,
-            )
-        recorder = Recorder(
-            delivery,
-            stats,
-            log,
-            event_types=self._event_values,
-            strict=settings.strict,
-            privacy=Privacy(
-                redact_keys=settings.redact_keys,
-                max_bytes=settings.metadata_max_bytes,
-                ip_mode=settings.ip_mode,
-                ip_key=settings.ip_hash_key,
-            ),
-            release=settings.release,
-        )
-        request = RequestTelemetry(
-            recorder,
-            header=settings.request_id_header,
-            record_requests=settings.record_requests,
-            actor_loader=lambda: self._actor_loader,
-            rules=RouteRules(settings.exclude),
-            policy=RequestEndPolicy(
-                slow_ms=settings.slow_request_ms,
-                slow_ms_by_endpoint=settings.slow_request_ms_by_endpoint,
-                sampler=Sampler(settings.sample_rate),
-                keep_status=settings.sample_keep_status,
-            ),
-            traceparent=settings.traceparent,
-        )
-        return _State(
-            owner=self,
-            settings=settings,
-            model=model,
-            rollup_model=(
-                rollup_model(db, settings.bind_key) if settings.rollups else None
-            ),
-            engine=engine,
-            stats=stats,
-            breaker=breaker,
-            recorder=recorder,
-            request=request,
-        )
 
     # -- public API -----------------------------------------------------------
 
@@ -363,13 +214,7 @@ class Telemetry:
     def rollup_model(self) -> type[t.Any]:
         """The Flask-SQLAlchemy model mapped to ``telemetry_rollups``; a
         RuntimeError unless ``TELEMETRY_ROLLUPS`` is on."""
-        model = self._required().rollup_model
-        if model is None:
-            raise RuntimeError(
-                "Rollups are off: set TELEMETRY_ROLLUPS = True (then run "
-                "`flask db migrate` and `flask db upgrade`)."
-            )
-        return model
+        return required_rollups(self._required())
 
     @property
     def settings(self) -> Settings:
@@ -384,47 +229,12 @@ class Telemetry:
     @property
     def event_types(self) -> frozenset[str]:
         """Every event type value :meth:`record` accepts, the app's own included."""
-        return self._required().recorder.event_types
+        return self._required().event_types
 
     @property
     def delivery(self) -> Delivery:
         """The delivery in use: sync, background (``"async"``), or a capture."""
         return self._required().delivery
-
-    @contextlib.contextmanager
-    def delivering_to(self, delivery: Delivery) -> t.Iterator[Delivery]:
-        """Hand events to ``delivery`` for the ``with`` block, then put the
-        app's own back. For tests: :func:`flask_telemetry.testing.capture`
-        uses it."""
-        state = self._required()
-        previous = state.recorder.delivery
-        state.recorder.delivery = delivery
-        try:
-            yield delivery
-        finally:
-            state.recorder.delivery = previous
-
-    @property
-    def counters(self) -> Stats:
-        """The live counters behind :meth:`stats`, for a delivery of the
-        application's own (such as a test capture) to keep them exact:
-        ``counters.wrote(n)``, ``counters.drop(reason, n)``."""
-        return self._required().stats
-
-    def keep_routine(self, trace_id: str | None = None) -> bool:
-        """Whether :confval:`TELEMETRY_SAMPLE_RATE` keeps one routine event.
-
-        The decision a fast, successful request gets, for an integration that
-        records routine events of its own (a job that ended well): with a W3C
-        ``trace_id`` it follows the trace, so a request and its jobs are kept
-        or left out together. Call :meth:`count_sampled_out` for an event
-        left out, so that :meth:`stats` stays exact.
-        """
-        return self._required().request.policy.sampler.keep(trace_id)
-
-    def count_sampled_out(self) -> None:
-        """Count one routine event left out by sampling (``sampled_out``)."""
-        self._required().recorder.skip("sampled_out")
 
     @staticmethod
     def of(app: Flask) -> Telemetry:
@@ -432,15 +242,9 @@ class Telemetry:
 
         :raises RuntimeError: when telemetry is not initialised on ``app``.
         """
-        state = app.extensions.get("telemetry")
-        if not isinstance(state, _State):
-            raise RuntimeError(
-                "Telemetry is not initialised on this app: call "
-                "telemetry.init_app(app) first."
-            )
-        return state.owner
+        return t.cast(Telemetry, app_state(app).owner)
 
-    def _required(self) -> _State:
+    def _required(self) -> AppState:
         state = self._state()
         if state is None:
             raise RuntimeError(
@@ -449,12 +253,12 @@ class Telemetry:
             )
         return state
 
-    def _state(self) -> _State | None:
+    def _state(self) -> AppState | None:
         if has_app_context():
             # Through _get_current_object(): an attribute read through the
             # proxy costs about as much as the rest of this method.
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-            state: _State | None = app.extensions.get("telemetry")
+            state: AppState | None = app.extensions.get("telemetry")
             if state is not None and state.owner is self:
                 return state  # not t.cast(): a call on every record()
         states = list(self._states)
@@ -475,154 +279,15 @@ class Telemetry:
                     "app.app_context() to say which",
                 )
 
-    # -- reading ---------------------------------------------------------------
-    # Thin wrappers over flask_telemetry.reading, on the telemetry bind of the
-    # current app (an app context is needed).
+    # -- reading: the methods of ReadApi, on the current app's bind ----------
 
-    def events(
-        self,
-        *,
-        since: reading.TimeBound | None = None,
-        until: reading.TimeBound | None = None,
-        event_type: EventType | str | t.Iterable[EventType | str] | None = None,
-        min_severity: Severity | str | None = None,
-        severity: Severity | str | None = None,
-        route: str | None = None,
-        request_id: str | None = None,
-        actor_type: ActorType | str | None = None,
-        actor_id: int | None = None,
-        limit: int = 100,
-        before_id: int | None = None,
-        after_id: int | None = None,
-    ) -> list[reading.EventRecord]:
-        """Stored events, newest first; see :func:`flask_telemetry.reading.events`.
-
-        Pass the last record's ``id`` as ``before_id`` for the next page;
-        ``after_id`` keeps the events newer than an id.
-        ``route`` takes a glob (``api.*``); ``since`` and ``until`` take a
-        datetime or a timedelta back from now.
-        """
-        engine, table, _ = self._reading()
-        return reading.events(
-            engine,
-            table,
-            since=since,
-            until=until,
-            event_type=event_type,
-            min_severity=min_severity,
-            severity=severity,
-            route=route,
-            request_id=request_id,
-            actor_type=actor_type,
-            actor_id=actor_id,
-            limit=limit,
-            before_id=before_id,
-            after_id=after_id,
-        )
-
-    def request_summary(
-        self,
-        *,
-        since: reading.TimeBound,
-        until: reading.TimeBound | None = None,
-        route: str | None = None,
-        release: str | None = None,
-    ) -> reading.Summaries:
-        """Per-route requests, errors and percentiles from ``http_request_end``
-        (a list of :class:`~flask_telemetry.reading.RouteSummary`, with the
-        count of rows that could not be read as ``unreadable``); ``release``
-        keeps the requests of one release. With ``TELEMETRY_ROLLUPS`` on,
-        read from the rollups and the raw rows not folded yet (counts exact,
-        percentiles within 1%, any window the rollups keep); see
-        :func:`flask_telemetry.reading.request_summary` and
-        :func:`flask_telemetry.reading.rollups.summary`."""
-        engine, table, settings = self._reading()
-        model = self._required().rollup_model
-        if model is not None:
-            return rollups.summary(
-                engine,
-                table,
-                model.__table__,
-                since=since,
-                until=until,
-                route=route,
-                release=release,
-                retention=_retention(settings),
-            )
-        return reading.request_summary(
-            engine, table, since=since, until=until, route=route, release=release
-        )
-
-    def rollup(self, *, since: reading.TimeBound | None = None) -> rollups.RollupResult:
-        """Fold the request ends of closed minutes into ``telemetry_rollups``
-        and age old buckets (``TELEMETRY_ROLLUPS`` must be on).
-
-        Without ``since``, from where the last rollup stopped (less
-        ``TELEMETRY_ROLLUP_GRACE_S``); with it (a datetime or a timedelta
-        back from now), from the start of that UTC day: to backfill, or to
-        count rows that arrived later than the grace period. Idempotent, and
-        safe to run in several processes at once."""
-        engine, table, settings = self._reading()
-        return rollups.rollup(
-            engine,
-            table,
-            self.rollup_model.__table__,
-            since=since,
-            grace=dt.timedelta(seconds=settings.rollup_grace_s),
-            retention=_retention(settings),
-        )
-
-    def event_counts(
-        self,
-        *,
-        since: reading.TimeBound,
-        until: reading.TimeBound | None = None,
-        route: str | None = None,
-    ) -> list[reading.EventCount]:
-        """(event_type, severity, count) of the window, most frequent first;
-        ``route`` (a name or a glob) keeps the events of matching endpoints."""
-        engine, table, _ = self._reading()
-        return reading.event_counts(
-            engine, table, since=since, until=until, route=route
-        )
-
-    def prune(
-        self,
-        *,
-        older_than_days: float | None = None,
-        batch_size: int = 5000,
-        max_seconds: float | None = None,
-        dry_run: bool = False,
-    ) -> reading.PruneResult:
-        """Delete events older than ``older_than_days`` (default
-        ``TELEMETRY_RETENTION_DAYS``) in short batches; see
-        :func:`flask_telemetry.reading.prune`."""
-        engine, table, settings = self._reading()
-        days = settings.retention_days if older_than_days is None else older_than_days
-        if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
-            raise ValueError(f"older_than_days must be a number >= 0, not {days!r}.")
-        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
-        if self._required().rollup_model is not None and not dry_run:
-            # What is about to be deleted is folded first: the rollups keep
-            # its figures past the raw retention.
-            self.rollup()
-        return reading.prune(
-            engine,
-            table,
-            cutoff=cutoff,
-            batch_size=batch_size,
-            max_seconds=max_seconds,
-            dry_run=dry_run,
-        )
-
-    def _reading(self) -> tuple[sa.Engine, sa.Table, Settings]:
+    def _readable(self) -> AppState:
         if not has_app_context():
             raise RuntimeError(
                 "Reading telemetry needs an application context "
                 "(with app.app_context(): ...)."
             )
-        state = self._required()
-        return state.engine(), state.model.__table__, state.settings
+        return self._required()
 
     # -- dashboard ---
 
@@ -641,7 +306,7 @@ class Telemetry:
         are not recorded. Call after :meth:`init_app`.
         """
         state = app.extensions.get("telemetry")
-        if state is None or state.owner is not self:
+        if not isinstance(state, AppState) or state.owner is not self:
             raise RuntimeError("Call telemetry.init_app(app) before init_dashboard.")
         if authorize is None:
             logger.warning(
@@ -654,22 +319,10 @@ class Telemetry:
 
         # Not excluded by endpoint: a refused request is recorded, and
         # answered, like any other 404 of the app; an allowed one calls
-        # _forget_request().
+        # forgets it (state.request.forget()).
         app.register_blueprint(
-            make_blueprint(self, authorize=authorize), url_prefix=url_prefix
+            make_blueprint(state, authorize=authorize), url_prefix=url_prefix
         )
-
-    def _forget_request(self) -> None:
-        """Leave the current request out of telemetry: no ``http_request_end``,
-        no request id header (the dashboard's allowed requests)."""
-        state = current_app.extensions.get("telemetry")
-        if state is not None and state.owner is self:
-            state.request.forget()
-
-
-def _retention(settings: Settings) -> rollups.Retention:
-    minutes, hours, days = settings.rollup_retention_days
-    return rollups.Retention(minutes=minutes, hours=hours, days=days)
 
 
 def _event_values(enums: t.Iterable[type[enum.Enum]]) -> tuple[str, ...]:

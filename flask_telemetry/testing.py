@@ -31,7 +31,7 @@ import typing as t
 import marshmallow as ma
 from flask import Flask
 
-from ._extension import Telemetry
+from ._wiring import app_state
 from .domain.mapping import Pending, build_event
 from .storage.row import TraceEvent, as_row
 from .storage.schema import TelemetryEventSchema
@@ -64,9 +64,9 @@ class TelemetryCapture:
 
     :param event_types: the application's own event type values, accepted
         beside :class:`~flask_telemetry.EventType` (as the writer does).
-    :param stats: counters to keep exact (:attr:`Telemetry.counters
-        <flask_telemetry.Telemetry.counters>`): captured events count as
-        written, rejected ones as dropped (``invalid``).
+    :param stats: counters to keep exact (the ones behind
+        :meth:`Telemetry.stats <flask_telemetry.Telemetry.stats>`): captured
+        events count as written, rejected ones as dropped (``invalid``).
     """
 
     def __init__(
@@ -297,11 +297,11 @@ def capture(app: Flask) -> t.Iterator[TelemetryCapture]:
 
     :raises RuntimeError: when telemetry is not initialised on ``app``.
     """
-    telemetry = Telemetry.of(app)
+    state = app_state(app)
     with contextlib.ExitStack() as stack:
         with app.app_context():
             captured = TelemetryCapture(
-                event_types=telemetry.event_types, stats=telemetry.counters
+                event_types=state.event_types, stats=state.stats
             )
-            stack.enter_context(telemetry.delivering_to(captured))
+            stack.enter_context(state.delivering_to(captured))
         yield captured

@@ -15,7 +15,7 @@ import click
 import pytest
 
 from conftest import Bundle
-from flask_telemetry.cli_read import COMMANDS
+from flask_telemetry.cli.read import COMMANDS
 from reading_data import request_end, store
 
 HOSTILE = [

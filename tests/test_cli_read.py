@@ -9,8 +9,8 @@ import typing as t
 import pytest
 
 from conftest import Bundle
-from flask_telemetry import cli_read
-from flask_telemetry.cli_read import parse_time
+from flask_telemetry.cli import read as cli_read
+from flask_telemetry.cli.common import parse_time
 from reading_data import NOW, event, request_end, store
 
 

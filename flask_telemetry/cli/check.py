@@ -1,8 +1,4 @@
-"""The ``flask telemetry`` command group: ``check`` the table, show the ``config``.
-
-Registered on every application by :meth:`Telemetry.init_app
-<flask_telemetry.Telemetry.init_app>`.
-"""
+"""``flask telemetry check | config``: check the table, show the settings."""
 
 from __future__ import annotations
 
@@ -14,24 +10,17 @@ import click
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import with_appcontext
 from sqlalchemy.dialects import mysql
 
-if t.TYPE_CHECKING:
-    from ._extension import Telemetry
-
-from ._config import DEFAULTS, ConfigVars
-from .cli_check_pg import check_partitions, check_pooler
-from .storage import row as ev
-from .storage.model import TABLE_NAME
-from .storage.row import TraceEvent
-from .storage.vocabulary import EventType, Severity
-from .storage.writer import TraceWriter
-
-telemetry_cli = AppGroup(
-    "telemetry",
-    help="Check, read and prune the telemetry table; show the telemetry settings.",
-)
+from .._config import DEFAULTS, ConfigVars
+from ..storage import row as ev
+from ..storage.model import TABLE_NAME
+from ..storage.row import TraceEvent
+from ..storage.vocabulary import EventType, Severity
+from ..storage.writer import TraceWriter
+from .check_pg import check_partitions, check_pooler
+from .common import state
 
 
 class _Report:
@@ -51,13 +40,8 @@ class _Report:
         self.failures.append(message)
 
 
-def _telemetry() -> Telemetry:
-    from ._extension import Telemetry  # the extension registers this group
-
-    return Telemetry.of(current_app._get_current_object())  # type: ignore[attr-defined]
-
-
-@telemetry_cli.command("check")
+@click.command("check")
+@with_appcontext
 def check_command() -> None:
     """Check that telemetry can store events in this app's database.
 
@@ -66,10 +50,10 @@ def check_command() -> None:
     transaction that is rolled back. Exits with status 1 and says what is
     wrong when any of it fails.
     """
-    telemetry = _telemetry()
-    settings = telemetry.settings
-    table: sa.Table = telemetry.trace_model.__table__
-    engine = telemetry.engine
+    app = state()
+    settings = app.settings
+    table: sa.Table = app.model.__table__
+    engine = app.engine()
     where = engine.url.render_as_string(hide_password=True)
     bind = "the default bind" if settings.bind_key is None else settings.bind_key
     click.echo(f"Checking {TABLE_NAME} on {bind} ({where})")
@@ -228,7 +212,8 @@ def _probe(
         report.ok("probe insert works (rolled back)")
 
 
-@telemetry_cli.command("config")
+@click.command("config")
+@with_appcontext
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
 def config_command(as_json: bool) -> None:
     """Print the effective TELEMETRY_* settings of this app."""
@@ -246,13 +231,11 @@ def config_command(as_json: bool) -> None:
         if key not in DEFAULTS:
             note = "  # not a flask_telemetry setting"
         click.echo(f"{key:<{width}} = {value!r}{note}")
-    delivery = type(_telemetry().delivery).__name__
+    delivery = type(state().delivery).__name__
     click.echo(f"# delivery in use: {delivery}")
 
 
-__all__ = ["telemetry_cli"]
+#: The commands added to the ``flask telemetry`` group.
+COMMANDS = (check_command, config_command)
 
-from .cli_read import COMMANDS  # noqa: E402  (the read side's commands)
-
-for _command in COMMANDS:
-    telemetry_cli.add_command(_command)
+__all__ = ["COMMANDS"]

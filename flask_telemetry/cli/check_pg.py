@@ -25,8 +25,8 @@ import typing as t
 
 import sqlalchemy as sa
 
-from .reading.prune import partman_config
-from .storage.model import TABLE_NAME
+from ..reading.prune import partman_config
+from ..storage.model import TABLE_NAME
 
 
 class _Report(t.Protocol):

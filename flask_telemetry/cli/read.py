@@ -11,182 +11,32 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 import time
 import typing as t
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
-from .cli_rollup import report_comparison, rollup_command
-from .reading import UNMATCHED, EventRecord, RouteSummary, Summaries
-from .reading.compare import DEFAULT_THRESHOLD
-from .reading.display import visible
-
-if t.TYPE_CHECKING:
-    from ._extension import Telemetry
-from .storage.rollup_model import RELEASE_LENGTH
-from .storage.row import length as column_length
-from .storage.vocabulary import EventType, Severity
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SHORT = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_ISO_DURATION = re.compile(
-    r"P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?"
+from ..reading import UNMATCHED, EventRecord, RouteSummary, Summaries
+from ..reading.compare import DEFAULT_THRESHOLD
+from ..reading.display import visible
+from ..storage.rollup_model import RELEASE_LENGTH
+from ..storage.row import length as column_length
+from ..storage.vocabulary import EventType, Severity
+from .common import (
+    Text,
+    TimeType,
+    cell,
+    echo_json,
+    iso,
+    print_table,
+    shown_time,
+    state,
 )
-_FORMS = (
-    "90m, 24h, 7d, an ISO 8601 duration (PT90M) or date and time (2026-11-27T10:00Z)"
-)
+from .rollup import report_comparison, rollup_command
 
-#: How often ``tail --follow`` looks for new events, in seconds.
 FOLLOW_INTERVAL = 1.0
 _sleep = time.sleep
-
-
-def parse_time(value: str) -> dt.datetime | dt.timedelta:
-    """A time the commands accept: a timedelta back from now, or a datetime.
-
-    Raises ValueError for anything else.
-    """
-    text = value.strip()
-    short = _SHORT.fullmatch(text)
-    if short:
-        return dt.timedelta(seconds=float(short.group(1)) * _UNITS[short.group(2)])
-    iso = _ISO_DURATION.fullmatch(text.upper())
-    if iso and text.upper() not in ("P", "PT") and any(iso.groupdict().values()):
-        return dt.timedelta(
-            seconds=sum(float(v) * _UNITS[k] for k, v in iso.groupdict().items() if v)
-        )
-    try:
-        when = dt.datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError:
-        raise ValueError(f"{value!r} is not a time") from None
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
-
-
-class TimeType(click.ParamType[dt.datetime | dt.timedelta, t.Any]):
-    """A click parameter of :func:`parse_time` (durations only, if asked)."""
-
-    name = "time"
-
-    def __init__(self, *, durations_only: bool = False) -> None:
-        self.durations_only = durations_only
-
-    def convert(
-        self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> dt.datetime | dt.timedelta:
-        """Parse ``value``; a usage error naming the option when it is no time."""
-        if isinstance(value, (dt.datetime, dt.timedelta)):
-            return value
-        try:
-            parsed = _in_range(parse_time(str(value)))
-        except OverflowError:
-            self.fail(f"{value!r} is out of range: years 1 to 9999 (UTC).", param, ctx)
-        except ValueError:
-            forms = "90m, 24h, 7d or an ISO 8601 duration (P7D, PT90M)"
-            self.fail(
-                f"{value!r} is not a time: use "
-                f"{forms if self.durations_only else _FORMS}.",
-                param,
-                ctx,
-            )
-        if self.durations_only and isinstance(parsed, dt.datetime):
-            self.fail(
-                f"{value!r} is a date: use a duration such as 7d or P7D.", param, ctx
-            )
-        return parsed
-
-
-def _in_range(value: dt.datetime | dt.timedelta) -> dt.datetime | dt.timedelta:
-    """``value`` when it names a UTC time of years 1 to 9999; OverflowError if not."""
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC)
-    _ = dt.datetime.now(dt.UTC) - value  # before year 1: OverflowError
-    return value
-
-
-class Text(click.ParamType[str, t.Any]):
-    """Text a column can hold: at most ``length`` characters, no NUL.
-
-    PostgreSQL refuses a NUL in any text and a lone surrogate cannot be
-    sent to any database: both are usage errors here, not driver errors.
-    """
-
-    name = "text"
-
-    def __init__(self, length: int) -> None:
-        self.length = length
-
-    def convert(
-        self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> str:
-        """``value`` as it is; a usage error naming the option when unusable."""
-        text = str(value)
-        if len(text) > self.length:
-            self.fail(f"at most {self.length} characters, not {len(text)}.", param, ctx)
-        if "\x00" in text:
-            self.fail("a NUL character cannot be stored or searched for.", param, ctx)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            self.fail(f"{text!r} is not valid UTF-8.", param, ctx)
-        return text
-
-
-def _telemetry() -> Telemetry:
-    from ._extension import Telemetry  # the extension registers these commands
-
-    return Telemetry.of(current_app._get_current_object())  # type: ignore[attr-defined]
-
-
-def _iso(value: dt.datetime | dt.timedelta | None) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.timedelta):
-        value = dt.datetime.now(dt.UTC) - value
-    return value.astimezone(dt.UTC).isoformat()
-
-
-def _shown(value: dt.datetime | dt.timedelta | None) -> str:
-    if value is None:
-        return "now"
-    if isinstance(value, dt.timedelta):
-        value = dt.datetime.now(dt.UTC) - value
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _echo_json(data: t.Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-def _table(
-    headers: t.Sequence[str],
-    rows: t.Sequence[t.Sequence[t.Any]],
-    under: t.Sequence[t.Sequence[str]] = (),
-) -> None:
-    """Print rows as columns, numbers right-aligned; ``under[i]``'s lines
-    are printed as they are under row ``i``."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    numeric = [
-        bool(rows) and all(isinstance(r[i], (int, float)) for r in rows)
-        for i in range(len(headers))
-    ]
-
-    def line(values: t.Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if right else v.ljust(w)
-            for v, w, right in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    click.echo(line(headers))
-    for index, row in enumerate(cells):
-        click.echo(line(row))
-        for extra in under[index] if under else ():
-            click.echo(extra)
 
 
 def _db_cells(r: RouteSummary) -> list[t.Any]:
@@ -194,16 +44,6 @@ def _db_cells(r: RouteSummary) -> list[t.Any]:
         return [None, None, None, None]
     share = None if r.db_share is None else round(r.db_share * 100, 1)
     return [r.mean_db_count, r.mean_db_ms, r.p95_db_ms, share]
-
-
-def _cell(value: t.Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return visible(value)
 
 
 # -- report ---------------------------------------------------------------------
@@ -285,23 +125,23 @@ def report_command(
             as_json=as_json,
         )
         return
-    telemetry = _telemetry()
+    telemetry = state()
     routes: Summaries = telemetry.request_summary(
         since=since, until=until, route=route, release=release
     )
     counts = telemetry.event_counts(since=since, until=until, route=route)
     if as_json:
-        _echo_json(
+        echo_json(
             {
-                "since": _iso(since),
-                "until": _iso(until) or _iso(dt.datetime.now(dt.UTC)),
+                "since": iso(since),
+                "until": iso(until) or iso(dt.datetime.now(dt.UTC)),
                 "routes": [r.as_dict() for r in routes[:top]],
                 "unreadable": routes.unreadable,
                 "event_counts": [c.as_dict() for c in counts],
             }
         )
         return
-    click.echo(f"Requests from {_shown(since)} to {_shown(until)}")
+    click.echo(f"Requests from {shown_time(since)} to {shown_time(until)}")
     if not routes:
         click.echo("  (no http_request_end events)")
     else:
@@ -309,7 +149,7 @@ def report_command(
         # statements: mean statements, mean and p95 ms, share of the time.
         shown = routes[:top]
         db = any(r.db_requests for r in shown)
-        _table(
+        print_table(
             [
                 "route",
                 "requests",
@@ -355,7 +195,7 @@ def report_command(
     if not counts:
         click.echo("  (none)")
     else:
-        _table(
+        print_table(
             ["event_type", "severity", "count"],
             [[c.event_type, c.severity, c.count] for c in counts],
         )
@@ -372,7 +212,7 @@ def _check_window(
     end = now - until if isinstance(until, dt.timedelta) else until
     if end < start:
         raise click.BadParameter(
-            f"{_shown(until)} is before --since ({_shown(since)}).",
+            f"{shown_time(until)} is before --since ({shown_time(since)}).",
             param_hint="'--until'",
         )
 
@@ -390,7 +230,7 @@ def trace_command(request_id: str, as_json: bool) -> None:
     Offsets are in ms from the request's start (its end less its duration,
     as on the dashboard's trace page).
     """
-    telemetry = _telemetry()
+    telemetry = state()
     found: list[EventRecord] = []
     before = None
     while _storable(request_id, column_length("request_id")):
@@ -408,7 +248,7 @@ def trace_command(request_id: str, as_json: bool) -> None:
     start = min(r.occurred_at - dt.timedelta(milliseconds=_duration(r)) for r in found)
     offsets = [(r.occurred_at - start) / dt.timedelta(milliseconds=1) for r in found]
     if as_json:
-        _echo_json(
+        echo_json(
             [
                 {**r.as_dict(), "offset_ms": o}
                 for r, o in zip(found, offsets, strict=True)
@@ -419,7 +259,7 @@ def trace_command(request_id: str, as_json: bool) -> None:
         f"Request {visible(request_id)}: {len(found)} event(s) from "
         f"{start.isoformat(timespec='milliseconds')}"
     )
-    _table(
+    print_table(
         ["offset_ms", "event_type", "severity", "route", "actor"],
         [
             [
@@ -467,8 +307,8 @@ def _metadata_lines(metadata: t.Any) -> list[str]:
     if not metadata:
         return []
     if not isinstance(metadata, dict):
-        return [_cell(f"    {_json(metadata)}")]
-    return [_cell(f"    {key}={_json(value)}") for key, value in metadata.items()]
+        return [cell(f"    {_json(metadata)}")]
+    return [cell(f"    {key}={_json(value)}") for key, value in metadata.items()]
 
 
 def _json(value: t.Any) -> str:
@@ -538,7 +378,7 @@ def tail_command(
     as_json: bool,
 ) -> None:
     """The latest events, oldest first; --follow keeps printing new ones."""
-    telemetry = _telemetry()
+    telemetry = state()
     if event_type is not None and event_type not in telemetry.event_types:
         raise click.BadParameter(
             f"{event_type!r} is no event type this app records; use one of "
@@ -664,14 +504,14 @@ def prune_command(
                 "events that recent.",
                 param_hint="'--older-than'",
             )
-    result = _telemetry().prune(
+    result = state().prune(
         older_than_days=days,
         batch_size=batch_size,
         max_seconds=max_seconds,
         dry_run=dry_run,
     )
     if as_json:
-        _echo_json(result.as_dict())
+        echo_json(result.as_dict())
     else:
         cutoff = result.cutoff.isoformat(timespec="seconds")
         if dry_run:
@@ -714,4 +554,4 @@ COMMANDS = (
     rollup_command,
 )
 
-__all__ = ["COMMANDS", "parse_time"]
+__all__ = ["COMMANDS"]

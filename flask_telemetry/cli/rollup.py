@@ -10,53 +10,42 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import typing as t
 
 import click
 from flask.cli import with_appcontext
 
-from .reading import UNMATCHED
-from .reading.compare import RouteChange, compare
-from .reading.display import visible
-
-if t.TYPE_CHECKING:
-    from ._extension import Telemetry
+from ..reading import UNMATCHED
+from ..reading.compare import RouteChange, compare
+from ..reading.display import visible
+from .common import TimeType, print_table, state
 
 #: The exit status of a comparison that found a route worse.
 WORSE_EXIT = 3
-
-
-def _telemetry() -> Telemetry:
-    from .cli_read import _telemetry as found  # the commands' one accessor
-
-    return found()
 
 
 @click.command("rollup")
 @with_appcontext
 @click.option(
     "--since",
+    type=TimeType(),
     default=None,
     help="Re-fold from the start of this day (a backfill, or rows later than "
     "the grace period): 30d, or a date. Default: from the last rollup.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead.")
-def rollup_command(since: str | None, as_json: bool) -> None:
+def rollup_command(since: dt.datetime | dt.timedelta | None, as_json: bool) -> None:
     """Fold the request ends of closed minutes into telemetry_rollups.
 
     Run it every few minutes (cron, a worker's beat, a systemd timer): it
     takes up from where it stopped. Idempotent; several at once are safe.
     """
-    from .cli_read import TimeType
-
-    bound = None if since is None else TimeType().convert(since, None, None)
-    telemetry = _telemetry()
+    telemetry = state()
     if not telemetry.settings.rollups:
         raise click.UsageError(
             "Rollups are off: set TELEMETRY_ROLLUPS = True, then run "
             "`flask db migrate` and `flask db upgrade`."
         )
-    result = telemetry.rollup(since=bound)
+    result = telemetry.rollup(since=since)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return
@@ -92,7 +81,7 @@ def report_comparison(
         )
     if baseline_release is not None and release is None:
         raise click.UsageError("--baseline-release compares with --release: give both.")
-    telemetry = _telemetry()
+    telemetry = state()
     now = dt.datetime.now(dt.UTC)
     start = now - since if isinstance(since, dt.timedelta) else since
     end = (
@@ -154,8 +143,6 @@ def report_comparison(
 
 
 def _print(changes: list[RouteChange]) -> None:
-    from .cli_read import _table
-
     def figure(change: RouteChange, side: str, field: str) -> str:
         found = getattr(change, side)
         if found is None:
@@ -189,7 +176,7 @@ def _print(changes: list[RouteChange]) -> None:
                 "; ".join(c.worse),
             ]
         )
-    _table(
+    print_table(
         [
             "route",
             "requests",

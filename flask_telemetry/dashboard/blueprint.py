@@ -23,7 +23,7 @@ from . import budget, params, views
 from .window import parse_window
 
 if t.TYPE_CHECKING:
-    from .. import Telemetry
+    from .._wiring import AppState
 
 logger = logging.getLogger("flask_telemetry")
 
@@ -53,7 +53,7 @@ _READ_METHODS = frozenset({"GET", "HEAD"})
 _ALLOWED = "flask_telemetry.dashboard.allowed"
 
 
-def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
+def make_blueprint(telemetry: AppState, *, authorize: Authorize) -> Blueprint:
     """The dashboard's blueprint, reading through ``telemetry``.
 
     Every request under the prefix, static files included, asks
@@ -81,7 +81,7 @@ def make_blueprint(telemetry: Telemetry, *, authorize: Authorize) -> Blueprint:
             abort(404)
         request.environ[_ALLOWED] = True
         # Not recorded, and no request id header: telemetry forgets it.
-        telemetry._forget_request()
+        telemetry.request.forget()
         budget.start()
         if request.method not in _READ_METHODS:
             abort(405, valid_methods=sorted(_READ_METHODS))

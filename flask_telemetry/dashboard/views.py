@@ -12,16 +12,17 @@ import typing as t
 import sqlalchemy as sa
 from flask import render_template
 
-from .. import ActorType, EventType, Severity, reading
+from .. import reading
 from ..reading import Sample, rollups, series
 from ..reading import compare as comparing
 from ..reading import sample as sampling
+from ..storage.vocabulary import ActorType, EventType, Severity
 from . import budget, charts, params
 from .window import parse_window
 from .window import rules as window_rules_for
 
 if t.TYPE_CHECKING:
-    from .. import Telemetry
+    from .._wiring import AppState
 
 #: Routes shown in the overview's table (the slowest in total first).
 MAX_ROUTES = 100
@@ -64,9 +65,9 @@ SEVERITIES = [s.value for s in Severity]
 
 
 class Reader:
-    """The view functions, reading through one :class:`Telemetry`."""
+    """The view functions, reading one application's telemetry state."""
 
-    def __init__(self, telemetry: Telemetry) -> None:
+    def __init__(self, telemetry: AppState) -> None:
         self.telemetry = telemetry
 
     # -- pages ----------------------------------------------------------------
@@ -438,7 +439,7 @@ class Reader:
 
     def _rollups(self) -> _Rollups | None:
         """The rollups to read the figures and charts from, when they are on."""
-        model = self.telemetry._required().rollup_model
+        model = self.telemetry.rollup_model
         if model is None:
             return None
         minutes, hours, days = self.telemetry.settings.rollup_retention_days
@@ -448,11 +449,11 @@ class Reader:
         )
 
     def _table(self) -> sa.Table:
-        table: sa.Table = self.telemetry.trace_model.__table__
+        table: sa.Table = self.telemetry.model.__table__
         return table
 
     def _engine(self) -> sa.Engine:
-        return self.telemetry.engine
+        return self.telemetry.engine()
 
     def _samples(
         self,
@@ -539,10 +540,10 @@ def _release(value: str | None, key: str, errors: list[str]) -> str | None:
     return value
 
 
-def window_rules(telemetry: Telemetry) -> dict[str, t.Any]:
+def window_rules(telemetry: AppState) -> dict[str, t.Any]:
     """:func:`.window.rules` for ``telemetry``'s app: longer windows with
     rollups on."""
-    model = telemetry._required().rollup_model
+    model = telemetry.rollup_model
     days = telemetry.settings.rollup_retention_days[2] if model is not None else None
     return window_rules_for(days)
 

@@ -151,7 +151,9 @@ class JobRun:
             telemetry = self.jobs.telemetry
             self.sample_rate = _sample_rate(telemetry)
             if self.sample_rate < 1.0:
-                self.keep = telemetry.keep_routine(self.correlation.trace_id)
+                self.keep = telemetry._required().keep_routine(
+                    self.correlation.trace_id
+                )
             if self.jobs.options.record_start and self.keep:
                 self._record(EventType.WORKER_JOB_START, Severity.INFO, {})
             self.db_outer = current_tally.get()
@@ -190,7 +192,7 @@ class JobRun:
             elif self.keep:
                 self._record(EventType.WORKER_JOB_END, Severity.INFO, facts)
             else:
-                self.jobs.telemetry.count_sampled_out()
+                self.jobs.telemetry._required().count_sampled_out()
 
     def close(self) -> None:
         """Deactivate the correlation (idempotent)."""

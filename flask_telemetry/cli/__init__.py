@@ -1,0 +1,23 @@
+"""The ``flask telemetry`` command group, registered on every application by
+:meth:`Telemetry.init_app <flask_telemetry.Telemetry.init_app>`.
+
+Internal: the commands are documented in ``docs/cli.rst``; this package's
+modules are not part of the API. Each command reads the application's
+telemetry state (``current_app.extensions["telemetry"]``), as the dashboard
+does.
+"""
+
+from __future__ import annotations
+
+from flask.cli import AppGroup
+
+from . import check, read
+
+telemetry_cli = AppGroup(
+    "telemetry",
+    help="Check, read and prune the telemetry table; show the telemetry settings.",
+)
+for _command in (*check.COMMANDS, *read.COMMANDS):
+    telemetry_cli.add_command(_command)
+
+__all__ = ["telemetry_cli"]
