@@ -341,7 +341,8 @@ def test_the_rollup_command(make_app: MakeApp) -> None:
 def test_the_rollup_command_says_when_rollups_are_off(make_app: MakeApp) -> None:
     bundle = make_app()
     result = bundle.app.test_cli_runner().invoke(args=["telemetry", "rollup"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Rollups are off")
     assert "TELEMETRY_ROLLUPS" in result.output
 
 
