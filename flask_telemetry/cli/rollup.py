@@ -41,7 +41,8 @@ def rollup_command(since: dt.datetime | dt.timedelta | None, as_json: bool) -> N
     """
     telemetry = state()
     if not telemetry.settings.rollups:
-        raise click.UsageError(
+        # Not a usage error: the command is right, the app is not set up.
+        raise click.ClickException(
             "Rollups are off: set TELEMETRY_ROLLUPS = True, then run "
             "`flask db migrate` and `flask db upgrade`."
         )
