@@ -552,8 +552,9 @@ def table(results: list[dict[str, t.Any]], rows: int, repeat: int) -> report.Tab
             "through the CLI runner: request_summary, and event_counts, which "
             "counts the raw rows of the window (no rollups; timed alone below "
             "it); raw rows: ``reading.request_summary`` (exact "
-            "percentiles), median of 3. Counts (requests, errors, client "
-            "errors, slow) are compared with the raw rows of the same window, "
+            "percentiles), median of 3, or one run when it takes over 5 s. "
+            "Counts (requests, errors, client errors, slow) are compared with "
+            "the raw rows of the same window, "
             "percentiles with their exact values. Folding: the first "
             "``telemetry.rollup()`` of every raw row, beside a writer storing "
             "1,000 events/s through the project's writer. Storage: "
@@ -568,7 +569,11 @@ DOCS_HEADING = "Performance\n-----------\n"
 
 
 def publish(
-    text: str, readme: str = "README.rst", docs: str = "docs/rollups.rst"
+    text: str,
+    readme: str = "README.rst",
+    docs: str = "docs/rollups.rst",
+    *,
+    note: str = "",
 ) -> None:
     """Put the table ``text`` (RST) in the README's Performance section, in
     place of an earlier rollups table or before the section's end marker
@@ -597,7 +602,7 @@ def publish(
         "Measured by ``python -m benchmarks.rollups`` (a part of ``make bench``; "
         "see its docstring for the data set and each measurement) on "
         f"{dt.date.today().isoformat()}: {machine()}, PostgreSQL and MariaDB "
-        "on 127.0.0.1, a machine shared with other work.\n\n"
+        f"on 127.0.0.1, a machine shared with other work.{note}\n\n"
         f"{text}\n\n"
         "Where the time goes. ``report`` adds ``event_counts``, which counts "
         "the raw rows of the whole window (the rollups keep request ends "
@@ -629,6 +634,9 @@ def main(argv: list[str] | None = None) -> int:
         help="print (and --publish) the table of an earlier --json run",
     )
     parser.add_argument(
+        "--note", default="", help="a sentence on the run for docs/rollups.rst"
+    )
+    parser.add_argument(
         "--publish",
         action="store_true",
         help="write the table into README.rst and docs/rollups.rst",
@@ -648,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(results, rows, args.repeat).rst()
     print(text)
     if args.publish:
-        publish(text)
+        publish(text, note=f" {args.note}" if args.note else "")
     return 0
 
 

@@ -442,7 +442,7 @@ class Reader:
         model = self.telemetry.rollup_model
         if model is None:
             return None
-        minutes, hours, days = self.telemetry.settings.rollup_retention_days
+        minutes, hours, days = self.telemetry.settings.ROLLUP_RETENTION_DAYS
         return _Rollups(
             model.__table__,
             rollups.Retention(minutes=minutes, hours=hours, days=days),
@@ -544,7 +544,7 @@ def window_rules(telemetry: AppState) -> dict[str, t.Any]:
     """:func:`.window.rules` for ``telemetry``'s app: longer windows with
     rollups on."""
     model = telemetry.rollup_model
-    days = telemetry.settings.rollup_retention_days[2] if model is not None else None
+    days = telemetry.settings.ROLLUP_RETENTION_DAYS[2] if model is not None else None
     return window_rules_for(days)
 
 
