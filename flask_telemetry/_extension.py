@@ -80,7 +80,7 @@ class Telemetry(ReadApi):
             app,
             db,
             settings,
-            trace_model(db, settings.bind_key),
+            trace_model(db, settings.BIND_KEY),
             owner=self,
             event_types=self._event_values,
             actor_loader=lambda: self._actor_loader,
@@ -88,7 +88,7 @@ class Telemetry(ReadApi):
         app.extensions["telemetry"] = state
         app.cli.add_command(telemetry_cli)
         self._states.add(state)
-        if settings.enabled:
+        if settings.ENABLED:
             state.request.register(app)
 
     # -- public API -----------------------------------------------------------
@@ -113,7 +113,7 @@ class Telemetry(ReadApi):
         if state is None:
             self._unrouted()
             return
-        if not state.settings.enabled:
+        if not state.settings.ENABLED:
             return
         state.request.record(
             event_type,  # type: ignore[arg-type]
@@ -270,7 +270,7 @@ class Telemetry(ReadApi):
         # Recorded with no app context while serving several apps: the event
         # could belong to any of them, so each counts it (and says so).
         for state in list(self._states):
-            if state.settings.enabled:
+            if state.settings.ENABLED:
                 state.recorder.skip("no_app")
                 state.recorder.log.error(
                     "no_app",

@@ -131,7 +131,7 @@ class ReadApi:
             source.model.__table__,
             required_rollups(source).__table__,
             since=since,
-            grace=dt.timedelta(seconds=source.settings.rollup_grace_s),
+            grace=dt.timedelta(seconds=source.settings.ROLLUP_GRACE_S),
             retention=retention(source.settings),
         )
 
@@ -166,7 +166,7 @@ class ReadApi:
         :func:`flask_telemetry.reading.prune`."""
         source = self._readable()
         days = (
-            source.settings.retention_days
+            source.settings.RETENTION_DAYS
             if older_than_days is None
             else older_than_days
         )
@@ -200,5 +200,5 @@ def required_rollups(source: Readable) -> type[t.Any]:
 
 def retention(settings: Settings) -> rollups.Retention:
     """How long the rollups keep each bucket size."""
-    minutes, hours, days = settings.rollup_retention_days
+    minutes, hours, days = settings.ROLLUP_RETENTION_DAYS
     return rollups.Retention(minutes=minutes, hours=hours, days=days)

@@ -124,7 +124,7 @@ def build_state(
     actor_loader: t.Callable[[], ActorLoader | None],
 ) -> AppState:
     """Wire ``settings`` into writer, delivery, recorder and request hooks."""
-    bind_key = settings.bind_key
+    bind_key = settings.BIND_KEY
 
     def engine() -> sa.Engine:
         with app.app_context():
@@ -133,41 +133,41 @@ def build_state(
     stats = Stats()
     log = RateLimitedLog()
     breaker = CircuitBreaker(
-        threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown
+        threshold=settings.BREAKER_THRESHOLD, cooldown=settings.BREAKER_COOLDOWN
     )
     recorder = Recorder(
         _delivery(settings, engine, model.__table__, event_types, stats, log, breaker),
         stats,
         log,
         event_types=event_types,
-        strict=settings.strict,
+        strict=settings.STRICT,
         privacy=Privacy(
-            redact_keys=settings.redact_keys,
-            max_bytes=settings.metadata_max_bytes,
-            ip_mode=settings.ip_mode,
-            ip_key=settings.ip_hash_key,
+            redact_keys=settings.REDACT_KEYS,
+            max_bytes=settings.METADATA_MAX_BYTES,
+            ip_mode=settings.IP_MODE,
+            ip_key=settings.IP_HASH_KEY,
         ),
-        release=settings.release,
+        release=settings.RELEASE,
     )
     request = RequestTelemetry(
         recorder,
-        header=settings.request_id_header,
-        record_requests=settings.record_requests,
+        header=settings.REQUEST_ID_HEADER,
+        record_requests=settings.RECORD_REQUESTS,
         actor_loader=actor_loader,
-        rules=RouteRules(settings.exclude),
+        rules=RouteRules(settings.EXCLUDE),
         policy=RequestEndPolicy(
-            slow_ms=settings.slow_request_ms,
-            slow_ms_by_endpoint=settings.slow_request_ms_by_endpoint,
-            sampler=Sampler(settings.sample_rate),
-            keep_status=settings.sample_keep_status,
+            slow_ms=settings.SLOW_REQUEST_MS,
+            slow_ms_by_endpoint=settings.SLOW_REQUEST_MS_BY_ENDPOINT,
+            sampler=Sampler(settings.SAMPLE_RATE),
+            keep_status=settings.SAMPLE_KEEP_STATUS,
         ),
-        traceparent=settings.traceparent,
+        traceparent=settings.TRACEPARENT,
     )
     return AppState(
         owner=owner,
         settings=settings,
         model=model,
-        rollup_model=rollup_model(db, bind_key) if settings.rollups else None,
+        rollup_model=rollup_model(db, bind_key) if settings.ROLLUPS else None,
         engine=engine,
         stats=stats,
         breaker=breaker,
@@ -189,30 +189,30 @@ def _delivery(
     writer, release = _writer(settings, engine, table, event_types)
     store = BatchStore(writer, stats, log, release=release)
     weakref.finalize(store, release)
-    if settings.delivery == "async" and not writer.shares_connection:
+    if settings.DELIVERY == "async" and not writer.shares_connection:
         return BackgroundDelivery(
             store,
             breaker,
-            queue_size=settings.queue_size,
-            max_bytes=settings.queue_max_bytes,
-            batch_size=settings.batch_size,
-            flush_interval=settings.flush_interval,
-            shutdown_timeout=settings.shutdown_timeout,
-            max_retries=settings.max_retries,
-            retry_backoff=settings.retry_backoff,
-            idle_disconnect=settings.idle_disconnect_s,
+            queue_size=settings.QUEUE_SIZE,
+            max_bytes=settings.QUEUE_MAX_BYTES,
+            batch_size=settings.BATCH_SIZE,
+            flush_interval=settings.FLUSH_INTERVAL,
+            shutdown_timeout=settings.SHUTDOWN_TIMEOUT,
+            max_retries=settings.MAX_RETRIES,
+            retry_backoff=settings.RETRY_BACKOFF,
+            idle_disconnect=settings.IDLE_DISCONNECT_S,
         )
     return SyncDelivery(
         store,
         breaker,
-        deadline=settings.sync_deadline_ms / 1000,
+        deadline=settings.SYNC_DEADLINE_MS / 1000,
         # A failure this slow was a timeout: no use trying again soon.
-        trip_after=min(settings.sync_deadline_ms, settings.lock_timeout_ms) / 2000,
-        max_pending=settings.queue_size,
-        max_bytes=settings.queue_max_bytes,
-        batch_size=settings.batch_size,
-        shutdown_timeout=settings.shutdown_timeout,
-        idle_disconnect=settings.idle_disconnect_s,
+        trip_after=min(settings.SYNC_DEADLINE_MS, settings.LOCK_TIMEOUT_MS) / 2000,
+        max_pending=settings.QUEUE_SIZE,
+        max_bytes=settings.QUEUE_MAX_BYTES,
+        batch_size=settings.BATCH_SIZE,
+        shutdown_timeout=settings.SHUTDOWN_TIMEOUT,
+        idle_disconnect=settings.IDLE_DISCONNECT_S,
     )
 
 
@@ -223,7 +223,7 @@ def _writer(
     event_types: tuple[str, ...],
 ) -> tuple[TraceWriter, t.Callable[[], None]]:
     """The writer of ``table``, and what disposes of the pool it made."""
-    bind_key = settings.bind_key
+    bind_key = settings.BIND_KEY
     own: list[sa.Engine] = []
 
     def writer_engine() -> sa.Engine:
@@ -247,13 +247,13 @@ def _writer(
         writer_engine,
         table,
         event_types=event_types,
-        lock_timeout_ms=settings.lock_timeout_ms,
-        statement_timeout_ms=settings.statement_timeout_ms,
-        durable_commit=settings.durable_commit,
+        lock_timeout_ms=settings.LOCK_TIMEOUT_MS,
+        statement_timeout_ms=settings.STATEMENT_TIMEOUT_MS,
+        durable_commit=settings.DURABLE_COMMIT,
         # Only a bind of telemetry's own: the application's default
         # engine keeps the connect timeout the application gave it.
         connect_timeout_ms=(
-            settings.connect_timeout_ms if bind_key is not None else None
+            settings.CONNECT_TIMEOUT_MS if bind_key is not None else None
         ),
     )
     return writer, release

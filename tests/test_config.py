@@ -57,10 +57,10 @@ def test_hash_mode_needs_a_secret() -> None:
 def test_hash_mode_derives_its_key_from_secret_key() -> None:
     app = _init(**{ConfigVars.IP_MODE: "hash"}, SECRET_KEY="app-secret")
     settings = app.extensions["telemetry"].settings
-    assert settings.ip_hash_key not in (None, b"app-secret")
+    assert settings.IP_HASH_KEY not in (None, b"app-secret")
     assert "app-secret" not in repr(settings)
     other = _init(**{ConfigVars.IP_MODE: "hash", ConfigVars.IP_HASH_KEY: "k" * 32})
-    assert other.extensions["telemetry"].settings.ip_hash_key == b"k" * 32
+    assert other.extensions["telemetry"].settings.IP_HASH_KEY == b"k" * 32
     assert "kkkk" not in repr(other.extensions["telemetry"].settings)
 
 
@@ -89,9 +89,9 @@ def test_good_values_are_accepted() -> None:
         }
     )
     settings = app.extensions["telemetry"].settings
-    assert settings.sample_rate == 0.0
-    assert settings.redact_keys == ("ssn",)
-    assert dict(settings.slow_request_ms_by_endpoint) == {
+    assert settings.SAMPLE_RATE == 0.0
+    assert settings.REDACT_KEYS == ("ssn",)
+    assert dict(settings.SLOW_REQUEST_MS_BY_ENDPOINT) == {
         "export": 30_000,
         "api.*": 200,
     }

@@ -118,7 +118,7 @@ def test_distributions_hold_the_package_and_pass_twine(
             for line in wheel.read(metadata).decode().splitlines()
             if line.startswith("Requires-Dist:")
         ]
-    for module in ("py.typed", "__init__.py", "cli.py", "testing.py"):
+    for module in ("py.typed", "__init__.py", "cli/__init__.py", "testing.py"):
         assert f"flask_telemetry/{module}" in names
     assert "flask_telemetry/pytest_plugin.py" in names
     dashboard = "flask_telemetry/dashboard/"

@@ -55,9 +55,9 @@ def check_command() -> None:
     table: sa.Table = app.model.__table__
     engine = app.engine()
     where = engine.url.render_as_string(hide_password=True)
-    bind = "the default bind" if settings.bind_key is None else settings.bind_key
+    bind = "the default bind" if settings.BIND_KEY is None else settings.BIND_KEY
     click.echo(f"Checking {TABLE_NAME} on {bind} ({where})")
-    if not settings.enabled:
+    if not settings.ENABLED:
         click.echo(f"  note  {ConfigVars.ENABLED} is False: nothing is recorded.")
     report = _Report()
     try:
@@ -67,9 +67,9 @@ def check_command() -> None:
                 check_pooler(conn, report)
             if _check_table(conn, table, report):
                 conn.rollback()  # end the transaction the inspection began
-                _probe(conn, table, settings.statement_timeout_ms, report)
+                _probe(conn, table, settings.STATEMENT_TIMEOUT_MS, report)
                 if conn.dialect.name == "postgresql":
-                    check_partitions(conn, table, settings.statement_timeout_ms, report)
+                    check_partitions(conn, table, settings.STATEMENT_TIMEOUT_MS, report)
     except sa_exc.SQLAlchemyError as exc:
         cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""

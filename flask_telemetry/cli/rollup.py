@@ -40,7 +40,7 @@ def rollup_command(since: dt.datetime | dt.timedelta | None, as_json: bool) -> N
     takes up from where it stopped. Idempotent; several at once are safe.
     """
     telemetry = state()
-    if not telemetry.settings.rollups:
+    if not telemetry.settings.ROLLUPS:
         # Not a usage error: the command is right, the app is not set up.
         raise click.ClickException(
             "Rollups are off: set TELEMETRY_ROLLUPS = True, then run "

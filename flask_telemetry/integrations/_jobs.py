@@ -249,7 +249,7 @@ class JobRun:
 
 def _sample_rate(telemetry: Telemetry) -> float:
     try:
-        return telemetry.settings.sample_rate
+        return telemetry.settings.SAMPLE_RATE
     except RuntimeError:  # no app to ask: keep everything
         return 1.0
 

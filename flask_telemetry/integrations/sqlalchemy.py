@@ -124,14 +124,14 @@ class Options:
         if self.n_plus_one_threshold is not None:
             return self.n_plus_one_threshold
         key = _Keys.N_PLUS_ONE_THRESHOLD
-        return t.cast(int, key.load({key: app.config.get(key, key.default)}))
+        return key.load({key: app.config.get(key, key.default)})
 
     def profile_rate(self, app: Flask) -> float:
         """The share of requests profiled on ``app``."""
         if self.query_profile_rate is not None:
             return float(self.query_profile_rate)
         key = _Keys.QUERY_PROFILE_RATE
-        return t.cast(float, key.load({key: app.config.get(key, key.default)}))
+        return key.load({key: app.config.get(key, key.default)})
 
     def threshold_ms(self, app: Flask) -> float | None:
         """The threshold in force on ``app``; None when nothing is timed."""
@@ -209,7 +209,7 @@ class _Instrumented:
 
     def _max_bytes(self) -> int:
         try:
-            return int(self.telemetry.settings.metadata_max_bytes) - 512
+            return int(self.telemetry.settings.METADATA_MAX_BYTES) - 512
         except Exception:
             return 8192 - 512
 
