@@ -480,7 +480,7 @@ def table(results: list[dict[str, t.Any]], rows: int, repeat: int) -> report.Tab
         )
     for label, _ in WINDOWS:
         line(
-            f"  of which event_counts {label}",
+            f"report's event_counts {label}",
             lambda r, w=label: _ms(read(r, w)["event_counts_s"]),
         )
     for label in RAW_WINDOWS:
