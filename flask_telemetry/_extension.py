@@ -218,7 +218,8 @@ class Telemetry(ReadApi):
 
     @property
     def settings(self) -> Settings:
-        """The validated ``TELEMETRY_*`` settings, read once at ``init_app``."""
+        """The validated ``TELEMETRY_*`` settings, read once at ``init_app``:
+        one attribute per :class:`ConfigVars` name (``settings.RETENTION_DAYS``)."""
         return self._required().settings
 
     @property
@@ -315,7 +316,7 @@ class Telemetry(ReadApi):
             return
         if not callable(authorize):
             raise ValueError(f"authorize must be a callable, not {authorize!r}.")
-        from .dashboard import make_blueprint
+        from .dashboard.blueprint import make_blueprint
 
         # Not excluded by endpoint: a refused request is recorded, and
         # answered, like any other 404 of the app; an allowed one calls

@@ -1,10 +1,11 @@
 """The ``flask telemetry`` command group, registered on every application by
 :meth:`Telemetry.init_app <flask_telemetry.Telemetry.init_app>`.
 
-Internal: the commands are documented in ``docs/cli.rst``; this package's
-modules are not part of the API. Each command reads the application's
-telemetry state (``current_app.extensions["telemetry"]``), as the dashboard
-does.
+Each command reads the application's telemetry state
+(``current_app.extensions["telemetry"]``), as the dashboard does.
+
+:meta private: internal; the commands are documented in ``docs/cli.rst``, not
+this package's modules.
 """
 
 from __future__ import annotations
@@ -20,4 +21,4 @@ telemetry_cli = AppGroup(
 for _command in (*check.COMMANDS, *read.COMMANDS):
     telemetry_cli.add_command(_command)
 
-__all__ = ["telemetry_cli"]
+__all__: list[str] = []

@@ -6,3 +6,5 @@ logged, never raised to the caller.
 
 :meta private: internal; the public names are exported by ``flask_telemetry``.
 """
+
+__all__: list[str] = []

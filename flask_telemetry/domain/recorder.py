@@ -11,7 +11,6 @@ from ..storage import row
 from ..storage.vocabulary import ActorType, EventType, Severity
 from .delivery.protocol import Delivery
 from .delivery.stats import Stats
-from .intent import TraceIntent
 from .log import RateLimitedLog
 from .mapping import Pending
 from .privacy import Privacy, clean_text, is_mapping
@@ -78,20 +77,6 @@ class Recorder:
         self._severities = _lookup(s.value for s in Severity)
         self._actor_types = _lookup(a.value for a in ActorType)
 
-    def record(self, intent: TraceIntent) -> None:
-        """Record one event; returns once it is stored (sync) or queued (async)."""
-        self.record_values(
-            intent.event_type,
-            intent.severity,
-            intent.actor_type,
-            intent.actor_id,
-            intent.metadata,
-            intent.request_id,
-            intent.route_name,
-            intent.ip_address,
-            intent.user_agent,
-        )
-
     def record_values(
         self,
         event_type: object,
@@ -104,10 +89,11 @@ class Recorder:
         ip_address: str | None = None,
         user_agent: str | None = None,
     ) -> None:
-        """:meth:`record` of the :class:`TraceIntent` these values make,
-        without making it: the request hooks call this on every
-        ``telemetry.record()``, where the frozen dataclass's ``__init__`` (one
-        ``object.__setattr__`` per field) was a sizeable share of the call."""
+        """Record one event; returns once it is stored (sync) or queued
+        (async). Plain arguments rather than one object: the request hooks
+        call this on every ``telemetry.record()``, where building a frozen
+        dataclass (one ``object.__setattr__`` per field) was a sizeable
+        share of the call."""
         try:
             queued = self._check(
                 event_type,

@@ -5,3 +5,5 @@ No persistence and no policy here: the request context, the request id and
 
 :meta private: internal; the public names are exported by ``flask_telemetry``.
 """
+
+__all__: list[str] = []

@@ -121,7 +121,6 @@ class RequestTelemetry:
         except Exception as exc:  # hostile arguments: count, never raise
             self.recorder.reject(exc)
             return
-        # Recorder.record(TraceIntent(...)), without building the intent.
         if ctx is not None:
             self.recorder.record_values(
                 event_type,

@@ -5,3 +5,5 @@ raises :class:`~flask_telemetry.exceptions.TelemetryStorageException`.
 
 :meta private: internal; the public names are exported by ``flask_telemetry``.
 """
+
+__all__: list[str] = []

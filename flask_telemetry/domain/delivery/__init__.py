@@ -7,3 +7,5 @@ INSERT and the isolation of bad rows), ``breaker`` and ``stats``.
 
 :meta private: internal.
 """
+
+__all__: list[str] = []
