@@ -11,15 +11,18 @@ counts the instructions of fixed loops only:
   without and with one ``record()`` in the view;
 - *writer*, per database: the writer thread's work for the events those
   requests queued (one ``http_request_end`` and one ``cache_miss`` with
-  metadata per request), from the queued tuples to the committed rows, in
-  batches of 500; next to the plain DBAPI bulk path of the same rows:
+  metadata per request; queued once, stored on each database), from the
+  queued tuples to the committed rows, in batches of 500; next to the plain
+  DBAPI bulk path of the same rows:
   tuples built with ``json.dumps`` and the timestamp, then ``executemany``
   (sqlite3, PyMySQL's multi-row INSERT) or ``COPY ... FROM STDIN``
   (psycopg), 500 rows per transaction.
 
-Each loop runs inside ``sys.call_tracing()``, which callgrind is told to
-count (``--toggle-collect``) and to dump after (``--dump-after``); the cost
-of an empty loop is subtracted. The database servers run outside valgrind:
+The children start with callgrind's instrumentation off and turn it on
+(``callgrind_control``) once their imports are done, which takes a third off
+the run. Each loop runs inside ``sys.call_tracing()``, which callgrind is
+told to count (``--toggle-collect``) and to dump after (``--dump-after``);
+the cost of an empty loop is subtracted. The database servers run outside valgrind:
 the counts are the client's (this process's) instructions, as the writer's
 CPU per event is. Counts vary by a fraction of a percent between runs (the
 servers' replies arrive in different-sized reads), not with the load.
@@ -41,6 +44,8 @@ import tempfile
 import typing as t
 
 #: Requests per counted loop, and events per writer loop (two per request).
+#: The writer's events are counted in batches of ``BATCH``: a smaller
+#: ``events`` (a multiple of ``BATCH``) gives the same per-event figure sooner.
 REQUESTS = 200
 BATCH = 500
 EVENTS = 2000
@@ -84,7 +89,11 @@ class _Regions:
         self.names.append((name, loops))
 
 
-def _request_child(regions: _Regions, workdir: str) -> None:
+#: The request path's variants, by the key their count is reported under.
+VARIANTS = ("bare", "sqla", "async-idle-sqlite", "async-idle-sqlite-extra")
+
+
+def _request_child(regions: _Regions, workdir: str, keys: t.Sequence[str]) -> None:
     from .apps import Variant, build
 
     url = f"sqlite:///{os.path.join(workdir, 'requests')}.db"
@@ -94,7 +103,8 @@ def _request_child(regions: _Regions, workdir: str) -> None:
         "async-idle-sqlite": Variant(kind="async-idle", db="sqlite"),
         "async-idle-sqlite-extra": Variant(kind="async-idle", db="sqlite", extra=True),
     }
-    for key, variant in variants.items():
+    for key in keys:
+        variant = variants[key]
         built = build(variant, url)
         client = built.app.test_client()
 
@@ -108,26 +118,37 @@ def _request_child(regions: _Regions, workdir: str) -> None:
         built.settle()
 
 
-def _pendings(db: str, url: str) -> tuple[t.Any, list[t.Any]]:
+def _pendings(
+    db: str, url: str, events: int, queued: list[t.Any] | None
+) -> tuple[t.Any, list[t.Any]]:
+    """The app storing into ``url``, and the requests' pending events.
+
+    The pendings do not depend on the database: the first database's
+    requests queue them (``queued`` None), the next ones reuse them.
+    """
     from .apps import Variant, build
 
     built = build(Variant(kind="async-idle", db=db, extra=True), url)
+    if queued is not None:
+        return built, queued
     delivery = built.app.extensions["telemetry"].delivery
     client = built.app.test_client()
-    for _ in range(EVENTS // 2 + BATCH // 2):
+    for _ in range(events // 2 + BATCH // 2):
         client.get("/hello", headers={"User-Agent": "benchmark/1.0 (X11; Linux)"})
     queued = list(delivery._queue)
     delivery._queue.clear()
     return built, queued
 
 
-def _writer_child(regions: _Regions, db: str, url: str) -> None:
+def _writer_child(
+    regions: _Regions, db: str, url: str, events: int, pendings: list[t.Any] | None
+) -> list[t.Any]:
     from flask_telemetry.domain.delivery.batch import Outcome
     from flask_telemetry.domain.mapping import build_event
 
-    built, queued = _pendings(db, url)
+    built, pendings = _pendings(db, url, events, pendings)
     delivery = built.app.extensions["telemetry"].delivery
-    warm, queued = queued[:BATCH], queued[BATCH : BATCH + EVENTS]
+    warm, queued = pendings[:BATCH], pendings[BATCH : BATCH + events]
     written: list[int] = []
 
     def ours(batches: list[list[t.Any]]) -> None:
@@ -139,11 +160,11 @@ def _writer_child(regions: _Regions, db: str, url: str) -> None:
     ours([warm])
     regions.count(
         f"writer-{db}",
-        EVENTS,
-        lambda: ours([queued[i : i + BATCH] for i in range(0, EVENTS, BATCH)]),
+        events,
+        lambda: ours([queued[i : i + BATCH] for i in range(0, events, BATCH)]),
     )
-    if sum(written) != BATCH + EVENTS:
-        raise RuntimeError(f"{db}: wrote {sum(written)} of {BATCH + EVENTS}")
+    if sum(written) != BATCH + events:
+        raise RuntimeError(f"{db}: wrote {sum(written)} of {BATCH + events}")
     # The same rows for the plain DBAPI path: metadata as its dict, the time
     # as the epoch seconds the queue holds.
     values = []
@@ -157,12 +178,13 @@ def _writer_child(regions: _Regions, db: str, url: str) -> None:
     insert(values[:BATCH])
     regions.count(
         f"raw-{db}",
-        EVENTS,
-        lambda: [insert(values[i : i + BATCH]) for i in range(0, EVENTS, BATCH)],
+        events,
+        lambda: [insert(values[i : i + BATCH]) for i in range(0, events, BATCH)],
     )
     raw.close()
     with built.app.app_context():
         built.telemetry.shutdown(5.0)  # type: ignore[union-attr]
+    return pendings
 
 
 def _raw_inserter(db: str, raw: t.Any) -> t.Callable[[list[t.Any]], None]:
@@ -203,16 +225,42 @@ def _raw_inserter(db: str, raw: t.Any) -> t.Callable[[list[t.Any]], None]:
     return executemany
 
 
+def _instrument() -> None:
+    """Turn callgrind's instrumentation on in this process.
+
+    The child starts with it off (``--instr-atstart=no``): the imports, a
+    third of the run under full instrumentation, then cost a few times less.
+    Only instructions inside the counted loops are counted either way.
+    """
+    done = subprocess.run(
+        ["callgrind_control", "--instr=on", str(os.getpid())],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"callgrind_control failed: {done.stdout}{done.stderr}")
+
+
 def _child(args: argparse.Namespace) -> None:
+    import importlib
+
+    # What the loops import, imported before the instrumentation starts.
+    modules = ["benchmarks.apps", "flask_telemetry.domain.mapping", "sqlite3"]
+    if args.child == "writer":
+        modules += ["flask_telemetry.domain.delivery.batch", "psycopg", "pymysql"]
+    for module in modules:
+        importlib.import_module(module)
+    _instrument()
     regions = _Regions()
     regions.count("empty", 1, lambda: None)
     if args.child == "request":
-        _request_child(regions, args.workdir)
+        _request_child(regions, args.workdir, args.variants.split(","))
     else:
         urls = {"sqlite": f"sqlite:///{os.path.join(args.workdir, 'writer')}.db"}
         urls.update(postgresql=args.postgres, mariadb=args.mariadb)
+        pendings = None
         for db in args.databases.split(","):
-            _writer_child(regions, db, urls[db])
+            pendings = _writer_child(regions, db, urls[db], args.events, pendings)
     with open(args.out, "w") as out:
         json.dump(regions.names, out)
 
@@ -235,6 +283,7 @@ def _run_child(kind: str, argv: list[str], scratch: str) -> dict[str, float]:
     command = [
         "valgrind",
         "--tool=callgrind",
+        "--instr-atstart=no",
         "--collect-atstart=no",
         f"--toggle-collect={TOGGLE}",
         f"--dump-after={TOGGLE}",
@@ -275,19 +324,38 @@ def run(
     *,
     databases: t.Sequence[str] = ("sqlite", "postgresql", "mariadb"),
     only: str | None = None,
+    variants: t.Sequence[str] = VARIANTS,
+    events: int = EVENTS,
 ) -> Counts:
-    """Count the loops in two callgrind children run side by side."""
+    """Count the loops in two callgrind children run side by side.
+
+    ``variants`` are the request path's variants to count (keys of
+    :data:`VARIANTS`), ``events`` the writer's events per database (a
+    multiple of :data:`BATCH`).
+    """
     if shutil.which("valgrind") is None:
         raise RuntimeError("valgrind is not installed")
+    if events <= 0 or events % BATCH:
+        raise ValueError(f"events must be a positive multiple of {BATCH}")
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown variants: {', '.join(sorted(unknown))}")
     scratch = tempfile.mkdtemp(prefix="callgrind_", dir=workdir)
     common = ["--workdir", workdir, "--postgres", postgres, "--mariadb", mariadb]
     from concurrent.futures import ThreadPoolExecutor
 
-    writer_args = [*common, "--databases", ",".join(databases)]
+    request_args = [*common, "--variants", ",".join(variants)]
+    writer_args = [
+        *common,
+        "--databases",
+        ",".join(databases),
+        "--events",
+        str(events),
+    ]
     with ThreadPoolExecutor(2) as pool:
         request = writer = None
         if only in (None, "request"):
-            request = pool.submit(_run_child, "request", common, scratch)
+            request = pool.submit(_run_child, "request", request_args, scratch)
         if only in (None, "writer"):
             writer = pool.submit(_run_child, "writer", writer_args, scratch)
         per_request = request.result() if request is not None else {}
@@ -313,6 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres")
     parser.add_argument("--mariadb")
     parser.add_argument("--databases", default="sqlite,postgresql,mariadb")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--events", type=int, default=EVENTS, help="writer events per database"
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the counts to PATH as JSON"
+    )
     parser.add_argument(
         "--only", choices=["request", "writer"], help="count one side only"
     )
@@ -329,7 +404,12 @@ def main(argv: list[str] | None = None) -> int:
             urls.mariadb,
             databases=args.databases.split(","),
             only=args.only,
+            variants=args.variants.split(","),
+            events=args.events,
         )
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(dataclasses.asdict(counts), out, indent=2)
     bare = counts.request.get("bare", 1.0)
     for key, value in counts.request.items():
         print(
