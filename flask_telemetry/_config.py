@@ -23,15 +23,29 @@ import dataclasses
 import difflib
 import hashlib
 import hmac
-import os
-import re
 import types
 import typing as t
 
+from ._checks import (
+    Check,
+    Config,
+    bind_key,
+    boolean,
+    header_name,
+    http_status,
+    ms_by_endpoint,
+    number,
+    one_of,
+    optional,
+    rate,
+    release_name,
+    retention_levels,
+    secret_bytes,
+    selectors,
+    strings,
+)
 from .domain.privacy import DEFAULT_REDACT_KEYS, IP_MODES
 
-Config = t.Mapping[str, t.Any]
-Check = t.Callable[[Config, "Key[t.Any]"], t.Any]
 T = t.TypeVar("T", covariant=True)
 
 
@@ -74,183 +88,6 @@ class Key(str, t.Generic[T]):
         def __get__(self, obj: object, owner: type) -> Key[T] | T: ...
 
 
-# -- checks: each returns the value to keep or raises ValueError naming the key
-
-
-def boolean(config: Config, key: Key[t.Any]) -> bool:
-    value = config[key]
-    if not isinstance(value, bool):
-        raise ValueError(f"{key} must be True or False, not {value!r}.")
-    return value
-
-
-def number(*, integer: bool = False, minimum: float = 0) -> Check:
-    def check(config: Config, key: Key[t.Any]) -> t.Any:
-        value = config[key]
-        kinds: tuple[type, ...] = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:  # type: ignore[operator]
-            kind = "an integer" if integer else "a number"
-            raise ValueError(f"{key} must be {kind} >= {minimum}, not {value!r}.")
-        return value
-
-    return check
-
-
-def one_of(*values: t.Any) -> Check:
-    def check(config: Config, key: Key[t.Any]) -> t.Any:
-        value = config[key]
-        if value not in values:
-            shown = "one of " + ", ".join(map(repr, values))
-            if len(values) == 2:
-                shown = f"{values[0]!r} or {values[1]!r}"
-            raise ValueError(f"{key} must be {shown}, not {value!r}.")
-        return value
-
-    return check
-
-
-def optional(check: Check) -> Check:
-    """``check``, or None when the value is None."""
-
-    def checked(config: Config, key: Key[t.Any]) -> t.Any:
-        return None if config[key] is None else check(config, key)
-
-    return checked
-
-
-def strings(config: Config, key: Key[t.Any]) -> tuple[str, ...]:
-    value = config[key]
-    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
-        raise ValueError(f"{key} must be a list of strings, not {value!r}.")
-    if not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"{key} must hold non-empty strings only, not {value!r}.")
-    return tuple(value)
-
-
-def _bind_key(config: Config, key: Key[t.Any]) -> str | None:
-    value = config[key]
-    binds = config.get("SQLALCHEMY_BINDS") or {}
-    if value is not None and value not in binds:
-        raise ValueError(
-            f"{key} is {value!r}, which is not a key of "
-            f"SQLALCHEMY_BINDS ({sorted(binds)})."
-        )
-    return t.cast("str | None", value)
-
-
-_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-
-
-def _header(config: Config, key: Key[t.Any]) -> str:
-    value = config[key]
-    if not isinstance(value, str) or not _HEADER.fullmatch(value):
-        raise ValueError(f"{key} must be an HTTP header name, not {value!r}.")
-    return value
-
-
-def _exclude(config: Config, key: Key[t.Any]) -> tuple[str, ...]:
-    selectors = strings(config, key)
-    for selector in selectors:
-        if selector.startswith("/") and "*" in selector[:-1]:
-            raise ValueError(
-                f"{key}: a path prefix may only end with '*', not {selector!r}."
-            )
-    return selectors
-
-
-def _slow_by_endpoint(config: Config, key: Key[t.Any]) -> t.Mapping[str, float]:
-    value = config[key]
-    if not isinstance(value, t.Mapping) or not all(
-        isinstance(k, str)
-        and k
-        and not isinstance(v, bool)
-        and isinstance(v, (int, float))
-        and v >= 0
-        for k, v in value.items()
-    ):
-        raise ValueError(
-            f"{key} must map endpoint names (or patterns such as 'admin.*') to "
-            f"milliseconds >= 0, not {value!r}."
-        )
-    return types.MappingProxyType(dict(value))
-
-
-#: Where the release is read from when TELEMETRY_RELEASE is unset: the
-#: environment variables deploy tools set, first found wins.
-RELEASE_ENVIRON = (
-    "TELEMETRY_RELEASE",
-    "SENTRY_RELEASE",
-    "SOURCE_VERSION",
-    "HEROKU_SLUG_COMMIT",
-    "GIT_COMMIT",
-)
-
-
-def _release(config: Config, key: Key[t.Any]) -> str | None:
-    value = config[key]
-    if value is None:
-        value = next(
-            (os.environ[n] for n in RELEASE_ENVIRON if os.environ.get(n)), None
-        )
-        if value is None:
-            return None
-    if not isinstance(value, str) or not value.strip() or len(value) > 64:
-        raise ValueError(
-            f"{key} must be a text of 1 to 64 characters (a version or a commit), "
-            f"not {value!r}."
-        )
-    if not value.isprintable():
-        raise ValueError(f"{key} must hold printable characters only, not {value!r}.")
-    return value.strip()
-
-
-def _retention_levels(config: Config, key: Key[t.Any]) -> tuple[float, float, float]:
-    value = config[key]
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 3
-        or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-            for v in value
-        )
-        or not value[0] <= value[1] <= value[2]
-    ):
-        raise ValueError(
-            f"{key} must be three numbers of days, for the minute, hour and day "
-            f"buckets, each at least the one before (such as (2, 35, 400)), not "
-            f"{value!r}."
-        )
-    return (float(value[0]), float(value[1]), float(value[2]))
-
-
-def _rate(config: Config, key: Key[t.Any]) -> float:
-    value = config[key]
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not (0 <= value <= 1)
-    ):
-        raise ValueError(f"{key} must be a number from 0.0 to 1.0, not {value!r}.")
-    return float(value)
-
-
-def _status(config: Config, key: Key[t.Any]) -> int:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 600:
-        raise ValueError(
-            f"{key} must be an HTTP status from 100 to 600 (600 keeps no status), "
-            f"not {value!r}."
-        )
-    return value
-
-
-def _secret(config: Config, key: Key[t.Any]) -> bytes | None:
-    value = config[key]
-    if value is not None and not (isinstance(value, (str, bytes)) and value):
-        raise ValueError(f"{key} must be a non-empty str or bytes, or None.")
-    return value.encode() if isinstance(value, str) else value
-
-
 #: Requests telemetry ignores by default: static files and health checks.
 DEFAULT_EXCLUDE: tuple[str, ...] = (
     "static",
@@ -277,7 +114,7 @@ class ConfigVars:
         "How events reach the database: a writer thread, or before record() returns.",
     )
     BIND_KEY = Key[str | None](
-        "TELEMETRY_BIND_KEY", None, _bind_key, "The bind holding the table."
+        "TELEMETRY_BIND_KEY", None, bind_key, "The bind holding the table."
     )
     RECORD_REQUESTS = Key[bool](
         "TELEMETRY_RECORD_REQUESTS",
@@ -291,7 +128,7 @@ class ConfigVars:
     REQUEST_ID_HEADER = Key[str](
         "TELEMETRY_REQUEST_ID_HEADER",
         "X-Request-ID",
-        _header,
+        header_name,
         "The header carrying the request id.",
     )
     STRICT = Key[bool]("TELEMETRY_STRICT", False, boolean, "Raise on bad arguments.")
@@ -390,21 +227,21 @@ class ConfigVars:
         "TELEMETRY_TRACEPARENT", True, boolean, "Read the W3C traceparent header."
     )
     EXCLUDE = Key[tuple[str, ...]](
-        "TELEMETRY_EXCLUDE", DEFAULT_EXCLUDE, _exclude, "Requests to ignore."
+        "TELEMETRY_EXCLUDE", DEFAULT_EXCLUDE, selectors, "Requests to ignore."
     )
     SLOW_REQUEST_MS_BY_ENDPOINT = Key[t.Mapping[str, float]](
         "TELEMETRY_SLOW_REQUEST_MS_BY_ENDPOINT",
         types.MappingProxyType({}),
-        _slow_by_endpoint,
+        ms_by_endpoint,
         "Slow thresholds per endpoint.",
     )
     SAMPLE_RATE = Key[float](
-        "TELEMETRY_SAMPLE_RATE", 1.0, _rate, "Share of routine requests kept."
+        "TELEMETRY_SAMPLE_RATE", 1.0, rate, "Share of routine requests kept."
     )
     SAMPLE_KEEP_STATUS = Key[int](
         "TELEMETRY_SAMPLE_KEEP_STATUS",
         400,
-        _status,
+        http_status,
         "Statuses never sampled out.",
     )
     REDACT_KEYS = Key[tuple[str, ...]](
@@ -425,7 +262,7 @@ class ConfigVars:
     IP_HASH_KEY = Key[bytes | None](
         "TELEMETRY_IP_HASH_KEY",
         None,
-        _secret,
+        secret_bytes,
         "Secret of the address hash.",
         secret=True,
     )
@@ -447,13 +284,13 @@ class ConfigVars:
     ROLLUP_RETENTION_DAYS = Key[tuple[float, float, float]](
         "TELEMETRY_ROLLUP_RETENTION_DAYS",
         (2, 35, 400),
-        _retention_levels,
+        retention_levels,
         "Days the minute, hour and day buckets are kept.",
     )
     RELEASE = Key[str | None](
         "TELEMETRY_RELEASE",
         None,
-        _release,
+        release_name,
         "The release (version or commit) kept on each request end; unset, read "
         "from the environment: ``TELEMETRY_RELEASE``, ``SENTRY_RELEASE``, "
         "``SOURCE_VERSION``, ``HEROKU_SLUG_COMMIT``, ``GIT_COMMIT``.",
@@ -478,7 +315,7 @@ class ConfigVars:
     QUERY_PROFILE_RATE = Key[float](
         "TELEMETRY_QUERY_PROFILE_RATE",
         0.0,
-        _rate,
+        rate,
         "With the SQLAlchemy integration enabled, the share of requests whose "
         "statements (shape, start and duration) are kept as one "
         "``db_query_profile`` event, drawn on the trace page.",

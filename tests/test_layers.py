@@ -138,7 +138,7 @@ FLOORS: list[set[str]] = [
     {"_config"},
     {"domain", "reading"},
     {"storage"},
-    {"exceptions"},
+    {"_checks", "exceptions"},
 ]
 
 

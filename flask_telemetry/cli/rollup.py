@@ -85,13 +85,7 @@ def report_comparison(
     telemetry = state()
     now = dt.datetime.now(dt.UTC)
     start = now - since if isinstance(since, dt.timedelta) else since
-    end = (
-        now
-        if until is None
-        else now - until
-        if isinstance(until, dt.timedelta)
-        else until
-    )
+    end = now - until if isinstance(until, dt.timedelta) else until or now
     current = telemetry.request_summary(
         since=start, until=end, route=route, release=release
     )
@@ -109,6 +103,33 @@ def report_comparison(
             f"{start - baseline:%Y-%m-%d %H:%M} to {end - baseline:%Y-%m-%d %H:%M}"
         )
     changes = compare(current, before, threshold=threshold)
+    worse = [c for c in changes if c.worse]
+    _show(
+        changes,
+        start=start,
+        end=end,
+        release=release,
+        against=against,
+        threshold=threshold,
+        top=top,
+        as_json=as_json,
+    )
+    if worse:
+        raise SystemExit(WORSE_EXIT)
+
+
+def _show(
+    changes: list[RouteChange],
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    release: str | None,
+    against: str,
+    threshold: float,
+    top: int,
+    as_json: bool,
+) -> None:
+    """A comparison's routes, as JSON or as a table."""
     worse = [c for c in changes if c.worse]
     if as_json:
         click.echo(
@@ -139,8 +160,6 @@ def report_comparison(
             if worse
             else "No route got worse."
         )
-    if worse:
-        raise SystemExit(WORSE_EXIT)
 
 
 def _print(changes: list[RouteChange]) -> None:
