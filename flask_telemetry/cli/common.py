@@ -126,6 +126,7 @@ def state() -> AppState:
 
 
 def iso(value: dt.datetime | dt.timedelta | None) -> str | None:
+    """``value`` (a timedelta back from now) as an ISO 8601 UTC time, or None."""
     if value is None:
         return None
     if isinstance(value, dt.timedelta):
@@ -134,6 +135,7 @@ def iso(value: dt.datetime | dt.timedelta | None) -> str | None:
 
 
 def shown_time(value: dt.datetime | dt.timedelta | None) -> str:
+    """``value`` as a reader sees it in a heading (None: ``now``)."""
     if value is None:
         return "now"
     if isinstance(value, dt.timedelta):
@@ -142,6 +144,7 @@ def shown_time(value: dt.datetime | dt.timedelta | None) -> str:
 
 
 def echo_json(data: t.Any) -> None:
+    """Print ``data`` as indented JSON (times and the like as text)."""
     click.echo(json.dumps(data, indent=2, default=str))
 
 
@@ -173,6 +176,7 @@ def print_table(
 
 
 def cell(value: t.Any) -> str:
+    """A table cell: ``-`` for None, numbers with separators, text made visible."""
     if value is None:
         return "-"
     if isinstance(value, float):
