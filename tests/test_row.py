@@ -61,7 +61,7 @@ def test_the_queued_form_is_built_by_column_name() -> None:
     names = list(inspect.signature(mapping.pending).parameters)
     assert names == [c.name for c in row.COLUMNS]
     values = {name: f"v{i}" for i, name in enumerate(names)}
-    made: tuple[object, ...] = mapping.pending(**values)  # type: ignore[arg-type]
+    made: tuple[object, ...] = mapping.pending(**values)
     assert made == tuple(values.values())
 
 

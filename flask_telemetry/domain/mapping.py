@@ -24,12 +24,6 @@ from ..storage import row as ev
 from .privacy import clean_text
 from .request_end import DbFigures, RequestEnd
 
-#: ``(actor_type, actor_id, event_type, severity, request_id, route_name,
-#: ip_address, user_agent, metadata, occurred_at)``: values in column order,
-#: event type, severity and actor type resolved to their strings, metadata
-#: cleaned, the client address as the privacy settings store it, and
-#: ``occurred_at`` in seconds since the epoch. The metadata is a dict, or
-#: for ``http_request_end`` the :data:`EndFacts` its dict is made from.
 #: ``(method, status, duration_ms, exception, slow, sample_rate, trace_id,
 #: parent_id, release, db)`` of a finished request: see
 #: :func:`request_end_metadata`.
@@ -45,54 +39,14 @@ EndFacts: t.TypeAlias = tuple[
     "str | None",
     "DbFigures | None",
 ]
-Pending: t.TypeAlias = tuple[
-    str,
-    "int | None",
-    str,
-    str,
-    "str | None",
-    "str | None",
-    "str | None",
-    "str | None",
-    "dict[str, t.Any] | EndFacts | None",
-    float,
-]
+#: The values of one event in column order (:data:`~..storage.row.COLUMNS`),
+#: event type, severity and actor type resolved to their strings, metadata
+#: cleaned, the client address as the privacy settings store it, and the
+#: time (``occurred_at``) in seconds since the epoch. The metadata is a
+#: dict, or for ``http_request_end`` the :data:`EndFacts` its dict is made
+#: from. Built by :func:`pending` or a :func:`packer`.
+Pending: t.TypeAlias = tuple[t.Any, ...]
 
-
-def pending(
-    *,
-    actor_type: str,
-    actor_id: int | None,
-    event_type: str,
-    severity: str,
-    request_id: str | None,
-    route_name: str | None,
-    ip_address: str | None,
-    user_agent: str | None,
-    metadata: dict[str, t.Any] | EndFacts | None,
-    occurred_at: float,
-) -> Pending:
-    """The :data:`Pending` tuple of an event, built by name (the one place
-    that knows the slot order, which ``tests/test_row.py`` checks against
-    the columns)."""
-    return (
-        actor_type,
-        actor_id,
-        event_type,
-        severity,
-        request_id,
-        route_name,
-        ip_address,
-        user_agent,
-        metadata,
-        occurred_at,
-    )
-
-
-_REQUEST_ID = ev.length("request_id")
-_ROUTE_NAME = ev.length("route_name")
-_IP_ADDRESS = ev.length("ip_address")
-_USER_AGENT = ev.length("user_agent")
 _UTC = dt.UTC
 _from_timestamp = dt.datetime.fromtimestamp
 
@@ -109,38 +63,66 @@ def _text(value: str | None, size: int) -> str | None:
     return clean_text(value, size) or None
 
 
-def build_values(pending: Pending) -> ev.Values:
-    """Build the row to store from a :data:`Pending` tuple, as its values in
-    column order (what the background writer hands to the storage writer).
+# -- made from the columns ---------------------------------------------------
+#
+# The functions below are written out as straight-line code from
+# ev.COLUMNS once, at import (as dataclasses writes a class's __init__):
+# they run once or twice per event, where a loop over the columns would
+# cost several times as much.
 
-    Free-text fields lose their control characters and are cut to their
-    column sizes rather than rejected; ``occurred_at`` becomes an aware UTC
-    datetime with microseconds.
-    """
-    (
-        actor_type,
-        actor_id,
-        event_type,
-        severity,
-        request_id,
-        route_name,
-        ip_address,
-        user_agent,
-        metadata,
-        occurred_at,
-    ) = pending
-    return (
-        actor_type,
-        actor_id,
-        event_type,
-        severity,
-        _text(request_id, _REQUEST_ID),
-        _text(route_name, _ROUTE_NAME),
-        _text(ip_address, _IP_ADDRESS),
-        _text(user_agent, _USER_AGENT),
-        request_end_metadata(metadata) if type(metadata) is tuple else metadata,
-        _from_timestamp(occurred_at, _UTC),
-    )
+
+def _pending_source() -> str:
+    params = ", ".join(f"{c.name}=None" if c.nullable else c.name for c in ev.COLUMNS)
+    values = "".join(f"{c.name}, " for c in ev.COLUMNS)
+    return f"def pending(*, {params}):\n    return ({values})\n"
+
+
+#: The :data:`Pending` tuple of an event, built by column name (columns not
+#: given are None): ``pending(*, actor_type, actor_id=None, ...)``.
+pending: t.Callable[..., Pending] = ev.define("pending", _pending_source(), {})
+
+
+def packer(*names: str) -> t.Callable[..., Pending]:
+    """A function of the values of the columns ``names``, in that order,
+    that returns their :data:`Pending` tuple (the other columns None: they
+    must be nullable). It is the cheapest way to make the tuple from a
+    caller's own order: one call, no keywords to match."""
+    unknown = set(names) - set(ev.FIELDS)
+    missing = [c.name for c in ev.COLUMNS if c.name not in names and not c.nullable]
+    if unknown or missing or len(set(names)) != len(names):
+        raise ValueError(f"Bad columns for a packer: {names!r}")
+    values = "".join(f"{c.name}, " if c.name in names else "None, " for c in ev.COLUMNS)
+    source = f"def pack({', '.join(names)}):\n    return ({values})\n"
+    pack: t.Callable[..., Pending] = ev.define("pack", source, {})
+    return pack
+
+
+def _build_source() -> tuple[str, dict[str, t.Any]]:
+    scope: dict[str, t.Any] = {
+        "_text": _text,
+        "_UTC": _UTC,
+        "_from_timestamp": _from_timestamp,
+        "request_end_metadata": request_end_metadata,
+    }
+    made = []
+    for i, c in enumerate(ev.COLUMNS):
+        value = f"v{i}"  # not the column's name: it could shadow a global
+        if c.free_text:
+            assert c.length is not None, c.name
+            made.append(f"_text({value}, {c.length})")
+        elif c.kind is dict:
+            made.append(
+                f"request_end_metadata({value}) if type({value}) is tuple else {value}"
+            )
+        elif c.kind is dt.datetime:
+            made.append(f"_from_timestamp({value}, _UTC)")
+        else:
+            made.append(value)
+    names = "".join(f"v{i}, " for i in range(len(ev.COLUMNS)))
+    body = "".join(f"        {value},\n" for value in made)
+    source = f"def build_values(pending):\n    ({names}) = pending\n"
+    source += f"    return (\n{body}    )\n"
+    return source, scope
 
 
 def build_event(pending: Pending) -> ev.TraceEvent:
@@ -209,3 +191,14 @@ def request_end_metadata(facts: EndFacts) -> dict[str, t.Any]:
         metadata["db_count"] = db[0]
         metadata["db_ms"] = round(db[1], 3)
     return metadata
+
+
+#: Build the row to store from a :data:`Pending` tuple, as its values in
+#: column order (what the background writer hands to the storage writer).
+#: Free-text fields lose their control characters and are cut to their
+#: column sizes rather than rejected; the metadata of ``http_request_end``
+#: is made from its facts; ``occurred_at`` becomes an aware UTC datetime
+#: with microseconds.
+build_values: t.Callable[[Pending], ev.Values] = ev.define(
+    "build_values", *_build_source()
+)

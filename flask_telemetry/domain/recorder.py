@@ -12,7 +12,7 @@ from ..storage.vocabulary import ActorType, EventType, Severity
 from .delivery.protocol import Delivery
 from .delivery.stats import Stats
 from .log import RateLimitedLog
-from .mapping import Pending
+from .mapping import Pending, packer
 from .privacy import Privacy, clean_text, is_mapping
 from .request_end import ANONYMOUS, RequestEnd
 
@@ -21,6 +21,20 @@ _REQUEST_ID = row.length("request_id")
 _ROUTE_NAME = row.length("route_name")
 _IP_ADDRESS = row.length("ip_address")
 _USER_AGENT = row.length("user_agent")
+#: The :data:`.mapping.Pending` tuple of the values the recorder checks, in
+#: this order (any other column is None).
+_pack = packer(
+    "actor_type",
+    "actor_id",
+    "event_type",
+    "severity",
+    "request_id",
+    "route_name",
+    "ip_address",
+    "user_agent",
+    "metadata",
+    "occurred_at",
+)
 
 
 def _cut(value: str | None, size: int) -> str | None:
@@ -118,11 +132,11 @@ class Recorder:
         checked again; ``actor`` (see :func:`.request_end.actor_of`) is checked
         like a ``record()`` argument, since an actor loader returned it.
 
-        This runs once per request, so the :data:`.mapping.Pending` tuple and
-        the :data:`.mapping.EndFacts` inside it are built here in place (the
-        same values, in the same order, as :func:`.mapping.pending` and
-        :func:`.mapping.request_end_facts` build them; ``tests/test_row.py``
-        compares them) and the text is only cut when it is too long.
+        This runs once per request, so the :data:`.mapping.EndFacts` are
+        built here in place (the same values, in the same order, as
+        :func:`.mapping.request_end_facts` builds them;
+        ``tests/test_request_context.py`` compares them) and the text is only
+        cut when it is too long.
         """
         try:
             if actor is ANONYMOUS:  # no actor loader, or it named nobody
@@ -135,7 +149,7 @@ class Recorder:
                 end.route_name, end.ip_address, end.user_agent
             )
             status = end.status_code
-            queued: Pending = (
+            queued = _pack(
                 actor_type,
                 actor_id,
                 "http_request_end",
@@ -232,10 +246,9 @@ class Recorder:
     ) -> Pending:
         """The :data:`.mapping.Pending` tuple of an event, its values checked.
 
-        It is built here in place, as :meth:`record_request_end` builds its
-        own (the values :func:`.mapping.pending` would make, in its order;
-        ``tests/test_request_context.py`` compares them); the text is only
-        cut when it is too long.
+        It is made by a packer from the columns' declaration (the values
+        :func:`.mapping.pending` would make; ``tests/test_request_context.py``
+        compares them); the text is only cut when it is too long.
         """
         try:  # the common case: three lookups, no call
             event = self._event_types.get(event_type)  # type: ignore[call-overload]
@@ -271,7 +284,7 @@ class Recorder:
         route_name, ip_address, user_agent = self._where(
             route_name, ip_address, user_agent
         )
-        return (
+        return _pack(
             actor,
             actor_id,
             event,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import json
 import typing as t
 
 import sqlalchemy as sa
 
+from ..storage import row
 from ..storage.vocabulary import Severity
 from . import _dialects, _window
 from . import sample as _sample
@@ -200,40 +203,41 @@ def _walk_ids(
     return int(count) < _NEWER_ROWS
 
 
+#: The columns an :class:`EventRecord` holds, in its field order: ``id``,
+#: then those of :data:`~..storage.row.COLUMNS` it has a field for.
+_FIELDS = tuple(f.name for f in dataclasses.fields(EventRecord))
+assert set(_FIELDS) <= {"id", *row.FIELDS}, _FIELDS
+
+
 def _columns(table: sa.Table) -> list[sa.ColumnElement[t.Any]]:
     c = table.c
     return [
-        c.id,
-        c.occurred_at,
-        c.event_type,
-        c.severity,
-        c.actor_type,
-        c.actor_id,
-        c.request_id,
-        c.route_name,
-        c.ip_address,
-        c.user_agent,
-        # As text, parsed by _metadata: a row written by anything may hold
-        # text that is no JSON (SQLite keeps what it is given).
-        sa.cast(c.metadata, sa.Text).label("metadata"),
+        # The JSON column as text, parsed by _metadata: a row written by
+        # anything may hold text that is no JSON (SQLite keeps what it is
+        # given).
+        sa.cast(c[name], sa.Text).label(name)
+        if name != "id" and row.BY_NAME[name].kind is dict
+        else c[name]
+        for name in _FIELDS
     ]
 
 
-def _record(row: t.Sequence[t.Any]) -> EventRecord:
-    metadata = row[10]
-    return EventRecord(
-        id=int(row[0]),
-        occurred_at=_dialects.read_time(row[1]),
-        event_type=row[2],
-        severity=row[3],
-        actor_type=row[4],
-        actor_id=row[5],
-        request_id=row[6],
-        route_name=row[7],
-        ip_address=row[8],
-        user_agent=row[9],
-        metadata=_metadata(metadata),
-    )
+def _record_source() -> str:
+    """The source of :func:`_record`, written out once from the fields (a
+    page of events makes up to MAX_LIMIT records)."""
+    made = []
+    for i, name in enumerate(_FIELDS):
+        kind = int if name == "id" else row.BY_NAME[name].kind
+        if kind is int and name == "id":
+            made.append(f"{name}=int(row[{i}])")
+        elif kind is dt.datetime:
+            made.append(f"{name}=_read_time(row[{i}])")
+        elif kind is dict:
+            made.append(f"{name}=_metadata(row[{i}])")
+        else:
+            made.append(f"{name}=row[{i}]")
+    body = "".join(f"        {value},\n" for value in made)
+    return f"def _record(row):\n    return EventRecord(\n{body}    )\n"
 
 
 #: The most characters of a metadata text that is no JSON kept under "_raw".
@@ -287,3 +291,15 @@ def connection(bind: Bind) -> t.Iterator[sa.Connection]:
         return
     with bind.connect() as conn:
         yield conn
+
+
+#: The :class:`EventRecord` of a row selected by :func:`_columns`.
+_record: t.Callable[[t.Sequence[t.Any]], EventRecord] = row.define(
+    "_record",
+    _record_source(),
+    {
+        "EventRecord": EventRecord,
+        "_read_time": _dialects.read_time,
+        "_metadata": _metadata,
+    },
+)

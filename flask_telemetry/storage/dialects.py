@@ -53,10 +53,29 @@ def in_transaction(engine: sa.Engine) -> bool:
 Convert = t.Callable[[tuple[t.Any, ...], "str | None", dt.datetime], t.Any]
 
 _UTC = dt.UTC
-# The converters below put the metadata text and the time in the last two
-# places, where the declaration has them.
-assert row.FIELDS[-2:] == ("metadata", "occurred_at")
-_HEAD = len(row.FIELDS) - 2
+#: Where the metadata (the one JSON column) and the time (the one datetime
+#: column) are in a row's values.
+_METADATA = next(i for i, c in enumerate(row.COLUMNS) if c.kind is dict)
+_OCCURRED_AT = next(i for i, c in enumerate(row.COLUMNS) if c.kind is dt.datetime)
+_METADATA_NAME = row.FIELDS[_METADATA]
+_OCCURRED_AT_NAME = row.FIELDS[_OCCURRED_AT]
+
+
+def _replacing(name: str, when: str) -> str:
+    """``name(values, text, when)``: ``values`` with the metadata's text and
+    ``when`` (an expression of ``when``) in their places, written out once
+    from the columns: the other values are taken by slices, so that the
+    columns as declared today (metadata and time last) give
+    ``(*values[:8], text, when)``."""
+    parts, start = [], 0
+    for index, value in sorted(((_METADATA, "text"), (_OCCURRED_AT, when))):
+        if index > start:
+            parts.append(f"*values[{start or ''}:{index}]")
+        parts.append(value)
+        start = index + 1
+    if start < len(row.COLUMNS):
+        parts.append(f"*values[{start}:]")
+    return f"def {name}(values, text, when):\n    return ({', '.join(parts)},)\n"
 
 
 def _path(dialect: sa.Dialect) -> str:
@@ -97,21 +116,11 @@ def converter(dialect: sa.Dialect, model: bool = False) -> Convert:
     """
     path = "model" if model else _path(dialect)
     if path == "copy":
-
-        def copy_row(
-            values: tuple[t.Any, ...], text: str | None, when: dt.datetime
-        ) -> t.Any:
-            return (*values[:_HEAD], text, when)
-
+        copy_row: Convert = row.define("copy_row", _replacing("copy_row", "when"), {})
         return copy_row
     if path in ("sqlite", "pymysql"):
-        utc_text = _utc_text()
-
-        def text_row(
-            values: tuple[t.Any, ...], text: str | None, when: dt.datetime
-        ) -> t.Any:
-            return (*values[:_HEAD], text, utc_text(when))
-
+        source = _replacing("text_row", "utc_text(when)")
+        text_row: Convert = row.define("text_row", source, {"utc_text": _utc_text()})
         return text_row
     name = dialect.name
 
@@ -121,15 +130,15 @@ def converter(dialect: sa.Dialect, model: bool = False) -> Convert:
         # Another driver: SQLAlchemy binds the model's types (its JSON type
         # encodes the metadata again, with \\uXXXX escapes).
         data = dict(zip(row.FIELDS, values, strict=True))
-        metadata = data["metadata"]
+        metadata = values[_METADATA]
         if metadata is not None and type(metadata) is not dict:
-            data["metadata"] = dict(metadata)
+            data[_METADATA_NAME] = dict(metadata)
         if name != "postgresql":
             if when.tzinfo is not _UTC:
                 when = when.astimezone(_UTC)
             if name != "sqlite":
                 when = when.replace(tzinfo=None)
-        data["occurred_at"] = when
+        data[_OCCURRED_AT_NAME] = when
         return data
 
     return model_row

@@ -1,19 +1,24 @@
 """One row of ``telemetry_traces``, declared once.
 
-:data:`COLUMNS` is the declaration: name, Python type, length and
-nullability of every column, in column order. The model's columns and the
-schema's length limits are made from it; :class:`TraceEvent` (the storage
-DTO) and the queued form are checked against it by ``tests/test_row.py``.
-Adding a column is: a :class:`Column` here, the field on :class:`TraceEvent`,
-the mapping that fills it (``domain/mapping.py``), a migration, and tests.
+:class:`TraceEvent` is the declaration: one field per column, in column
+order, with its Python type (``X | None`` for a nullable column) and what
+the :class:`Spec` annotated on it says (length, vocabulary, indexes). :data:`COLUMNS` is
+read from it; the model, the schema, the queued form and its builders
+(``domain/mapping.py``), the queue's size accounting, the insert's
+converters and the read side's query are made from :data:`COLUMNS`, as
+``dataclasses`` makes a class's ``__init__``. Adding a column is: a field
+here, a migration, and tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import operator
 import typing as t
+
+from .vocabulary import ActorType, EventType, Severity
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -29,21 +34,81 @@ class Column:
     per_row: bool = False
     #: Has an index of its own.
     indexed: bool = False
+    #: The enum of the values a text column holds: a word the recorder
+    #: resolves (never cleaned nor cut). The schema accepts its values only,
+    #: or also those an application registers when ``extensible``.
+    vocabulary: type[enum.Enum] | None = None
+    extensible: bool = False
+
+    @property
+    def free_text(self) -> bool:
+        """Text from outside (not a vocabulary word): cleaned of control
+        characters and cut to :attr:`length` before it is stored."""
+        return self.kind is str and self.vocabulary is None
 
 
-#: The columns after ``id``, in column order.
-COLUMNS: tuple[Column, ...] = (
-    Column("actor_type", str, nullable=False, length=32),
-    Column("actor_id", int, nullable=True),
-    Column("event_type", str, nullable=False, length=64, indexed=True),
-    Column("severity", str, nullable=False, length=16),
-    Column("request_id", str, nullable=True, length=64, per_row=True, indexed=True),
-    Column("route_name", str, nullable=True, length=255),
-    Column("ip_address", str, nullable=True, length=45),
-    Column("user_agent", str, nullable=True, length=512),
-    Column("metadata", dict, nullable=True, per_row=True),
-    Column("occurred_at", dt.datetime, nullable=False, per_row=True, indexed=True),
-)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Spec:
+    """What a field of :class:`TraceEvent` says of its column, besides its
+    name and type (see :class:`Column`)."""
+
+    length: int | None = None
+    per_row: bool = False
+    indexed: bool = False
+    vocabulary: type[enum.Enum] | None = None
+    extensible: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class TraceEvent:
+    """A DB-aligned event: the values the writer inserts, already mapped.
+
+    One field per column of ``telemetry_traces`` after ``id``, in column
+    order: the declaration of the row. ``X | None`` is a nullable column,
+    and its field defaults to None; the :class:`Spec` beside the type says
+    the rest. ``metadata`` maps to the ``metadata`` column; ``occurred_at``
+    is an aware UTC datetime with microseconds.
+    """
+
+    actor_type: t.Annotated[str, Spec(length=32, vocabulary=ActorType)]
+    actor_id: int | None = None
+    event_type: t.Annotated[
+        str, Spec(length=64, indexed=True, vocabulary=EventType, extensible=True)
+    ]
+    severity: t.Annotated[str, Spec(length=16, vocabulary=Severity)]
+    request_id: t.Annotated[str | None, Spec(length=64, per_row=True, indexed=True)] = (
+        None
+    )
+    route_name: t.Annotated[str | None, Spec(length=255)] = None
+    ip_address: t.Annotated[str | None, Spec(length=45)] = None
+    user_agent: t.Annotated[str | None, Spec(length=512)] = None
+    metadata: t.Annotated[dict[str, t.Any] | None, Spec(per_row=True)] = None
+    occurred_at: t.Annotated[dt.datetime, Spec(per_row=True, indexed=True)]
+
+
+def _columns() -> tuple[Column, ...]:
+    hints = t.get_type_hints(TraceEvent, include_extras=True)
+    found = []
+    for field in dataclasses.fields(TraceEvent):
+        hint, spec = hints[field.name], Spec()
+        if t.get_origin(hint) is t.Annotated:
+            hint, spec = t.get_args(hint)[:2]
+        kinds = [k for k in t.get_args(hint) if k is not type(None)] or [hint]
+        nullable = type(None) in t.get_args(hint)
+        assert nullable == (field.default is None), field.name
+        found.append(
+            Column(
+                field.name,
+                t.get_origin(kinds[0]) or kinds[0],
+                nullable=nullable,
+                **{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)},
+            )
+        )
+    return tuple(found)
+
+
+#: The columns after ``id``, in column order, read from :class:`TraceEvent`.
+COLUMNS: tuple[Column, ...] = _columns()
 
 #: Column by name.
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
@@ -54,27 +119,6 @@ def length(name: str) -> int:
     size = BY_NAME[name].length
     assert size is not None, name
     return size
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class TraceEvent:
-    """A DB-aligned event: the values the writer inserts, already mapped.
-
-    One field per column of :data:`COLUMNS`, same names and order;
-    ``metadata`` maps to the ``metadata`` column; ``occurred_at`` is an aware
-    UTC datetime with microseconds.
-    """
-
-    actor_type: str
-    actor_id: int | None = None
-    event_type: str
-    severity: str
-    request_id: str | None = None
-    route_name: str | None = None
-    ip_address: str | None = None
-    user_agent: str | None = None
-    metadata: dict[str, t.Any] | None = None
-    occurred_at: dt.datetime
 
 
 #: Field names in column order.
@@ -92,6 +136,15 @@ Values: t.TypeAlias = tuple[t.Any, ...]
 
 #: The values of an event in column order.
 values: t.Callable[[TraceEvent], Values] = operator.attrgetter(*FIELDS)
+
+
+def define(name: str, source: str, scope: dict[str, t.Any]) -> t.Any:
+    """The function ``name`` that ``source`` defines, run with the globals
+    ``scope``: how the builders made from :data:`COLUMNS` are written out
+    once, at import, as straight-line code (as ``dataclasses`` writes a
+    class's ``__init__``), where they run once or more per event."""
+    exec(compile(source, f"<flask_telemetry {name}>", "exec"), scope)
+    return scope[name]
 
 
 def as_row(event: TraceEvent) -> dict[str, t.Any]:

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 import marshmallow as ma
 
 from . import row
-from .row import length
-from .vocabulary import ActorType, EventType, Severity
 
 #: BIGINT bounds shared by PostgreSQL and MySQL.
 BIGINT_MIN = -(2**63)
@@ -108,61 +106,68 @@ class _AwareDateTimeValue(_NoValidators, ma.fields.AwareDateTime):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class TelemetryEventSchema(ma.Schema):
+def _field(column: row.Column) -> ma.fields.Field[t.Any]:
+    """The schema's field for ``column``: its type, its length, its
+    vocabulary, and None allowed when the column is nullable."""
+    if column.kind is str:
+        validate: list[t.Any] = []
+        if column.length is not None:
+            low = 0 if column.nullable else 1
+            validate.append(ma.validate.Length(min=low or None, max=column.length))
+        if column.vocabulary is not None and not column.extensible:
+            validate.append(ma.validate.OneOf([v.value for v in column.vocabulary]))
+        return ma.fields.String(
+            required=not column.nullable,
+            allow_none=column.nullable,
+            validate=validate[0] if len(validate) == 1 else validate,
+        )
+    if column.kind is int:
+        return ma.fields.Integer(
+            required=not column.nullable,
+            allow_none=column.nullable,
+            strict=True,
+            validate=ma.validate.Range(min=BIGINT_MIN, max=BIGINT_MAX),
+        )
+    if column.kind is dict:
+        return JsonObject(required=not column.nullable, allow_none=column.nullable)
+    if column.kind is dt.datetime:
+        return _AwareDateTimeValue(
+            required=not column.nullable, allow_none=column.nullable
+        )
+    raise TypeError(f"No schema field for {column.kind!r} ({column.name}).")
+
+
+#: The column whose vocabulary an application extends (``event_type``).
+_EXTENSIBLE = next(c for c in row.COLUMNS if c.extensible)
+if t.TYPE_CHECKING:
+    _Columns = ma.Schema
+else:
+    #: One field per column, in column order.
+    _Columns = ma.Schema.from_dict(
+        {column.name: _field(column) for column in row.COLUMNS}, name="_Columns"
+    )
+
+
+class TelemetryEventSchema(_Columns):
     """Validates one row of ``telemetry_traces`` and loads it as a TraceEvent.
 
-    Lengths and vocabularies match the columns: a row this schema accepts is
-    one the table can hold. ``event_types`` extends :class:`EventType` with
-    the values an application registered.
+    One field per column of :data:`~.row.COLUMNS`, made from it: lengths
+    and vocabularies match the columns, so a row this schema accepts is one
+    the table can hold. ``event_types`` extends :class:`EventType` with the
+    values an application registered.
     """
 
     class Meta:
         unknown = ma.RAISE
 
-    actor_type = ma.fields.String(
-        required=True,
-        validate=[
-            ma.validate.Length(min=1, max=length("actor_type")),
-            ma.validate.OneOf([a.value for a in ActorType]),
-        ],
-    )
-    actor_id = ma.fields.Integer(
-        allow_none=True,
-        strict=True,
-        validate=ma.validate.Range(min=BIGINT_MIN, max=BIGINT_MAX),
-    )
-    event_type = ma.fields.String(
-        required=True, validate=ma.validate.Length(min=1, max=length("event_type"))
-    )
-    severity = ma.fields.String(
-        required=True,
-        validate=[
-            ma.validate.Length(min=1, max=length("severity")),
-            ma.validate.OneOf([s.value for s in Severity]),
-        ],
-    )
-    request_id = ma.fields.String(
-        allow_none=True, validate=ma.validate.Length(max=length("request_id"))
-    )
-    route_name = ma.fields.String(
-        allow_none=True, validate=ma.validate.Length(max=length("route_name"))
-    )
-    ip_address = ma.fields.String(
-        allow_none=True, validate=ma.validate.Length(max=length("ip_address"))
-    )
-    user_agent = ma.fields.String(
-        allow_none=True, validate=ma.validate.Length(max=length("user_agent"))
-    )
-    metadata = JsonObject(allow_none=True)
-    occurred_at = _AwareDateTimeValue(required=True)
-
     def __init__(self, *, event_types: t.Iterable[str] = (), **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
-        self.event_types = frozenset(e.value for e in EventType) | frozenset(
-            event_types
-        )
+        assert _EXTENSIBLE.vocabulary is not None
+        self.event_types = frozenset(
+            e.value for e in _EXTENSIBLE.vocabulary
+        ) | frozenset(event_types)
 
-    @ma.validates("event_type")
+    @ma.validates(_EXTENSIBLE.name)
     def _known_event_type(self, value: str, **_: t.Any) -> None:
         if value not in self.event_types:
             raise ma.ValidationError(f"Unknown event type {value!r}.")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 import typing as t
 
+from ...storage import row
 from ..mapping import Pending
 
 _sizeof = sys.getsizeof
-#: The tuple of ten slots, its float and its share of the queue's own memory.
-_EVENT = _sizeof(tuple(range(10))) + 24 + 16
+#: The tuple of one slot per column, its float and its share of the queue's
+#: own memory.
+_EVENT = _sizeof(tuple(range(len(row.COLUMNS)))) + 24 + 16
 #: A request's facts (``http_request_end``): a tuple of small values.
 _FACTS = 400
 #: What an ASCII str occupies besides its characters (``sys.getsizeof``).
@@ -25,43 +27,39 @@ _DICT_ITEM = 40
 _SCALAR = 32
 
 
-def pending_bytes(event: Pending) -> int:
-    """An estimate, slightly high, of the memory a queued event holds.
+def _pending_bytes_source() -> str:
+    """The source of :func:`pending_bytes`, written out from the columns.
 
-    Objects shared with the rest of the program (interned keys, small
-    numbers) are counted as if they were the event's own. The metadata is
-    walked (it is bounded by ``TELEMETRY_METADATA_MAX_BYTES`` already): its
-    text is counted as for the fields, each dict from its length (see
-    ``_DICT``), a little above what ``sys.getsizeof`` says.
+    sys.getsizeof(text) is _ASCII + len(text) for the ASCII str the free
+    text almost always is, at a fifth of the cost, so each free-text column
+    is counted by its own lines (a loop or a helper function would cost as
+    much again). The vocabulary words are shared with the rest of the
+    program; numbers and the time are in ``_EVENT``.
     """
-    # sys.getsizeof(text) is _ASCII + len(text) for the ASCII str these
-    # almost always are, at a fifth of the cost (written out four times: a
-    # loop or a helper function would cost as much again).
-    _, _, _, _, request_id, route_name, ip_address, user_agent, metadata, _ = event
-    size = _EVENT
-    if request_id is not None:
-        if type(request_id) is str and request_id.isascii():
-            size += _ASCII + len(request_id)
+    slots = []
+    lines = ["    size = _EVENT"]
+    for i, column in enumerate(row.COLUMNS):
+        value = f"v{i}"
+        if column.free_text:
+            slots.append(value)
+            lines += [
+                f"    if {value} is not None:",
+                f"        if type({value}) is str and {value}.isascii():",
+                f"            size += _ASCII + len({value})",
+                "        else:",
+                f"            size += _sizeof({value})",
+            ]
+        elif column.kind is dict:
+            slots.append(value)
+            lines += [
+                f"    if {value} is not None:",
+                f"        size += _dict_bytes({value}) if type({value}) is dict "
+                "else _FACTS",
+            ]
         else:
-            size += _sizeof(request_id)
-    if route_name is not None:
-        if type(route_name) is str and route_name.isascii():
-            size += _ASCII + len(route_name)
-        else:
-            size += _sizeof(route_name)
-    if ip_address is not None:
-        if type(ip_address) is str and ip_address.isascii():
-            size += _ASCII + len(ip_address)
-        else:
-            size += _sizeof(ip_address)
-    if user_agent is not None:
-        if type(user_agent) is str and user_agent.isascii():
-            size += _ASCII + len(user_agent)
-        else:
-            size += _sizeof(user_agent)
-    if metadata is not None:
-        size += _dict_bytes(metadata) if type(metadata) is dict else _FACTS
-    return size
+            slots.append("_")
+    head = f"def pending_bytes(event):\n    {', '.join(slots)}, = event\n"
+    return head + "\n".join(lines) + "\n    return size\n"
 
 
 def _dict_bytes(value: dict[t.Any, t.Any]) -> int:
@@ -98,3 +96,16 @@ def _list_bytes(value: list[t.Any]) -> int:
         else:
             size += _SCALAR
     return size
+
+
+#: An estimate, slightly high, of the memory a queued event holds (written
+#: out from the columns at import: see :func:`_pending_bytes_source`).
+#:
+#: Objects shared with the rest of the program (interned keys, small
+#: numbers) are counted as if they were the event's own. The metadata is
+#: walked (it is bounded by ``TELEMETRY_METADATA_MAX_BYTES`` already): its
+#: text is counted as for the fields, each dict from its length (see
+#: ``_DICT``), a little above what ``sys.getsizeof`` says.
+pending_bytes: t.Callable[[Pending], int] = row.define(
+    "pending_bytes", _pending_bytes_source(), dict(globals())
+)
