@@ -14,7 +14,7 @@ Folding, in the words of the guarantees it keeps:
 - **Exactly once.** A bucket is recomputed whole from the raw rows and
   written with an upsert that replaces it: folding twice, or in two
   processes at once, writes the same row; a run killed midway committed
-  nothing (one transaction per day of buckets).
+  nothing (one transaction per hour of buckets).
 - **Late rows.** Each run starts again at the hour of the last folded
   minute less the grace period (``TELEMETRY_ROLLUP_GRACE_S``), so a row
   stored up to that late is counted. A row later still is counted when
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 import time
@@ -291,23 +292,34 @@ def rollup(
         conn.rollback()
         rows = buckets = 0
         if start is not None and oldest is not None and start < end:
-            day = start
-            while day < end:
-                # One transaction a day of buckets: a backfill of months
-                # commits as it goes, and a killed run loses one day's work.
-                stop = min(_floor(day, DAY) + dt.timedelta(days=1), end)
+            at = start
+            # This run's hours of the day being folded, for its day bucket.
+            hours: dict[_Key, _Figures] | None = None
+            while at < end:
+                # One transaction an hour of buckets (a day, past the hours'
+                # retention): the writer never waits long for the locks a
+                # fold holds, a backfill of months commits as it goes, and
+                # a killed run loses one hour's work.
+                step = HOUR if at >= now - retention.of(HOUR) else DAY
+                stop = min(_floor(at, step) + dt.timedelta(seconds=step), end)
+                if _floor(at, DAY) == at:
+                    hours = None
 
-                def fold(day: dt.datetime = day, stop: dt.datetime = stop) -> t.Any:
+                def fold(
+                    at: dt.datetime = at,
+                    stop: dt.datetime = stop,
+                    hours: dict[_Key, _Figures] | None = hours,
+                ) -> t.Any:
                     found = _fold_range(
-                        conn, traces, rollups, day, stop, oldest, now, retention
+                        conn, traces, rollups, at, stop, oldest, now, retention, hours
                     )
                     _set_mark(conn, rollups, stop, now)
                     return found
 
-                n, written = _committed(conn, fold)
+                n, written, hours = _committed(conn, fold)
                 rows += n
                 buckets += written
-                day = stop
+                at = stop
         aged = _committed(conn, lambda: _age(conn, rollups, now, retention))
     folded = start is not None and start < end
     return RollupResult(
@@ -394,9 +406,12 @@ def _fold_range(
     oldest: dt.datetime,
     now: dt.datetime,
     retention: Retention,
-) -> tuple[int, int]:
+    before: dict[_Key, _Figures] | None = None,
+) -> tuple[int, int, dict[_Key, _Figures]]:
     """Fold ``[start, end)`` (within one UTC day, ``start`` on an hour) and
-    write its minutes, hours and its day; returns (raw rows, rows written).
+    write its minutes, hours and its day; returns (raw rows, rows written,
+    the day's hours up to ``end``). ``before``: the day's hours before
+    ``start`` (read from the table when None).
 
     The raw rows are grouped by the finest level still kept at ``end``
     (hours, or the day, for a range past the minutes' retention): the
@@ -416,8 +431,11 @@ def _fold_range(
     # The day: this range's hours, and those of the day before ``start``
     # as stored (folded by earlier runs).
     day_start = _floor(start, DAY)
-    earlier = _stored(conn, rollups, HOUR, day_start, start)
-    days = grouped if width == DAY else _merged({**earlier, **hours}, DAY)
+    earlier = (
+        _stored(conn, rollups, HOUR, day_start, start) if before is None else before
+    )
+    so_far = {**earlier, **hours}
+    days = grouped if width == DAY else _merged(so_far, DAY)
     written = 0
     for level, found in ((MINUTE, minutes), (HOUR, hours), (DAY, days)):
         if not found:
@@ -426,9 +444,9 @@ def _fold_range(
             found = {
                 k: f for k, f in found.items() if k[0] >= now - retention.of(level)
             }
-        keep = _writable(conn, rollups, level, found, oldest)
+        keep = _writable(conn, rollups, level, found, oldest, now)
         written += _upsert(conn, rollups, level, keep, now)
-    return rows, written
+    return rows, written, so_far
 
 
 def _merged(found: dict[_Key, _Figures], width: int) -> dict[_Key, _Figures]:
@@ -612,14 +630,24 @@ def _writable(
     level: int,
     found: dict[_Key, _Figures],
     oldest: dt.datetime,
+    now: dt.datetime,
 ) -> dict[_Key, _Figures]:
     """``found`` without the buckets begun before the oldest raw row that
-    are stored already: their raw rows may have been pruned."""
+    an earlier run stored: their raw rows may have been pruned. (This run,
+    folding the hours of a day one after the other, writes that day's
+    bucket again each hour: its rows carry this run's ``folded_at``.)"""
     partial = [k for k in found if k[0] < oldest]
     if not partial:
         return found
-    stored = _stored(conn, rollups, level, min(k[0] for k in partial), oldest)
-    starts = {k[0] for k in stored}
+    c = rollups.c
+    bind = functools.partial(_dialects.bind_time, conn.dialect)
+    query = sa.select(c.bucket_start).where(
+        c.bucket_seconds == level,
+        c.bucket_start >= bind(min(k[0] for k in partial)),
+        c.bucket_start < bind(oldest),
+        c.folded_at != bind(now),
+    )
+    starts = {_aware(start) for start in conn.execute(query).scalars()}
     return {k: f for k, f in found.items() if not (k[0] < oldest and k[0] in starts)}
 
 
