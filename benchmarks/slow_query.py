@@ -26,8 +26,8 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_telemetry import ConfigVars, Telemetry
-from flask_telemetry.domain.db_time import Tally, current_tally
 from flask_telemetry.integrations import sqlalchemy as slow_queries
+from flask_telemetry.integrations._db_time import Tally, current_tally
 
 
 def _block(conn: sa.Connection, statement: sa.Executable, count: int) -> float:

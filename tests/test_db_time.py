@@ -16,10 +16,10 @@ from test_dashboard_browser import browser, serve  # noqa: F401
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ConfigVars, EventType
-from flask_telemetry.domain.db_time import OTHER, current_tally
 from flask_telemetry.integrations import celery as telemetry_celery
 from flask_telemetry.integrations import rq as telemetry_rq
 from flask_telemetry.integrations import sqlalchemy as telemetry_sqlalchemy
+from flask_telemetry.integrations._db_time import OTHER, current_tally
 
 if t.TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

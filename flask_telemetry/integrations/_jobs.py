@@ -29,7 +29,7 @@ from flask_telemetry import (
     Telemetry,
     current_request_id,
 )
-from flask_telemetry.domain.db_time import Tally, current_tally
+from flask_telemetry.integrations._db_time import Tally, current_tally
 
 from . import sqlalchemy as _db
 

@@ -48,8 +48,7 @@ from flask_telemetry import (
     Telemetry,
     current_request_id,
 )
-from flask_telemetry._config import ConfigVars as _Keys
-from flask_telemetry.domain.db_time import Tally, current_tally
+from flask_telemetry.integrations._db_time import Tally, current_tally
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -123,14 +122,14 @@ class Options:
         """The N+1 threshold in force on ``app`` (0: off)."""
         if self.n_plus_one_threshold is not None:
             return self.n_plus_one_threshold
-        key = _Keys.N_PLUS_ONE_THRESHOLD
+        key = ConfigVars.N_PLUS_ONE_THRESHOLD
         return key.load({key: app.config.get(key, key.default)})
 
     def profile_rate(self, app: Flask) -> float:
         """The share of requests profiled on ``app``."""
         if self.query_profile_rate is not None:
             return float(self.query_profile_rate)
-        key = _Keys.QUERY_PROFILE_RATE
+        key = ConfigVars.QUERY_PROFILE_RATE
         return key.load({key: app.config.get(key, key.default)})
 
     def threshold_ms(self, app: Flask) -> float | None:

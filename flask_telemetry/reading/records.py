@@ -66,7 +66,7 @@ class RouteSummary:
     #: Rows stored for this route (sampled rows counted once).
     rows: int
     #: Requests whose end carries database figures (the SQLAlchemy
-    #: integration was on); the db_ figures below are theirs only, and None
+    #: integration was on); the database figures below are theirs only, None
     #: when there are none.
     db_requests: int = 0
     #: Statements per request, on average.
