@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import render_template
 
 from .. import reading
-from ..reading import Sample, rollups, series
+from ..reading import Sample, _dialects, rollups, series
 from ..reading import compare as comparing
 from ..reading import sample as sampling
 from ..storage.vocabulary import ActorType, EventType, Severity
@@ -654,32 +654,19 @@ def pretty(metadata: t.Any) -> str:
     )
 
 
-#: A request end's status and duration the events lists show as columns:
-#: a whole number from 100 to 999, a number of ms from 0 to 10^12 (the read
-#: API's bounds); anything else leaves the cell empty.
-_STATUSES = range(100, 1000)
-_MAX_DURATION_MS = 1e12
-
-
 def end_columns(event: t.Any) -> tuple[str, str]:
     """The status and the duration (ms) of an ``http_request_end`` as the
-    events lists show them; empty texts for other events and unreadable
-    values."""
-    metadata = event.metadata
-    if event.event_type != EventType.HTTP_REQUEST_END.value or not isinstance(
-        metadata, dict
-    ):
+    events lists show them, read as the read API reads them (see
+    :func:`~flask_telemetry.reading._dialects.read_fact`); empty texts for other events
+    and unreadable values."""
+    if event.event_type != EventType.HTTP_REQUEST_END.value:
         return "", ""
-    status, duration = metadata.get("status"), metadata.get("duration_ms")
-    status_text = str(status) if type(status) is int and status in _STATUSES else ""
-    duration_text = ""
-    if (
-        isinstance(duration, (int, float))
-        and not isinstance(duration, bool)
-        and 0 <= duration <= _MAX_DURATION_MS
-    ):
-        duration_text = f"{duration:,.1f}"
-    return status_text, duration_text
+    status = _dialects.read_fact(event.metadata, "status")
+    duration = _dialects.read_fact(event.metadata, "duration_ms")
+    return (
+        "" if status is None else str(status),
+        "" if duration is None else f"{duration:,.1f}",
+    )
 
 
 def _n_plus_one(events: t.Sequence[t.Any], name: str | None) -> list[dict[str, t.Any]]:
@@ -744,13 +731,12 @@ def _profile_spans(metadata: object, started: float) -> list[charts.Span]:
 
 
 def _duration(event: t.Any) -> float:
-    """The duration of an ``http_request_end`` in ms; 0 for other events."""
+    """The duration of an ``http_request_end`` in ms, read as the read API
+    reads it; 0 for other events and unreadable values."""
     if event.event_type != EventType.HTTP_REQUEST_END.value:
         return 0.0
-    value = event.metadata.get("duration_ms")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return 0.0
-    return max(float(value), 0.0)
+    duration = _dialects.read_fact(event.metadata, "duration_ms")
+    return 0.0 if duration is None else t.cast(float, duration)
 
 
 def _ms(value: float) -> str:

@@ -20,25 +20,16 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 
+from ..storage import figures
 from ..storage import row as ev
 from .privacy import clean_text
-from .request_end import DbFigures, RequestEnd
+from .request_end import RequestEnd
 
-#: ``(method, status, duration_ms, exception, slow, sample_rate, trace_id,
-#: parent_id, release, db)`` of a finished request: see
-#: :func:`request_end_metadata`.
-EndFacts: t.TypeAlias = tuple[
-    str,
-    int,
-    float,
-    "str | None",
-    bool,
-    "float | None",
-    "str | None",
-    "str | None",
-    "str | None",
-    "DbFigures | None",
-]
+#: The figures of a finished request, one per :data:`~..storage.figures.FIGURES`
+#: in its order (``(method, status, duration_ms, exception, slow,
+#: sample_rate, trace_id, parent_id, release, db_count, db_ms)``), each
+#: None when the request has none: see :func:`request_end_metadata`.
+EndFacts: t.TypeAlias = tuple[t.Any, ...]
 #: The values of one event in column order (:data:`~..storage.row.COLUMNS`),
 #: event type, severity and actor type resolved to their strings, metadata
 #: cleaned, the client address as the privacy settings store it, and the
@@ -133,64 +124,67 @@ def build_event(pending: Pending) -> ev.TraceEvent:
 
 def request_end_facts(end: RequestEnd, release: str | None = None) -> EndFacts:
     """What the metadata of ``http_request_end`` is made of, as a tuple."""
-    return (
-        end.method,
-        end.status,
-        end.duration_ms,
-        end.exception,
-        end.slow,
-        end.sample_rate,
-        end.trace_id,
-        end.parent_id,
-        release,
-        end.db,
-    )
-
-
-def request_end_metadata(facts: EndFacts) -> dict[str, t.Any]:
-    """The metadata of ``http_request_end``.
-
-    ``method``, ``status`` and ``duration_ms`` (rounded to the microsecond),
-    then ``exception`` (the class name) or ``slow``, then ``sample_rate``
-    when sampling is on, then ``trace_id`` and ``parent_id`` when the request
-    carried a ``traceparent``, then ``release`` when one is configured, then
-    ``db_count`` and ``db_ms`` (the request's statements and their time) when
-    the SQLAlchemy integration counted them.
-    """
-    (
-        method,
-        status,
-        duration_ms,
-        exception,
-        slow,
-        sample_rate,
-        trace_id,
-        parent,
-        release,
-        db,
-    ) = facts
-    if not (len(method) <= 16 and method.isascii() and method.isalpha()):
-        method = clean_text(method, 16)
-    metadata: dict[str, t.Any] = {
-        "method": method,
-        "status": status,
-        "duration_ms": round(duration_ms, 3),
+    db = end.db
+    values = {
+        "method": end.method,
+        "status": end.status,
+        "duration_ms": end.duration_ms,
+        "exception": end.exception,
+        "slow": end.slow,
+        "sample_rate": end.sample_rate,
+        "trace_id": end.trace_id,
+        "parent_id": end.parent_id,
+        "release": release,
+        "db_count": None if db is None else db[0],
+        "db_ms": None if db is None else db[1],
     }
-    if exception is not None:
-        metadata["exception"] = exception
-    elif slow:
-        metadata["slow"] = True
-    if sample_rate is not None:
-        metadata["sample_rate"] = sample_rate
-    if trace_id is not None:
-        metadata["trace_id"] = trace_id
-        metadata["parent_id"] = parent
-    if release is not None:
-        metadata["release"] = release
-    if db is not None:
-        metadata["db_count"] = db[0]
-        metadata["db_ms"] = round(db[1], 3)
-    return metadata
+    return tuple(values[f.name] for f in figures.FIGURES)
+
+
+def _metadata_source() -> str:
+    """The source of :func:`request_end_metadata`, written out from the
+    figures' declaration (it runs once per request end, on the writer)."""
+    local = {f.name: f"v{i}" for i, f in enumerate(figures.FIGURES)}
+    body = [f"    {', '.join(local.values())}, = facts"]
+    for figure in figures.FIGURES:
+        if figure.word is not None:
+            value, size = local[figure.name], figure.word
+            body += [
+                f"    if not (len({value}) <= {size} and {value}.isascii() "
+                f"and {value}.isalpha()):",
+                f"        {value} = clean_text({value}, {size})",
+            ]
+    always, added = [], []
+    for figure in figures.FIGURES:
+        value = local[figure.name]
+        if figure.digits is not None:
+            value = f"round({value}, {figure.digits})"
+        if figure.written == "always":
+            always.append(f"{figure.name!r}: {value}")
+            continue
+        if figure.written == "true":
+            test = local[figure.name]
+            if figure.unless is not None:
+                test += f" and {local[figure.unless]} is None"
+            value = "True"
+        else:
+            test = f"{local[figure.when_set or figure.name]} is not None"
+        added += [f"    if {test}:", f"        metadata[{figure.name!r}] = {value}"]
+    body += [f"    metadata = {{{', '.join(always)}}}", *added, "    return metadata"]
+    return "def request_end_metadata(facts):\n" + "\n".join(body) + "\n"
+
+
+#: The metadata of ``http_request_end`` from its :data:`EndFacts`, written
+#: out from :data:`~..storage.figures.FIGURES`: ``method`` (a word, else
+#: cleaned), ``status`` and ``duration_ms`` (rounded to the microsecond),
+#: then ``exception`` (the class name) or ``slow``, then ``sample_rate`` when
+#: sampling is on, then ``trace_id`` and ``parent_id`` when the request
+#: carried a ``traceparent``, then ``release`` when one is configured, then
+#: ``db_count`` and ``db_ms`` (the request's statements and their time) when
+#: the SQLAlchemy integration counted them.
+request_end_metadata: t.Callable[[EndFacts], dict[str, t.Any]] = ev.define(
+    "request_end_metadata", _metadata_source(), {"clean_text": clean_text}
+)
 
 
 #: Build the row to store from a :data:`Pending` tuple, as its values in

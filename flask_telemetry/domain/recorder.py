@@ -149,6 +149,7 @@ class Recorder:
                 end.route_name, end.ip_address, end.user_agent
             )
             status = end.status_code
+            db = end.db
             queued = _pack(
                 actor_type,
                 actor_id,
@@ -169,7 +170,8 @@ class Recorder:
                     end.trace_id,
                     end.parent_id,
                     self.release,
-                    end.db,
+                    None if db is None else db[0],
+                    None if db is None else db[1],
                 ),
                 end.ended_at,
             )

@@ -15,6 +15,8 @@ import typing as t
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from ..storage import figures
+
 #: The percentiles the summary reports, as fractions.
 FRACTIONS = (0.5, 0.95, 0.99)
 
@@ -51,44 +53,46 @@ def read_time(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-#: The metadata keys of ``http_request_end`` the summary reads, with their
-#: SQL types (see flask_telemetry.domain.mapping.request_end_metadata).
+#: The metadata keys of ``http_request_end`` the readers read, with their
+#: SQL types: the figures of :data:`~..storage.figures.FIGURES` that have a
+#: check.
+_SQL_TYPES: dict[str, str] = {
+    "integer": "integer",
+    "number": "float",
+    "text": "text",
+    "flag": "boolean",
+    "present": "boolean",
+}
 REQUEST_END_KEYS: dict[str, str] = {
-    "status": "integer",
-    "duration_ms": "float",
-    "exception": "text",
-    "slow": "boolean",
-    "sample_rate": "float",
-    "release": "text",
-    "db_count": "integer",
-    "db_ms": "float",
+    f.name: _SQL_TYPES[t.cast(str, f.check)] for f in figures.READ
 }
 
 #: What a readable request end holds. A row written by anything may hold
 #: any JSON (or, on SQLite, text that is no JSON at all); a row whose
-#: ``status`` is not an integer from 100 to 999 or whose ``duration_ms`` is
-#: not a number from 0 to MAX_DURATION_MS is *unreadable*: every expression
-#: of :func:`request_end_facts` is NULL for it, readers leave it out of
-#: their figures and count it. A ``sample_rate`` that is not a number from
-#: MIN_SAMPLE_RATE to 1 counts the row once.
-MIN_STATUS, MAX_STATUS = 100, 999
-MAX_DURATION_MS = 1e12
-MIN_SAMPLE_RATE = 1e-6
+#: required figures (``status``, an integer from 100 to 999, and
+#: ``duration_ms``, a number from 0 to MAX_DURATION_MS) are not read is
+#: *unreadable*: every expression of :func:`request_end_facts` is NULL for
+#: it, readers leave it out of their figures and count it. Any other figure
+#: that fails its check is NULL (``slow`` and ``exception`` false): a
+#: ``sample_rate`` that is not a number from MIN_SAMPLE_RATE to 1 counts
+#: the row once, ``db_count`` and ``db_ms`` (read together) a request
+#: without database figures.
+MIN_STATUS = int(figures.BY_NAME["status"].low)
+MAX_STATUS = int(figures.BY_NAME["status"].high)
+MAX_DURATION_MS = figures.MAX_DURATION_MS
+MIN_SAMPLE_RATE = figures.BY_NAME["sample_rate"].low
 #: The characters of ``release`` read (a text; anything else is no release).
-RELEASE_CHARS = 64
-#: ``db_count`` is read when it is an integer from 0 to this, ``db_ms`` a
-#: number from 0 to MAX_DURATION_MS; else each is NULL (the row's other
-#: figures still count: a request without database figures).
-MAX_DB_COUNT = 999_999_999
+RELEASE_CHARS = int(figures.BY_NAME["release"].high)
+MAX_DB_COUNT = int(figures.BY_NAME["db_count"].high)
 
 #: PostgreSQL: the JSON text of a number small enough for ``float8`` both
 #: ways (at most 15 + 17 digits and a two-digit exponent), without a sign.
 _PG_NUMBER = r"^[0-9]{1,15}(\.[0-9]{1,17})?([eE][-+]?[0-9]{1,2})?$"
-_PG_STATUS = r"^[1-9][0-9]{2}$"
-_PG_COUNT = r"^[0-9]{1,9}$"
 #: Number types of MySQL's and MariaDB's JSON_TYPE.
 _MYSQL_NUMBERS = "('INTEGER', 'UNSIGNED INTEGER', 'DOUBLE', 'DECIMAL')"
 _MYSQL_INTEGERS = "('INTEGER', 'UNSIGNED INTEGER')"
+_SQLITE_NUMBERS = "('integer', 'real')"
+_SQLITE_INTEGERS = "('integer')"
 
 
 def request_end_facts(
@@ -97,30 +101,56 @@ def request_end_facts(
     """FROM items and expressions for the request-end keys of ``metadata``.
 
     Returns the FROM list to select from (the table, and on PostgreSQL the
-    row the JSON is parsed into once) and, per key of
-    :data:`REQUEST_END_KEYS`, an expression: ``status`` an integer,
-    ``duration_ms`` and ``sample_rate`` floats, ``exception`` and ``slow``
-    booleans (whether the key holds a value, whether it is true).
+    row the JSON is parsed into once) and, per figure read
+    (:data:`REQUEST_END_KEYS`), an expression of its check (see
+    :data:`~..storage.figures.Check`): ``integer`` an integer, ``number`` a
+    float, ``text`` a string, ``flag`` and ``present`` booleans. Then
+    ``readable`` (the required figures are all read) and one boolean per
+    group of figures (``db``: readable, and every figure of the group read).
 
-    The types are checked in SQL, never cast blindly: ``status`` and
-    ``duration_ms`` are NULL in a row that is not readable (see
-    :data:`MAX_DURATION_MS`), so that ``readable`` (both not NULL) keeps the
-    rows whose figures count.
+    The types are checked in SQL, never cast blindly: no value can make the
+    query fail, and the required figures are NULL in a row that is not
+    readable, so that ``readable`` keeps the rows whose figures count.
     """
     if dialect.name == "postgresql":
-        facts = _postgresql_facts(table)
-        froms, exprs = facts
+        froms, exprs = _postgresql_facts(table)
     else:
         froms, exprs = [table], _text_facts(dialect, table)
     exprs["readable"] = sa.and_(
-        exprs["status"].is_not(None), exprs["duration_ms"].is_not(None)
+        *(exprs[f.name].is_not(None) for f in figures.READ if f.required)
     )
-    # A request end with both database figures readable (the SQLAlchemy
-    # integration was on): only those count in the database figures.
-    exprs["db"] = sa.and_(
-        exprs["readable"], exprs["db_count"].is_not(None), exprs["db_ms"].is_not(None)
-    )
+    groups: dict[str, list[str]] = {}
+    for figure in figures.READ:
+        if figure.group is not None:
+            groups.setdefault(figure.group, []).append(figure.name)
+    for group, names in groups.items():
+        exprs[group] = sa.and_(
+            exprs["readable"], *(exprs[name].is_not(None) for name in names)
+        )
     return froms, exprs
+
+
+def read_fact(metadata: object, name: str) -> t.Any:
+    """The request-end figure ``name`` of a stored metadata (any value),
+    read in Python as :func:`request_end_facts` reads it in SQL (see
+    :func:`~..storage.figures.read`): for the pages, which have the rows."""
+    return figures.read_key(metadata, name)
+
+
+def _pg_integer(figure: figures.Figure) -> str:
+    """A regular expression for the JSON text of an integer from the
+    figure's low to its high, when those are 10^(n-1) to 10^n - 1 or 0 to
+    10^n - 1 (else the range is checked after the cast as well)."""
+    digits = len(str(int(figure.high)))
+    if figure.low == 10 ** (digits - 1) and figure.high == 10**digits - 1:
+        return f"^[1-9][0-9]{{{digits - 1}}}$"
+    return f"^[0-9]{{1,{digits}}}$"
+
+
+def _pg_ranged(figure: figures.Figure) -> bool:
+    """Whether :func:`_pg_integer`'s expression leaves the range to check."""
+    digits = len(str(int(figure.high)))
+    return figure.high != 10**digits - 1 or figure.low not in (0, 10 ** (digits - 1))
 
 
 def _postgresql_facts(
@@ -136,183 +166,149 @@ def _postgresql_facts(
     meta = sa.cast(table.c.metadata, postgresql.JSON)
     record = (
         sa.func.json_to_record(sa.case((sa.func.json_typeof(meta) == "object", meta)))
-        .table_valued(
-            sa.column("status", postgresql.JSON),
-            sa.column("duration_ms", postgresql.JSON),
-            sa.column("exception", postgresql.JSON),
-            sa.column("slow", postgresql.JSON),
-            sa.column("sample_rate", postgresql.JSON),
-            sa.column("release", postgresql.JSON),
-            sa.column("db_count", postgresql.JSON),
-            sa.column("db_ms", postgresql.JSON),
-        )
+        .table_valued(*(sa.column(f.name, postgresql.JSON) for f in figures.READ))
         .render_derived(name="rq", with_types=True)
     )
-    c = record.c
 
     def text(column: sa.ColumnElement[t.Any]) -> sa.ColumnElement[str]:
         return sa.cast(column, sa.Text)
 
-    def number(column: sa.ColumnElement[t.Any], low: float, high: float) -> t.Any:
-        value = sa.case(
-            (text(column).regexp_match(_PG_NUMBER), sa.cast(text(column), sa.Float))
-        )
-        return sa.case((value.between(low, high), value))
+    def read(figure: figures.Figure) -> sa.ColumnElement[t.Any]:
+        column = record.c[figure.name]
+        if figure.check == "integer":
+            value: t.Any = sa.case(
+                (
+                    text(column).regexp_match(_pg_integer(figure)),
+                    sa.cast(text(column), sa.Integer),
+                )
+            )
+            if _pg_ranged(figure):
+                value = sa.case((value.between(figure.low, figure.high), value))
+            return t.cast(sa.ColumnElement[t.Any], value)
+        if figure.check == "number":
+            value = sa.case(
+                (text(column).regexp_match(_PG_NUMBER), sa.cast(text(column), sa.Float))
+            )
+            return sa.case((value.between(figure.low, figure.high), value))
+        if figure.check == "text":
+            return sa.case(
+                (
+                    sa.func.json_typeof(column) == "string",
+                    sa.func.substr(
+                        column.op("#>>")(sa.text("'{}'")), 1, int(figure.high)
+                    ),
+                )
+            )
+        if figure.check == "flag":
+            return sa.func.coalesce(text(column) == "true", sa.false())
+        assert figure.check == "present", figure
+        return column.is_not(None)
 
-    status = sa.case(
-        (text(c.status).regexp_match(_PG_STATUS), sa.cast(text(c.status), sa.Integer))
-    )
-    return [table.join(record, sa.true())], {
-        "status": status,
-        "duration_ms": number(c.duration_ms, 0.0, MAX_DURATION_MS),
-        "exception": c.exception.is_not(None),
-        "slow": sa.func.coalesce(text(c.slow) == "true", sa.false()),
-        "sample_rate": number(c.sample_rate, MIN_SAMPLE_RATE, 1.0),
-        "release": sa.case(
-            (
-                sa.func.json_typeof(c.release) == "string",
-                sa.func.substr(c.release.op("#>>")(sa.text("'{}'")), 1, RELEASE_CHARS),
-            )
-        ),
-        "db_count": sa.case(
-            (
-                text(c.db_count).regexp_match(_PG_COUNT),
-                sa.cast(text(c.db_count), sa.Integer),
-            )
-        ),
-        "db_ms": number(c.db_ms, 0.0, MAX_DURATION_MS),
-    }
+    return [table.join(record, sa.true())], {f.name: read(f) for f in figures.READ}
 
 
 def _text_facts(
     dialect: sa.Dialect, table: sa.Table
 ) -> dict[str, sa.ColumnElement[t.Any]]:
     # Parsing the JSON is most of the cost of a summary there, and each
-    # extraction parses the whole document again. ``status`` and
-    # ``duration_ms`` are in every row; the keys most rows lack are looked
-    # for as text first (the writer stores them as ``"key":``), and parsed
-    # only in the rows that have them.
+    # extraction parses the whole document again. The required figures are
+    # in every row; the keys most rows lack are looked for as text first
+    # (the writer stores them as ``"key":``), and parsed only in the rows
+    # that have them.
     column = _quoted(dialect, table)
-    if is_mysql(dialect):
-        # The column is JSON (checked by the server): JSON_TYPE tells the
-        # type of a value, and a number is compared as a double before it
-        # is converted.
-
-        def get(key: str) -> str:
-            return f"JSON_EXTRACT({column}, '$.{key}')"
-
-        def has(key: str) -> str:
-            return f"LOCATE('\"{key}\"', {column}) > 0"
-
-        def number(key: str, low: float, high: float) -> str:
-            return (
-                f"(CASE WHEN JSON_TYPE({get(key)}) IN {_MYSQL_NUMBERS} "
-                f"AND ({get(key)} + 0e0) BETWEEN {low!r} AND {high!r} "
-                f"THEN {get(key)} + 0e0 END)"
-            )
-
-        exprs = {
-            "status": (
-                f"(CASE WHEN JSON_TYPE({get('status')}) IN {_MYSQL_INTEGERS} "
-                f"AND ({get('status')} + 0e0) BETWEEN {MIN_STATUS} AND {MAX_STATUS} "
-                f"THEN CAST({get('status')} AS SIGNED) END)"
-            ),
-            "duration_ms": number("duration_ms", 0.0, MAX_DURATION_MS),
-            "exception": (
-                f"(CASE WHEN {has('exception')} "
-                f"THEN COALESCE(JSON_TYPE({get('exception')}) <> 'NULL', FALSE) "
-                "ELSE FALSE END)"
-            ),
-            "slow": (
-                f"(CASE WHEN {has('slow')} "
-                f"THEN COALESCE(JSON_TYPE({get('slow')}) = 'BOOLEAN' "
-                f"AND {get('slow')} = TRUE, FALSE) "
-                "ELSE FALSE END)"
-            ),
-            "sample_rate": (
-                f"(CASE WHEN {has('sample_rate')} "
-                f"THEN {number('sample_rate', MIN_SAMPLE_RATE, 1.0)} END)"
-            ),
-            "release": (
-                f"(CASE WHEN {has('release')} AND JSON_TYPE({get('release')}) = "
-                f"'STRING' THEN LEFT(JSON_UNQUOTE({get('release')}), "
-                f"{RELEASE_CHARS}) END)"
-            ),
-            "db_count": (
-                f"(CASE WHEN {has('db_count')} "
-                f"AND JSON_TYPE({get('db_count')}) IN {_MYSQL_INTEGERS} "
-                f"AND ({get('db_count')} + 0e0) BETWEEN 0 AND {MAX_DB_COUNT} "
-                f"THEN CAST({get('db_count')} AS SIGNED) END)"
-            ),
-            "db_ms": (
-                f"(CASE WHEN {has('db_ms')} "
-                f"THEN {number('db_ms', 0.0, MAX_DURATION_MS)} END)"
-            ),
-        }
-    else:  # SQLite: the column is text, JSON or not; true reads as 1
-        valid = f"json_valid({column})"
-
-        def get(key: str) -> str:
-            return f"json_extract({column}, '$.{key}')"
-
-        def has(key: str) -> str:
-            return f"instr({column}, '\"{key}\"') > 0"
-
-        def typed(key: str, low: float, high: float, types: str) -> str:
-            return (
-                f"(CASE WHEN {valid} THEN (CASE WHEN json_type({column}, '$.{key}') "
-                f"IN {types} AND {get(key)} BETWEEN {low!r} AND {high!r} "
-                f"THEN {get(key)} END) END)"
-            )
-
-        exprs = {
-            "status": typed("status", MIN_STATUS, MAX_STATUS, "('integer')"),
-            "duration_ms": (
-                f"CAST({typed('duration_ms', 0.0, MAX_DURATION_MS, _SQLITE_NUMBERS)}"
-                " AS REAL)"
-            ),
-            "exception": (
-                f"(CASE WHEN {has('exception')} AND {valid} "
-                f"THEN {get('exception')} IS NOT NULL ELSE 0 END)"
-            ),
-            "slow": (
-                f"(CASE WHEN {has('slow')} AND {valid} "
-                f"THEN COALESCE(json_type({column}, '$.slow') = 'true', 0) "
-                "ELSE 0 END)"
-            ),
-            "sample_rate": (
-                f"(CASE WHEN {has('sample_rate')} THEN "
-                f"{typed('sample_rate', MIN_SAMPLE_RATE, 1.0, _SQLITE_NUMBERS)} END)"
-            ),
-            "release": (
-                f"(CASE WHEN {has('release')} AND {valid} AND json_type({column}, "
-                f"'$.release') = 'text' THEN substr({get('release')}, 1, "
-                f"{RELEASE_CHARS}) END)"
-            ),
-            "db_count": (
-                f"(CASE WHEN {has('db_count')} THEN "
-                f"{typed('db_count', 0, MAX_DB_COUNT, _SQLITE_INTEGERS)} END)"
-            ),
-            "db_ms": (
-                f"(CASE WHEN {has('db_ms')} THEN CAST("
-                f"{typed('db_ms', 0.0, MAX_DURATION_MS, _SQLITE_NUMBERS)} AS REAL) END)"
-            ),
-        }
+    read = _mysql_read if is_mysql(dialect) else _sqlite_read
     types: dict[str, sa.types.TypeEngine[t.Any]] = {
-        "status": sa.Integer(),
-        "duration_ms": sa.Float(),
-        "exception": sa.Boolean(),
-        "slow": sa.Boolean(),
-        "sample_rate": sa.Float(),
-        "release": sa.String(),
-        "db_count": sa.Integer(),
-        "db_ms": sa.Float(),
+        "integer": sa.Integer(),
+        "number": sa.Float(),
+        "text": sa.String(),
+        "flag": sa.Boolean(),
+        "present": sa.Boolean(),
     }
-    return {key: sa.literal_column(sql, types[key]) for key, sql in exprs.items()}
+    return {
+        f.name: sa.literal_column(read(column, f), types[t.cast(str, f.check)])
+        for f in figures.READ
+    }
 
 
-_SQLITE_NUMBERS = "('integer', 'real')"
-_SQLITE_INTEGERS = "('integer')"
+def _mysql_read(column: str, figure: figures.Figure) -> str:
+    """MySQL's and MariaDB's SQL for ``figure``. The column is JSON (checked
+    by the server): JSON_TYPE tells the type of a value, and a number is
+    compared as a double before it is converted."""
+    key = figure.name
+    get = f"JSON_EXTRACT({column}, '$.{key}')"
+    has = f"LOCATE('\"{key}\"', {column}) > 0"
+    low, high = figure.low, figure.high
+    if figure.check == "integer":
+        # MariaDB's JSON_TYPE says INTEGER for a number written without a
+        # point (1e-06, 2e2), which CAST(... AS SIGNED) reads up to the "e":
+        # the value is taken as a double, and kept when it is whole.
+        return (
+            f"(CASE WHEN {'' if figure.required else f'{has} AND '}"
+            f"JSON_TYPE({get}) IN {_MYSQL_INTEGERS} "
+            f"AND ({get} + 0e0) BETWEEN {int(low)} AND {int(high)} "
+            f"AND ({get} + 0e0) = FLOOR({get} + 0e0) "
+            f"THEN CAST({get} + 0e0 AS SIGNED) END)"
+        )
+    if figure.check == "number":
+        number = (
+            f"(CASE WHEN JSON_TYPE({get}) IN {_MYSQL_NUMBERS} "
+            f"AND ({get} + 0e0) BETWEEN {float(low)!r} AND {float(high)!r} "
+            f"THEN {get} + 0e0 END)"
+        )
+        return number if figure.required else f"(CASE WHEN {has} THEN {number} END)"
+    if figure.check == "text":
+        return (
+            f"(CASE WHEN {has} AND JSON_TYPE({get}) = 'STRING' "
+            f"THEN LEFT(JSON_UNQUOTE({get}), {int(high)}) END)"
+        )
+    if figure.check == "flag":
+        return (
+            f"(CASE WHEN {has} "
+            f"THEN COALESCE(JSON_TYPE({get}) = 'BOOLEAN' AND {get} = TRUE, FALSE) "
+            "ELSE FALSE END)"
+        )
+    assert figure.check == "present", figure
+    return (
+        f"(CASE WHEN {has} THEN COALESCE(JSON_TYPE({get}) <> 'NULL', FALSE) "
+        "ELSE FALSE END)"
+    )
+
+
+def _sqlite_read(column: str, figure: figures.Figure) -> str:
+    """SQLite's SQL for ``figure``. The column is text, JSON or not: true
+    reads as 1."""
+    key = figure.name
+    valid = f"json_valid({column})"
+    get = f"json_extract({column}, '$.{key}')"
+    has = f"instr({column}, '\"{key}\"') > 0"
+    low, high = figure.low, figure.high
+
+    def typed(types: str, low: t.Any, high: t.Any) -> str:
+        return (
+            f"(CASE WHEN {valid} THEN (CASE WHEN json_type({column}, '$.{key}') "
+            f"IN {types} AND {get} BETWEEN {low!r} AND {high!r} "
+            f"THEN {get} END) END)"
+        )
+
+    if figure.check == "integer":
+        value = typed(_SQLITE_INTEGERS, int(low), int(high))
+    elif figure.check == "number":
+        value = f"CAST({typed(_SQLITE_NUMBERS, float(low), float(high))} AS REAL)"
+    elif figure.check == "text":
+        return (
+            f"(CASE WHEN {has} AND {valid} AND json_type({column}, "
+            f"'$.{key}') = 'text' THEN substr({get}, 1, {int(high)}) END)"
+        )
+    elif figure.check == "flag":
+        return (
+            f"(CASE WHEN {has} AND {valid} "
+            f"THEN COALESCE(json_type({column}, '$.{key}') = 'true', 0) "
+            "ELSE 0 END)"
+        )
+    else:
+        assert figure.check == "present", figure
+        return f"(CASE WHEN {has} AND {valid} THEN {get} IS NOT NULL ELSE 0 END)"
+    return value if figure.required else f"(CASE WHEN {has} THEN {value} END)"
 
 
 def _quoted(dialect: sa.Dialect, table: sa.Table) -> str:
