@@ -276,7 +276,15 @@ def _totals(path: str) -> int:
     raise RuntimeError(f"no totals in {path}")
 
 
-def _run_child(kind: str, argv: list[str], scratch: str) -> dict[str, float]:
+def _run_child(
+    kind: str,
+    argv: list[str],
+    scratch: str,
+    *,
+    module: str = "benchmarks.instructions",
+) -> dict[str, float]:
+    """Run ``python -m module --child kind`` under callgrind; return each
+    counted loop's instructions per iteration, the empty loop's subtracted."""
     folder = os.path.join(scratch, kind)
     os.makedirs(folder)
     names = os.path.join(folder, "regions.json")
@@ -290,7 +298,7 @@ def _run_child(kind: str, argv: list[str], scratch: str) -> dict[str, float]:
         f"--callgrind-out-file={folder}/callgrind.out.%p",
         sys.executable,
         "-m",
-        "benchmarks.instructions",
+        module,
         "--child",
         kind,
         "--out",
