@@ -62,6 +62,11 @@ ROLLUP_COLUMNS = {
     "duration_max",
     "histogram",
     "unreadable",
+    "db_requests",
+    "db_count",
+    "db_ms",
+    "db_route_ms",
+    "db_histogram",
     "folded_at",
 }
 

@@ -148,7 +148,11 @@ def test_the_table_holds_minutes_hours_and_days(folded: Bundle) -> None:
 def _content(bundle: Bundle) -> list[tuple[t.Any, ...]]:
     with bundle.app.app_context():
         table = bundle.telemetry.rollup_model.__table__
-    columns = [c for c in table.c if c.name not in ("id", "folded_at", "histogram")]
+    columns = [
+        c
+        for c in table.c
+        if c.name not in ("id", "folded_at", "histogram", "db_histogram")
+    ]
     with engine_of(bundle).connect() as conn:
         rows = conn.execute(
             sa.select(*columns, sa.cast(table.c.histogram, sa.Text))
@@ -555,3 +559,30 @@ def test_a_killed_rollup_is_done_again_exactly(make_app: MakeApp) -> None:
             sa.select(sa.func.sum(table.c.rows)).where(table.c.bucket_seconds == 3600)
         ).scalar_one()
     assert hours == 40_000
+
+
+def test_database_figures_are_rolled_up(make_app: MakeApp) -> None:
+    """The SQLAlchemy integration's db_count and db_ms: the same per-route
+    figures from the rollups as from the raw rows."""
+    bundle = make_app(TELEMETRY_DELIVERY="sync", TELEMETRY_ROLLUPS=True)
+    rng = random.Random(13)
+    rows = []
+    for row in _rows(rng, 400, dt.timedelta(days=2)):
+        meta = dict(row.metadata or {})
+        if rng.random() < 0.8:  # some requests ran no instrumented engine
+            meta["db_count"] = rng.randint(0, 40)
+            meta["db_ms"] = round(meta["duration_ms"] * rng.random(), 3)
+        rows.append(dataclasses.replace(row, metadata=meta))
+    store(bundle, rows)
+    with bundle.app.app_context():
+        bundle.telemetry.rollup()
+        rolled = bundle.telemetry.request_summary(since=dt.timedelta(days=3))
+    raw = {r.route_name: r for r in _raw(bundle, dt.timedelta(days=3))}
+    assert rolled
+    for r in rolled:
+        exact = raw[r.route_name]
+        assert r.db_requests == exact.db_requests > 0
+        assert r.mean_db_count == pytest.approx(exact.mean_db_count, rel=1e-9)
+        assert r.mean_db_ms == pytest.approx(exact.mean_db_ms, rel=1e-9)
+        assert r.db_share == pytest.approx(exact.db_share, rel=1e-9)
+        assert r.p95_db_ms == pytest.approx(exact.p95_db_ms, rel=0.01)

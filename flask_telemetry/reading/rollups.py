@@ -112,6 +112,14 @@ class _Figures:
     duration_max: float = 0.0
     unreadable: int = 0
     histogram: sketch.Histogram = dataclasses.field(default_factory=dict)
+    #: The requests whose end carries database figures (weighted), their
+    #: statements, their milliseconds in the database and in all, and the
+    #: histogram of their database milliseconds.
+    db_requests: float = 0.0
+    db_count: float = 0.0
+    db_ms: float = 0.0
+    db_route_ms: float = 0.0
+    db_histogram: sketch.Histogram = dataclasses.field(default_factory=dict)
 
     def add(self, other: _Figures) -> None:
         self.rows += other.rows
@@ -123,6 +131,12 @@ class _Figures:
         self.duration_max = max(self.duration_max, other.duration_max)
         self.unreadable += other.unreadable
         sketch.merge(self.histogram, other.histogram)
+        if other.db_requests:
+            self.db_requests += other.db_requests
+            self.db_count += other.db_count
+            self.db_ms += other.db_ms
+            self.db_route_ms += other.db_route_ms
+            sketch.merge(self.db_histogram, other.db_histogram)
 
 
 #: (bucket start, route ("" unmatched), release ("" none)) -> figures.
@@ -182,6 +196,10 @@ def _raw_figures(
             sa.func.sum(sa.case((failed, weight), else_=0.0)),
             sa.func.sum(sa.case((client, weight), else_=0.0)),
             sa.func.sum(sa.case((facts["slow"], weight), else_=0.0)),
+            sa.func.sum(sa.case((facts["db"], weight), else_=0.0)),
+            sa.func.sum(sa.case((facts["db"], weight * facts["db_count"]), else_=0.0)),
+            sa.func.sum(sa.case((facts["db"], weight * facts["db_ms"]), else_=0.0)),
+            sa.func.sum(sa.case((facts["db"], weight * duration), else_=0.0)),
             # Rows left out (figures unreadable) are counted in the same
             # pass, in groups of their own, under the route's "no release"
             # row; with a release asked for, they are left out.
@@ -189,7 +207,7 @@ def _raw_figures(
         )
         .select_from(*froms)
         .where(*where, *([] if release is None else [facts["readable"]]))
-        .group_by(sa.text("1, 2, 3, 4, 12"))
+        .group_by(sa.text("1, 2, 3, 4, 16"))
     )
     found: dict[_Key, _Figures] = {}
     starts: dict[t.Any, dt.datetime] = {}
@@ -203,7 +221,10 @@ def _raw_figures(
             starts[index] = start
         return start
 
-    for b, name, rel, key, n, w, wd, top, err, cli, slow, ok in conn.execute(query):
+    with_db = False
+    for row in conn.execute(query):
+        b, name, rel, key, n, w, wd, top, err, cli, slow = row[:11]
+        db_w, db_n, db_ms, db_route, ok = row[11:]
         if not ok:
             unread = found.setdefault((start_of(b), name, ""), _Figures())
             unread.unreadable += int(n)
@@ -218,6 +239,33 @@ def _raw_figures(
         figures.slow += float(slow or 0.0)
         bin_key = sketch.key_of(key)
         figures.histogram[bin_key] = figures.histogram.get(bin_key, 0.0) + float(w)
+        if db_w:
+            with_db = True
+            figures.db_requests += float(db_w)
+            figures.db_count += float(db_n or 0.0)
+            figures.db_ms += float(db_ms or 0.0)
+            figures.db_route_ms += float(db_route or 0.0)
+    if with_db:
+        # The database milliseconds' histogram: a second pass, only where
+        # the SQLAlchemy integration recorded figures.
+        db_bin = sketch.sql_bin(facts["db_ms"])
+        histograms = (
+            sa.select(
+                bucket.label("bucket"),
+                route_of.label("route"),
+                release_of.label("release"),
+                db_bin.label("bin"),
+                sa.func.sum(weight),
+            )
+            .select_from(*froms)
+            .where(*where, facts["readable"], facts["db"])
+            .group_by(sa.text("1, 2, 3, 4"))
+        )
+        for b, name, rel, key, w in conn.execute(histograms):
+            figures = found.setdefault((start_of(b), name, rel), _Figures())
+            bin_key = sketch.key_of(key)
+            db = figures.db_histogram
+            db[bin_key] = db.get(bin_key, 0.0) + float(w)
     return found
 
 
@@ -500,6 +548,11 @@ def _stored(
         c.duration_max,
         c.unreadable,
         sa.cast(c.histogram, sa.Text),
+        c.db_requests,
+        c.db_count,
+        c.db_ms,
+        c.db_route_ms,
+        sa.cast(c.db_histogram, sa.Text),
     ).where(*where)
     found: dict[_Key, _Figures] = {}
     for row in conn.execute(query):
@@ -516,6 +569,11 @@ def _stored(
                 duration_max=float(row[9]),
                 unreadable=int(row[10]),
                 histogram=_histogram(row[11]),
+                db_requests=float(row[12] or 0.0),
+                db_count=float(row[13] or 0.0),
+                db_ms=float(row[14] or 0.0),
+                db_route_ms=float(row[15] or 0.0),
+                db_histogram=_histogram(row[16]),
             )
         )
     return found
@@ -567,6 +625,10 @@ def _stored_totals(
         sa.func.sum(c.duration_sum),
         sa.func.max(c.duration_max),
         sa.func.sum(c.unreadable),
+        sa.func.sum(c.db_requests),
+        sa.func.sum(c.db_count),
+        sa.func.sum(c.db_ms),
+        sa.func.sum(c.db_route_ms),
     ).where(*where)
     totals: dict[str, _Figures] = {}
     for row in conn.execute(sums.group_by(c.route_name)):
@@ -579,12 +641,20 @@ def _stored_totals(
             duration_sum=float(row[6] or 0.0),
             duration_max=float(row[7] or 0.0),
             unreadable=int(row[8] or 0),
+            db_requests=float(row[9] or 0.0),
+            db_count=float(row[10] or 0.0),
+            db_ms=float(row[11] or 0.0),
+            db_route_ms=float(row[12] or 0.0),
         )
-    texts = sa.select(c.route_name, sa.cast(c.histogram, sa.Text)).where(*where)
-    for name, text in conn.execute(texts):
+    texts = sa.select(
+        c.route_name, sa.cast(c.histogram, sa.Text), sa.cast(c.db_histogram, sa.Text)
+    ).where(*where)
+    for name, text, db_text in conn.execute(texts):
         figures = totals.get(name)
         if figures is not None:
             _merge_text(figures.histogram, text)
+            if db_text:
+                _merge_text(figures.db_histogram, db_text)
     return totals
 
 
@@ -668,10 +738,18 @@ def _values(
         "duration_sum": figures.duration_sum,
         "duration_max": figures.duration_max,
         "unreadable": figures.unreadable,
-        "histogram": {k: round(w, 9) for k, w in sorted(figures.histogram.items())}
-        or None,
+        "histogram": _rounded(figures.histogram),
+        "db_requests": figures.db_requests,
+        "db_count": figures.db_count,
+        "db_ms": figures.db_ms,
+        "db_route_ms": figures.db_route_ms,
+        "db_histogram": _rounded(figures.db_histogram),
         "folded_at": _dialects.bind_time(conn.dialect, now),
     }
+
+
+def _rounded(histogram: sketch.Histogram) -> dict[str, float] | None:
+    return {k: round(w, 9) for k, w in sorted(histogram.items())} or None
 
 
 _UPDATED = (
@@ -684,6 +762,11 @@ _UPDATED = (
     "duration_max",
     "unreadable",
     "histogram",
+    "db_requests",
+    "db_count",
+    "db_ms",
+    "db_route_ms",
+    "db_histogram",
     "folded_at",
 )
 _CHUNK = 500
@@ -996,7 +1079,22 @@ def _route_summary(name: str, f: _Figures) -> RouteSummary:
         p99_ms=p99 or 0.0,
         max_ms=f.duration_max,
         rows=f.rows,
+        **_db_figures(f),
     )
+
+
+def _db_figures(f: _Figures) -> dict[str, t.Any]:
+    """The database fields of :class:`RouteSummary` (none without figures)."""
+    if f.db_requests <= 0:
+        return {}
+    (p95,) = sketch.quantiles(f.db_histogram, (0.95,))
+    return {
+        "db_requests": round(f.db_requests),
+        "mean_db_count": f.db_count / f.db_requests,
+        "mean_db_ms": f.db_ms / f.db_requests,
+        "p95_db_ms": p95,
+        "db_share": min(f.db_ms / f.db_route_ms, 1.0) if f.db_route_ms > 0 else 0.0,
+    }
 
 
 __all__ = [

@@ -68,6 +68,15 @@ def _columns() -> dict[str, t.Any]:
         "histogram": sa.Column(sa.JSON(none_as_null=True), nullable=True),
         #: Request ends of the bucket whose figures could not be read.
         "unreadable": sa.Column(sa.BigInteger(), nullable=False, default=0),
+        #: The requests whose end carries database figures (the SQLAlchemy
+        #: integration's db_count and db_ms), weighted; their statements,
+        #: their milliseconds in the database and in all (sums), and the
+        #: histogram of their database milliseconds.
+        "db_requests": number(),
+        "db_count": number(),
+        "db_ms": number(),
+        "db_route_ms": number(),
+        "db_histogram": sa.Column(sa.JSON(none_as_null=True), nullable=True),
         "folded_at": sa.Column(_time(), nullable=False),
     }
 

@@ -2,7 +2,7 @@
 
 Revision ID: cf23459208c2
 Revises: 6c0be787e6e6
-Create Date: 2026-12-07 20:31:22.775664
+Create Date: 2026-12-07 21:38:11.107753
 
 """
 from alembic import op
@@ -33,6 +33,11 @@ def upgrade():
     sa.Column('duration_max', sa.Double(), nullable=False),
     sa.Column('histogram', sa.JSON(none_as_null=True), nullable=True),
     sa.Column('unreadable', sa.BigInteger(), nullable=False),
+    sa.Column('db_requests', sa.Double(), nullable=False),
+    sa.Column('db_count', sa.Double(), nullable=False),
+    sa.Column('db_ms', sa.Double(), nullable=False),
+    sa.Column('db_route_ms', sa.Double(), nullable=False),
+    sa.Column('db_histogram', sa.JSON(none_as_null=True), nullable=True),
     sa.Column('folded_at', sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('bucket_seconds', 'bucket_start', 'route_name', 'release', name='uq_telemetry_rollups_bucket')
