@@ -109,3 +109,5 @@ def _list_bytes(value: list[t.Any]) -> int:
 pending_bytes: t.Callable[[Pending], int] = row.define(
     "pending_bytes", _pending_bytes_source(), dict(globals())
 )
+pending_bytes.__doc__ = """An estimate, slightly high, of the memory a queued
+event holds: its texts, its metadata walked (bounded by the byte cap)."""
