@@ -16,13 +16,16 @@ def test_each_request_has_a_budget_of_its_own(
 ) -> None:
     app = bundle.app
     bundle.telemetry.init_dashboard(app, authorize=lambda: True)
-    monkeypatch.setattr(budget, "PAGE_SECONDS", 1.0)
     client = app.test_client()
+    urls = ("/_telemetry/events", "/_telemetry/")
+    for url in urls:  # templates compiled, connections made: outside the count
+        assert client.get(url).status_code == 200, url
+    monkeypatch.setattr(budget, "PAGE_SECONDS", 2.0)
     started = time.monotonic()
     with app.app_context():
         for _ in range(4):
-            for url in ("/_telemetry/events", "/_telemetry/"):
+            for url in urls:
                 assert client.get(url).status_code == 200, url
-            time.sleep(0.4)
+            time.sleep(0.7)
     # Together, the requests took longer than one budget.
     assert time.monotonic() - started > budget.PAGE_SECONDS
