@@ -559,29 +559,16 @@ class _Rollups:
         self, traces: sa.Table, **window: t.Any
     ) -> dict[str, t.Callable[[sa.Connection], t.Any]]:
         """The page's ``summary`` and ``buckets`` read from the rollups."""
-        since, until = window["since"], window["until"]
-        route, unmatched = window.get("route"), window.get("unmatched", False)
+        bounds = {
+            "since": window["since"],
+            "until": window["until"],
+            "route": window.get("route"),
+            "unmatched": window.get("unmatched", False),
+            "retention": self.retention,
+        }
         return {
-            "summary": lambda c: rollups.summary(
-                c,
-                traces,
-                self.table,
-                since=since,
-                until=until,
-                route=route,
-                unmatched=unmatched,
-                retention=self.retention,
-            ),
-            "buckets": lambda c: rollups.traffic(
-                c,
-                traces,
-                self.table,
-                since=since,
-                until=until,
-                route=route,
-                unmatched=unmatched,
-                retention=self.retention,
-            ),
+            "summary": lambda c: rollups.summary(c, traces, self.table, **bounds),
+            "buckets": lambda c: rollups.traffic(c, traces, self.table, **bounds),
         }
 
 

@@ -327,3 +327,27 @@ def percentile_columns(
         )
         for fraction in FRACTIONS
     ]
+
+
+def bucket_index(
+    conn: sa.Connection,
+    occurred_at: sa.ColumnElement[t.Any],
+    since: dt.datetime,
+    width: int,
+) -> sa.ColumnElement[t.Any]:
+    """The 0-based index of the bucket of ``occurred_at``, counted from
+    ``since`` in buckets of ``width`` seconds, in the dialect's terms."""
+    start = sa.bindparam(
+        "bucket_start", bind_time(conn.dialect, since), type_=occurred_at.type
+    )
+    name = conn.dialect.name
+    seconds: sa.ColumnElement[t.Any]
+    if name == "postgresql":
+        seconds = sa.extract("epoch", occurred_at - start)
+    elif name in ("mysql", "mariadb"):
+        seconds = (
+            sa.func.timestampdiff(sa.text("MICROSECOND"), start, occurred_at) / 1e6
+        )
+    else:
+        seconds = (sa.func.julianday(occurred_at) - sa.func.julianday(start)) * 86400.0
+    return sa.func.floor(seconds / width)

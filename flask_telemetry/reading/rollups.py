@@ -174,7 +174,7 @@ def _raw_figures(
         where.append(release_of == release)
     bucket: sa.ColumnElement[t.Any] = sa.literal(0)
     if width is not None:
-        bucket = _bucket_index(conn, traces.c.occurred_at, since, width)
+        bucket = _dialects.bucket_index(conn, traces.c.occurred_at, since, width)
     duration, rate = facts["duration_ms"], facts["sample_rate"]
     weight = sa.case((rate > 0, 1.0 / rate), else_=1.0)
     failed = sa.or_(facts["status"] >= 500, facts["exception"])
@@ -267,29 +267,6 @@ def _raw_figures(
             db = figures.db_histogram
             db[bin_key] = db.get(bin_key, 0.0) + float(w)
     return found
-
-
-def _bucket_index(
-    conn: sa.Connection,
-    occurred_at: sa.ColumnElement[t.Any],
-    since: dt.datetime,
-    width: int,
-) -> sa.ColumnElement[t.Any]:
-    """The 0-based bucket of ``occurred_at`` counted from ``since``."""
-    start = sa.bindparam(
-        "bucket_start", _dialects.bind_time(conn.dialect, since), type_=occurred_at.type
-    )
-    name = conn.dialect.name
-    seconds: sa.ColumnElement[t.Any]
-    if name == "postgresql":
-        seconds = sa.extract("epoch", occurred_at - start)
-    elif name in ("mysql", "mariadb"):
-        seconds = (
-            sa.func.timestampdiff(sa.text("MICROSECOND"), start, occurred_at) / 1e6
-        )
-    else:
-        seconds = (sa.func.julianday(occurred_at) - sa.func.julianday(start)) * 86400.0
-    return sa.func.floor(seconds / width)
 
 
 # -- time --------------------------------------------------------------------

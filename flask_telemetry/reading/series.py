@@ -141,7 +141,9 @@ def traffic(
         sample=sample,
     )
     scale = _sample.scale(sample)
-    bucket = _bucket_index(conn, facts.c.occurred_at, since, width).label("bucket")
+    bucket = _dialects.bucket_index(conn, facts.c.occurred_at, since, width).label(
+        "bucket"
+    )
     log_bin = sa.func.floor(
         sa.func.ln(_greatest(conn, facts.c.duration, MIN_DURATION_MS)) * BINS_PER_E
     ).label("bin")
@@ -422,30 +424,6 @@ def _window(
         # A name holding NUL matches no row (PostgreSQL refuses to compare it).
         where.append(table.c.route_name == route if matchable(route) else no_row())
     return where
-
-
-def _bucket_index(
-    conn: sa.Connection,
-    occurred_at: sa.ColumnElement[t.Any],
-    since: dt.datetime,
-    width: int,
-) -> sa.ColumnElement[t.Any]:
-    """The 0-based index of the bucket of ``occurred_at``, counted from
-    ``since`` in buckets of ``width`` seconds, in the dialect's terms."""
-    start = sa.bindparam(
-        "bucket_start", _dialects.bind_time(conn.dialect, since), type_=occurred_at.type
-    )
-    name = conn.dialect.name
-    seconds: sa.ColumnElement[t.Any]
-    if name == "postgresql":
-        seconds = sa.extract("epoch", occurred_at - start)
-    elif name in ("mysql", "mariadb"):
-        seconds = (
-            sa.func.timestampdiff(sa.text("MICROSECOND"), start, occurred_at) / 1e6
-        )
-    else:
-        seconds = (sa.func.julianday(occurred_at) - sa.func.julianday(start)) * 86400.0
-    return sa.func.floor(seconds / width)
 
 
 def _greatest(
