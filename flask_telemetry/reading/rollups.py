@@ -486,6 +486,26 @@ def _merged(found: dict[_Key, _Figures], width: int) -> dict[_Key, _Figures]:
     return merged
 
 
+def _scope(
+    rollups: sa.Table,
+    *,
+    route: str | None,
+    release: str | None,
+    unmatched: bool,
+) -> list[sa.ColumnElement[bool]]:
+    """The stored buckets of one route (a name or a glob), or of the
+    unmatched requests (stored as ``""``), and of one release."""
+    c = rollups.c
+    where: list[sa.ColumnElement[bool]] = []
+    if unmatched:
+        where.append(c.route_name == "")
+    elif route is not None:
+        where.append(_window.route_filter(rollups, route))
+    if release is not None:
+        where.append(c.release == release)
+    return where
+
+
 def _stored(
     conn: sa.Connection,
     rollups: sa.Table,
@@ -506,12 +526,7 @@ def _stored(
         c.bucket_start >= _dialects.bind_time(conn.dialect, since),
         c.bucket_start < _dialects.bind_time(conn.dialect, until),
     ]
-    if unmatched:
-        where.append(c.route_name == "")
-    elif route is not None:
-        where.append(_window.route_filter(rollups, route))
-    if release is not None:
-        where.append(c.release == release)
+    where += _scope(rollups, route=route, release=release, unmatched=unmatched)
     query = sa.select(
         c.bucket_start,
         c.route_name,
@@ -586,12 +601,7 @@ def _stored_totals(
             )
         )
     ]
-    if unmatched:
-        where.append(c.route_name == "")
-    elif route is not None:
-        where.append(_window.route_filter(rollups, route))
-    if release is not None:
-        where.append(c.release == release)
+    where += _scope(rollups, route=route, release=release, unmatched=unmatched)
     sums = sa.select(
         c.route_name,
         sa.func.sum(c.rows),
@@ -636,8 +646,9 @@ def _stored_totals(
 
 
 def _merge_text(into: sketch.Histogram, text: t.Any) -> None:
-    """Add the weights of a stored histogram (JSON text) to ``into``, with
-    the checks of :func:`_histogram`, in one pass."""
+    """Add the weights of a stored histogram (JSON text) to ``into``, in one
+    pass: a text that is no JSON object adds nothing, nor does a weight that
+    is no number."""
     if not text:
         return
     try:
@@ -656,19 +667,10 @@ def _merge_text(into: sketch.Histogram, text: t.Any) -> None:
 
 
 def _histogram(text: t.Any) -> sketch.Histogram:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        return {}
-    if not isinstance(value, dict):
-        return {}
-    return {
-        str(k): float(w)
-        for k, w in value.items()
-        if isinstance(w, (int, float)) and not isinstance(w, bool)
-    }
+    """A stored histogram (JSON text) read back, its bad entries left out."""
+    found: sketch.Histogram = {}
+    _merge_text(found, text)
+    return found
 
 
 def _writable(
