@@ -681,23 +681,29 @@ def _writable(
     oldest: dt.datetime,
     now: dt.datetime,
 ) -> dict[_Key, _Figures]:
-    """``found`` without the buckets begun before the oldest raw row that
-    an earlier run stored: their raw rows may have been pruned. (This run,
-    folding the hours of a day one after the other, writes that day's
-    bucket again each hour: its rows carry this run's ``folded_at``.)"""
+    """``found`` without the buckets begun before the oldest raw row whose
+    stored row counted more rows: their raw rows were pruned since. Rows
+    are only ever added to a bucket's window, so a recount at least as
+    large is never a loss (two runs at once, or the hours of one day folded
+    one after the other, each write the larger count last)."""
     partial = [k for k in found if k[0] < oldest]
     if not partial:
         return found
     c = rollups.c
     bind = functools.partial(_dialects.bind_time, conn.dialect)
-    query = sa.select(c.bucket_start).where(
+    query = sa.select(
+        c.bucket_start, c.route_name, c.release, c.rows + c.unreadable
+    ).where(
         c.bucket_seconds == level,
         c.bucket_start >= bind(min(k[0] for k in partial)),
         c.bucket_start < bind(oldest),
-        c.folded_at != bind(now),
     )
-    starts = {_aware(start) for start in conn.execute(query).scalars()}
-    return {k: f for k, f in found.items() if not (k[0] < oldest and k[0] in starts)}
+    stored = {(_aware(t0), r, rel): int(n) for t0, r, rel, n in conn.execute(query)}
+    return {
+        k: f
+        for k, f in found.items()
+        if k[0] >= oldest or f.rows + f.unreadable >= stored.get(k, 0)
+    }
 
 
 def _values(
