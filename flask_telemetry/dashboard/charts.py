@@ -115,18 +115,7 @@ def line_chart(
     """Lines over time (UTC) with a legend, a y axis in ``unit`` from 0 (or
     log-scaled, one tick per power of ten)."""
     values = [v for line in lines for v in line.values if v is not None]
-    if log:
-        positive = [v for v in values if v > 0 and math.isfinite(v)] or [1.0]
-        bottom = _log_floor(min(positive))
-        top = max(10 ** math.ceil(math.log10(max(positive))), bottom * 10)
-        high = round(math.log10(top))
-        low = round(math.log10(bottom))
-        steps = [10.0**k for k in range(low, high + 1)]
-        axis = list(zip(steps, [_fmt(v) for v in steps], strict=True))
-    else:
-        steps = ticks(max(values, default=0.0), integer=integer)
-        bottom, top = 0.0, steps[-1]
-        axis = list(zip(steps, tick_labels(steps), strict=True))
+    axis, share = _log_axis(values) if log else _linear_axis(values, integer)
     plot_w = width - _LEFT - _RIGHT
     plot_h = height - _TOP - _BOTTOM
     n = max(len(times), 1)
@@ -135,14 +124,7 @@ def line_chart(
         return _LEFT + (plot_w * (i + 0.5) / n)
 
     def y(v: float) -> float:
-        if log:
-            v = min(max(v, bottom), top)
-            frac = (math.log10(v) - math.log10(bottom)) / (
-                math.log10(top) - math.log10(bottom)
-            )
-        else:
-            frac = min(max(v, 0.0), top) / top
-        return _TOP + plot_h * (1 - frac)
+        return _TOP + plot_h * (1 - share(v))
 
     parts = [_open(width, height, title, unit)]
     parts.append(_axes(width, axis, y))
@@ -150,27 +132,8 @@ def line_chart(
         parts.append(_time_labels(times, x, width, height))
     parts.append(_caption(width, height, "time (UTC)"))
     for line in lines:
-        for run in _runs(line.values):
-            points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in run)
-            if len(run) == 1:
-                i, v = run[0]
-                parts.append(
-                    f'<circle class="{escape(line.css)}" cx="{x(i):.1f}" '
-                    f'cy="{y(v):.1f}" r="2"/>'
-                )
-            else:
-                parts.append(
-                    f'<polyline class="line {escape(line.css)}" points="{points}"/>'
-                )
-        # Hover targets: the value of each point, as text, without script.
-        for i, value in enumerate(line.values):
-            if value is not None:
-                when = times[i].strftime("%Y-%m-%d %H:%M") if i < len(times) else ""
-                parts.append(
-                    f'<circle class="hover" cx="{x(i):.1f}" cy="{y(value):.1f}" r="4">'
-                    f"<title>{escape(line.label)}: {escape(_with_unit(value, unit))} "
-                    f"at {escape(when)} UTC</title></circle>"
-                )
+        parts.append(_line(line, x, y))
+        parts.append(_hover_targets(line, times, unit, x, y))
     parts.append(_legend(lines, width))
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -188,8 +151,7 @@ def bar_chart(
 ) -> Markup:
     """Vertical bars with their labels below (in ``x_unit``), a y axis in
     ``unit`` from 0."""
-    steps = ticks(max((b.value for b in bars), default=0.0), integer=integer)
-    top = steps[-1]
+    axis, share = _linear_axis([b.value for b in bars], integer)
     plot_w = width - _LEFT - _RIGHT
     plot_h = height - _TOP - _BOTTOM
     n = max(len(bars), 1)
@@ -200,12 +162,9 @@ def bar_chart(
     every = max(1, math.ceil(n * widest / plot_w))
 
     def y(v: float) -> float:
-        return _TOP + plot_h * (1 - min(max(v, 0.0), top) / top)
+        return _TOP + plot_h * (1 - share(v))
 
-    parts = [
-        _open(width, height, title, unit),
-        _axes(width, list(zip(steps, tick_labels(steps), strict=True)), y),
-    ]
+    parts = [_open(width, height, title, unit), _axes(width, axis, y)]
     if x_unit:
         parts.append(_caption(width, height, x_unit))
     for i, bar in enumerate(bars):
@@ -234,16 +193,14 @@ def timeline(
     label_w = 190
     head = _TITLE_Y + 12  # the title only: the unit is the x axis' caption
     height = head + row * max(len(spans), 1) + _BOTTOM
-    end = max((s.start_ms + s.length_ms for s in spans), default=0.0)
-    steps = ticks(end)
-    top = steps[-1]
+    axis, share = _linear_axis([s.start_ms + s.length_ms for s in spans], False)
     plot_w = width - label_w - 40
 
     def x(ms: float) -> float:
-        return label_w + plot_w * (min(max(ms, 0.0), top) / top)
+        return label_w + plot_w * share(ms)
 
     parts = [_open(width, height, title, ""), _caption(width, height, unit)]
-    for ms, text in zip(steps, tick_labels(steps), strict=True):
+    for ms, text in axis:
         parts.append(
             f'<line class="grid" x1="{x(ms):.1f}" y1="{head}" x2="{x(ms):.1f}" '
             f'y2="{height - _BOTTOM}"/><text class="tick" x="{x(ms):.1f}" '
@@ -273,6 +230,82 @@ def timeline(
 
 
 # -- pieces ------------------------------------------------------------------
+
+#: An axis: its ticks (each value with its text) and, for a value, the
+#: share of the axis' length from its start to the value (0 to 1).
+_Axis = tuple[list[tuple[float, str]], t.Callable[[float], float]]
+
+
+def _linear_axis(values: t.Sequence[float], integer: bool) -> _Axis:
+    """From 0 in round steps (:func:`ticks`) to at least the largest value;
+    a value outside is drawn at the nearer end."""
+    steps = ticks(max(values, default=0.0), integer=integer)
+    top = steps[-1]
+
+    def share(v: float) -> float:
+        return min(max(v, 0.0), top) / top
+
+    return list(zip(steps, tick_labels(steps), strict=True)), share
+
+
+def _log_axis(values: t.Sequence[float]) -> _Axis:
+    """One tick per power of ten, from the one at or below the smallest
+    positive value to the one at or above the largest (at least one decade);
+    1 to 10 without a positive value."""
+    positive = [v for v in values if v > 0 and math.isfinite(v)] or [1.0]
+    bottom = _log_floor(min(positive))
+    top = max(10 ** math.ceil(math.log10(max(positive))), bottom * 10)
+    high = round(math.log10(top))
+    low = round(math.log10(bottom))
+    steps = [10.0**k for k in range(low, high + 1)]
+
+    def share(v: float) -> float:
+        v = min(max(v, bottom), top)
+        return (math.log10(v) - math.log10(bottom)) / (
+            math.log10(top) - math.log10(bottom)
+        )
+
+    return list(zip(steps, [_fmt(v) for v in steps], strict=True)), share
+
+
+def _line(
+    line: Line, x: t.Callable[[int], float], y: t.Callable[[float], float]
+) -> str:
+    """A line's runs of points (a gap breaks it), a lone point a dot."""
+    parts = []
+    for run in _runs(line.values):
+        if len(run) == 1:
+            i, v = run[0]
+            parts.append(
+                f'<circle class="{escape(line.css)}" cx="{x(i):.1f}" '
+                f'cy="{y(v):.1f}" r="2"/>'
+            )
+        else:
+            points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in run)
+            parts.append(
+                f'<polyline class="line {escape(line.css)}" points="{points}"/>'
+            )
+    return "".join(parts)
+
+
+def _hover_targets(
+    line: Line,
+    times: t.Sequence[dt.datetime],
+    unit: str,
+    x: t.Callable[[int], float],
+    y: t.Callable[[float], float],
+) -> str:
+    """Hover targets: the value of each point, as text, without script."""
+    parts = []
+    for i, value in enumerate(line.values):
+        if value is not None:
+            when = times[i].strftime("%Y-%m-%d %H:%M") if i < len(times) else ""
+            parts.append(
+                f'<circle class="hover" cx="{x(i):.1f}" cy="{y(value):.1f}" r="4">'
+                f"<title>{escape(line.label)}: {escape(_with_unit(value, unit))} "
+                f"at {escape(when)} UTC</title></circle>"
+            )
+    return "".join(parts)
 
 
 def _open(width: int, height: int, title: str, unit: str) -> str:
