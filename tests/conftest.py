@@ -5,6 +5,13 @@ TELEMETRY_TEST_MARIADB_URL are set; a set URL whose server does not answer
 fails the session instead of skipping. Each test session works in a database
 of its own, created here and dropped at the end, so parallel runs cannot
 disturb each other.
+
+The tests sit in folders named after the package's (``http``, ``domain``,
+``storage``, ``reading``, ``dashboard``, ``cli``, ``integrations``), with
+``servers`` for real servers under load and faults; tests of the whole
+package stay here. The support modules beside this file (``fault_app``,
+``reading_data``...) are imported by name from any folder: pytest puts this
+folder on ``sys.path`` when it loads this file.
 """
 
 from __future__ import annotations

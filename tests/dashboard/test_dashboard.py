@@ -502,7 +502,7 @@ def test_bucket_width() -> None:
 
 # -- layering ------------------------------------------------------------------
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "flask_telemetry"
+PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "flask_telemetry"
 
 
 def test_dashboard_depends_on_reading_only() -> None:

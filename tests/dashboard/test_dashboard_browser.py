@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
-import threading
 import typing as t
 import urllib.error
 import urllib.request
 
 import pytest
+from browser_support import browser, serve  # noqa: F401
 from flask import Blueprint, Flask, request
-from werkzeug.serving import make_server
 
 from conftest import Bundle, MakeApp
 from example_app.dashboard_demo import fill
@@ -28,14 +26,6 @@ from flask_telemetry import EventType
 if t.TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-CHROMIUM_ENV = "TELEMETRY_TEST_CHROMIUM"
-DEBIAN_CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-]
 XSS = "<script>window.__pwned = 1</script><img src=x onerror=window.__pwned=2>"
 UA_XSS = "<script>window.__pwned_ua = 1</script>"
 
@@ -49,38 +39,11 @@ def backend() -> str:
     return "sqlite"
 
 
-@pytest.fixture(scope="module")
-def browser() -> t.Iterator[Browser]:
-    path = os.environ.get(CHROMIUM_ENV)
-    if not path:
-        if not os.path.exists(DEBIAN_CHROMIUM):
-            pytest.skip(f"{DEBIAN_CHROMIUM} is missing and {CHROMIUM_ENV} is not set")
-        pytest.importorskip("playwright", reason="the test extra is not installed")
-        path = DEBIAN_CHROMIUM
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=path, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
-def page(browser: Browser) -> t.Iterator[Page]:
+def page(browser: Browser) -> t.Iterator[Page]:  # noqa: F811
     context = browser.new_context()
     yield context.new_page()
     context.close()
-
-
-def serve(app: Flask) -> t.Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
 
 
 def shop(bundle: Bundle, *, authorize: t.Any = None) -> Flask:

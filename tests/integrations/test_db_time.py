@@ -10,9 +10,9 @@ import uuid
 import jobs_app
 import pytest
 import sqlalchemy as sa
+from browser_support import browser, serve  # noqa: F401
 from flask import Flask
 from sqlalchemy import orm
-from test_dashboard_browser import browser, serve  # noqa: F401
 
 from conftest import Bundle, MakeApp
 from flask_telemetry import ConfigVars, EventType

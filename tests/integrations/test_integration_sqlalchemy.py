@@ -179,8 +179,8 @@ def test_off_until_the_key_is_set(make_app: MakeApp) -> None:
         engine = bundle.db.engine
     _sleepy(engine)
     slow_queries.instrument(bundle.app, bundle.telemetry)
-    # Statements are counted per request (tests/test_db_time.py), none is
-    # ever slow without the key.
+    # Statements are counted per request (tests/integrations/test_db_time.py),
+    # none is ever slow without the key.
     assert slow_queries.is_instrumented(bundle.app)
     with engine.connect() as conn:
         conn.execute(slow_select(engine, 200)).all()

@@ -134,7 +134,7 @@ def test_prune_beside_a_busy_writer(make_app: MakeApp) -> None:
     assert max(waits) < 0.5  # TELEMETRY_LOCK_TIMEOUT_MS
 
 
-PARTITIONING = pathlib.Path(__file__).parents[1] / "docs/examples/partitioning.sql"
+PARTITIONING = pathlib.Path(__file__).parents[2] / "docs/examples/partitioning.sql"
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

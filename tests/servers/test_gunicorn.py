@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import fault_app
 from conftest import MakeApp
 from fault_app import get
 from flask_telemetry import ConfigVars
@@ -29,7 +30,8 @@ from pgcluster import free_port, pg_cluster
 
 pytestmark = pytest.mark.slow
 
-HERE = Path(__file__).parent
+#: The app gunicorn serves and the load generator, run from their own folder.
+FAULT_APP = Path(fault_app.__file__).resolve()
 BIN = Path(sys.executable).parent
 REQUESTS = 2000
 
@@ -55,7 +57,7 @@ class Gunicorn:
                 "--workers=4",
                 f"--bind=127.0.0.1:{self.port}",
                 "--graceful-timeout=30",
-                f"--chdir={HERE}",
+                f"--chdir={FAULT_APP.parent}",
                 "fault_app:create_app()",
             ],
             env=env,
@@ -83,7 +85,7 @@ class Gunicorn:
         """Real HTTP load from another process."""
         args = [str(count), str(threads)]
         out = subprocess.run(
-            [sys.executable, str(HERE / "fault_app.py"), "load", self.url, *args],
+            [sys.executable, str(FAULT_APP), "load", self.url, *args],
             capture_output=True,
             text=True,
             timeout=120,

@@ -34,7 +34,7 @@ from flask_telemetry.storage.writer import TraceWriter
 
 pytestmark = pytest.mark.slow
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SETUP = ROOT / "docs" / "examples" / "partman.sql"
 FILTER = ROOT / "docs" / "examples" / "migrate_partitions.py"
 UTC = dt.UTC

@@ -30,7 +30,7 @@ from flask_telemetry.reading import _dialects
 from flask_telemetry.storage import figures
 from reading_data import NOW, engine_of
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "flask_telemetry"
+PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "flask_telemetry"
 
 #: The field a throwaway column adds to the declaration, after the last.
 NEW_FIELD = "    host: t.Annotated[str | None, Spec(length=40)] = None\n"

@@ -10,7 +10,7 @@ import textwrap
 
 import sqlalchemy as sa
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 PROJECT = textwrap.dedent(
     """
