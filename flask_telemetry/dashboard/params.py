@@ -3,7 +3,9 @@
 The blueprint registers its routes from :data:`PAGES`, each view reads its
 query string through :func:`args` (which refuses a name its page does not
 declare), and the tests fuzz every declared parameter of every page: a new
-parameter is declared here or it cannot be read.
+parameter is declared here or it cannot be read. A page's filters are
+declared with how each value is read (:class:`Filter`), and read together
+by :meth:`Args.filters`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import dataclasses
 import typing as t
 
 from flask import request
+
+from ..storage.vocabulary import ActorType, Severity
 
 #: The window selector's parameters, read by every page.
 WINDOW = ("window", "since", "until")
@@ -34,6 +38,9 @@ class Page:
     example: t.Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: For a parameter that only counts next to others, those others.
     needs: t.Mapping[str, t.Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    #: The parameters that filter what the page lists, each with how its
+    #: value is read (see :meth:`Args.filters`), in the order they are read.
+    filters: t.Mapping[str, Filter] = dataclasses.field(default_factory=dict)
 
     @property
     def path_params(self) -> list[str]:
@@ -44,6 +51,71 @@ class Page:
             if ">" in part
         ]
 
+
+class Filter(t.Protocol):
+    """How a filter's value is read from the query string."""
+
+    def read(self, args: Args, key: str, errors: list[str]) -> object:
+        """The value of ``key`` in ``args``; None when it is empty, or bad
+        (then with its message added to ``errors``)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AsGiven:
+    """Any value, as given."""
+
+    def read(self, args: Args, key: str, errors: list[str]) -> str | None:
+        return args.get(key) or None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Text:
+    """Any value, without surrounding blanks (:meth:`Args.text`)."""
+
+    def read(self, args: Args, key: str, errors: list[str]) -> str | None:
+        return args.text(key)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OneOf:
+    """One of ``values``; another is refused as an unknown ``noun``."""
+
+    noun: str
+    values: tuple[str, ...]
+
+    def read(self, args: Args, key: str, errors: list[str]) -> str | None:
+        value = args.get(key) or None
+        if value is None or value in self.values:
+            return value
+        errors.append(f"Unknown {self.noun} {value!r}.")
+        return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WholeNumber:
+    """An id, a BIGINT (:meth:`Args.whole_number`)."""
+
+    def read(self, args: Args, key: str, errors: list[str]) -> int | None:
+        return args.whole_number(key, errors)
+
+
+#: The values the vocabularies' filters take, in the vocabularies' order.
+SEVERITIES = tuple(s.value for s in Severity)
+ACTOR_TYPES = tuple(a.value for a in ActorType)
+
+#: The events page's filters: the read API's filters of :meth:`events
+#: <flask_telemetry.Telemetry.events>`, ``before_id`` paging. An event
+#: type is any name (applications record their own).
+EVENT_FILTERS: dict[str, Filter] = {
+    "event_type": AsGiven(),
+    "severity": OneOf("severity", SEVERITIES),
+    "min_severity": OneOf("severity", SEVERITIES),
+    "route": Text(),
+    "request_id": Text(),
+    "actor_type": OneOf("actor type", ACTOR_TYPES),
+    "actor_id": WholeNumber(),
+    "before_id": WholeNumber(),
+}
 
 _CUSTOM = {
     "since": {"window": "custom"},
@@ -63,18 +135,9 @@ PAGES: dict[str, Page] = {
     "trace": Page(rule="/trace/<path:request_id>", params=WINDOW, needs=_CUSTOM),
     "events": Page(
         rule="/events",
-        params=(
-            *WINDOW,
-            "event_type",
-            "severity",
-            "min_severity",
-            "route",
-            "request_id",
-            "actor_type",
-            "actor_id",
-            "before_id",
-        ),
+        params=(*WINDOW, *EVENT_FILTERS),
         needs=_CUSTOM,
+        filters=EVENT_FILTERS,
     ),
     "compare": Page(
         rule="/compare",
@@ -133,6 +196,17 @@ class Args(t.Mapping[str, str]):
             )
             return None
         return value
+
+    def filters(self, errors: list[str]) -> dict[str, t.Any]:
+        """The page's filters (:attr:`Page.filters`) that have a value, each
+        read as declared, in the order declared; a bad value is left out
+        with its message added to ``errors``."""
+        found: dict[str, t.Any] = {}
+        for key, filter_ in PAGES[self.page].filters.items():
+            value = filter_.read(self, key, errors)
+            if value is not None:
+                found[key] = value
+        return found
 
 
 def current() -> Args:

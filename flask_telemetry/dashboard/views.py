@@ -16,7 +16,7 @@ from .. import reading
 from ..reading import Sample, _dialects, rollups, series
 from ..reading import compare as comparing
 from ..reading import sample as sampling
-from ..storage.vocabulary import ActorType, EventType, Severity
+from ..storage.vocabulary import EventType
 from . import budget, charts, params
 from .window import parse_window
 from .window import rules as window_rules_for
@@ -61,7 +61,7 @@ SORTS: dict[str, tuple[str, str]] = {
     "max": ("Max ms", "max_ms"),
     "total": ("Total s", "total_ms"),
 }
-SEVERITIES = [s.value for s in Severity]
+SEVERITIES = list(params.SEVERITIES)
 
 
 class Reader:
@@ -330,32 +330,7 @@ class Reader:
         args = params.current()
         window = parse_window(args, **window_rules(self.telemetry))
         errors: list[str] = []
-        filters: dict[str, t.Any] = {}
-        event_type = args.get("event_type") or None
-        if event_type is not None:
-            filters["event_type"] = event_type
-        for key in ("severity", "min_severity"):
-            level = args.get(key) or None
-            if level is None:
-                continue
-            if level in SEVERITIES:
-                filters[key] = level
-            else:
-                errors.append(f"Unknown severity {level!r}.")
-        for key in ("route", "request_id"):
-            value = (args.get(key) or "").strip()
-            if value:
-                filters[key] = value
-        actor_type = args.get("actor_type") or None
-        if actor_type is not None:
-            if actor_type in {a.value for a in ActorType}:
-                filters["actor_type"] = actor_type
-            else:
-                errors.append(f"Unknown actor type {actor_type!r}.")
-        for key in ("actor_id", "before_id"):
-            number = args.whole_number(key, errors)
-            if number is not None:
-                filters[key] = number
+        filters = args.filters(errors)
         events = self._run(
             events=lambda c: reading.events(
                 c,
@@ -375,10 +350,10 @@ class Reader:
             next_before=events[-1].id if len(events) == PAGE_SIZE else None,
             paged="before_id" in filters,
             event_types=sorted(
-                {e.value for e in EventType} | {event_type or ""} - {""}
+                {e.value for e in EventType} | {filters.get("event_type", "")} - {""}
             ),
             severities=SEVERITIES,
-            actor_types=[a.value for a in ActorType],
+            actor_types=list(params.ACTOR_TYPES),
         )
 
     # -- reading ----------------------------------------------------------------
