@@ -19,7 +19,7 @@ from flask import (
 from flask.sansio.blueprints import BlueprintSetupState
 
 from ..reading import UNMATCHED, visible
-from . import budget, params, views
+from . import budget, display, params, views
 from .window import parse_window
 
 if t.TYPE_CHECKING:
@@ -128,8 +128,8 @@ def make_blueprint(telemetry: AppState, *, authorize: Authorize) -> Blueprint:
             "preset_url": preset_url,
             "exact_url": exact_url,
             "page_seconds": f"{budget.PAGE_SECONDS:g}",
-            "pretty": views.pretty,
-            "end_columns": views.end_columns,
+            "pretty": display.pretty,
+            "end_columns": display.end_columns,
             "visible": visible,
             "window": window,
             "presets": list(limits["presets"]),
