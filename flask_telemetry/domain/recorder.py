@@ -135,7 +135,7 @@ class Recorder:
         This runs once per request, so the :data:`.mapping.EndFacts` are
         built here in place (the same values, in the same order, as
         :func:`.mapping.request_end_facts` builds them;
-        ``tests/test_request_context.py`` compares them) and the text is only
+        ``tests/http/test_request_context.py`` compares them) and the text is only
         cut when it is too long.
         """
         try:
@@ -249,7 +249,7 @@ class Recorder:
         """The :data:`.mapping.Pending` tuple of an event, its values checked.
 
         It is made by a packer from the columns' declaration (the values
-        :func:`.mapping.pending` would make; ``tests/test_request_context.py``
+        :func:`.mapping.pending` would make; ``tests/http/test_request_context.py``
         compares them); the text is only cut when it is too long.
         """
         try:  # the common case: three lookups, no call
@@ -278,7 +278,11 @@ class Recorder:
                 raise TelemetryError(
                     f"metadata must be a mapping, not {type(metadata).__name__}."
                 )
-            metadata = self.privacy.metadata(metadata)
+            stored: dict[str, t.Any] | row.JsonText | None = self.privacy.stored(
+                metadata
+            )
+        else:
+            stored = None
         if actor_id is not None:
             actor_id = _actor_id(actor_id)
         if type(request_id) is str and len(request_id) > _REQUEST_ID:
@@ -295,7 +299,7 @@ class Recorder:
             route_name,
             ip_address,
             user_agent,
-            metadata,
+            stored,
             _wall(),
         )
 

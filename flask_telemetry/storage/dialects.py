@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import typing as t
 
 import sqlalchemy as sa
@@ -132,7 +133,8 @@ def converter(dialect: sa.Dialect, model: bool = False) -> Convert:
         data = dict(zip(row.FIELDS, values, strict=True))
         metadata = values[_METADATA]
         if metadata is not None and type(metadata) is not dict:
-            data[_METADATA_NAME] = dict(metadata)
+            is_text = type(metadata) is row.JsonText
+            data[_METADATA_NAME] = json.loads(metadata) if is_text else dict(metadata)
         if name != "postgresql":
             if when.tzinfo is not _UTC:
                 when = when.astimezone(_UTC)

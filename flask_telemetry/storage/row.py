@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import json
 import operator
 import typing as t
 
@@ -152,6 +153,20 @@ def as_row(event: TraceEvent) -> dict[str, t.Any]:
     return dict(zip(FIELDS, values(event), strict=True))
 
 
+class JsonText(str):
+    """A metadata object as the JSON text stored, made by the privacy
+    settings' encoded copy (``domain/encoded.py``) from metadata it checked
+    whole. The queue holds it as it is (smaller than the objects, and its
+    size is its length), the schema takes it without encoding it again, and
+    a :class:`TraceEvent` made of queued values holds its objects."""
+
+    __slots__ = ()
+
+
 def from_values(row: Values) -> TraceEvent:
-    """The :class:`TraceEvent` of values in column order."""
-    return TraceEvent(**dict(zip(FIELDS, row, strict=True)))
+    """The :class:`TraceEvent` of values in column order (metadata queued
+    as its :class:`JsonText` made objects again)."""
+    fields = dict(zip(FIELDS, row, strict=True))
+    if type(fields["metadata"]) is JsonText:
+        fields["metadata"] = json.loads(fields["metadata"])
+    return TraceEvent(**fields)

@@ -20,7 +20,7 @@ _ASCII = _sizeof("")
 #: ``_DICT + _DICT_ITEM * n``. ``sys.getsizeof`` says 184 bytes up to five
 #: items, then at most 64 + 39 an item, for a dict grown by insertion or
 #: copied (as the privacy walk and its flat copy make them). Read from its
-#: length, at a fraction of the cost; ``tests/test_bounds.py`` checks it.
+#: length, at a fraction of the cost; ``tests/domain/test_bounds.py`` checks it.
 _DICT = 184
 _DICT_ITEM = 40
 #: A number, True, False or None.
@@ -52,9 +52,12 @@ def _pending_bytes_source() -> str:
         elif column.kind is dict:
             slots.append(value)
             lines += [
-                f"    if {value} is not None:",
-                f"        size += _dict_bytes({value}) if type({value}) is dict "
-                "else _FACTS",
+                f"    if type({value}) is dict:",
+                f"        size += _dict_bytes({value})",
+                f"    elif type({value}) is tuple:",
+                "        size += _FACTS",
+                f"    elif {value} is not None:  # its JSON text (row.JsonText)",
+                f"        size += _sizeof({value})",
             ]
         else:
             slots.append("_")
@@ -102,7 +105,9 @@ def _list_bytes(value: list[t.Any]) -> int:
 #: out from the columns at import: see :func:`_pending_bytes_source`).
 #:
 #: Objects shared with the rest of the program (interned keys, small
-#: numbers) are counted as if they were the event's own. The metadata is
+#: numbers) are counted as if they were the event's own. Metadata queued
+#: as its JSON text (the privacy settings' encoded copy) is that str;
+#: metadata queued as objects (the small flat ones and the walk's) is
 #: walked (it is bounded by ``TELEMETRY_METADATA_MAX_BYTES`` already): its
 #: text is counted as for the fields, each dict from its length (see
 #: ``_DICT``), a little above what ``sys.getsizeof`` says.
@@ -110,4 +115,5 @@ pending_bytes: t.Callable[[Pending], int] = row.define(
     "pending_bytes", _pending_bytes_source(), dict(globals())
 )
 pending_bytes.__doc__ = """An estimate, slightly high, of the memory a queued
-event holds: its texts, its metadata walked (bounded by the byte cap)."""
+event holds: its texts, its metadata's text or its objects walked (bounded
+by the byte cap)."""
