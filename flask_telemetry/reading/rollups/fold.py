@@ -204,22 +204,13 @@ def _fold_range(
     (hours, or the day, for a range past the minutes' retention): the
     levels not kept would be left unwritten, and fewer, larger groups are
     what makes a backfill of months fast."""
-    width = MINUTE
-    if end <= now - retention.of(MINUTE):
-        width = HOUR
-        if end <= now - retention.of(HOUR) and floor(start, DAY) == start:
-            width = DAY
+    width = _width(start, end, now, retention)
     grouped = raw.buckets(conn, traces, start, end, width=width)
-    rows = sum(f.rows for f in grouped.values())
-    minutes = grouped if width == MINUTE else {}
-    hours = merged(grouped, HOUR) if width == MINUTE else grouped
-    if width == DAY:
-        hours = {}
+    minutes, hours = _minutes_and_hours(grouped, width)
     # The day: this range's hours, and those of the day before ``start``
     # as stored (folded by earlier runs).
-    day_start = floor(start, DAY)
     earlier = (
-        stored.buckets(conn, rollups, HOUR, day_start, start)
+        stored.buckets(conn, rollups, HOUR, floor(start, DAY), start)
         if before is None
         else before
     )
@@ -227,15 +218,44 @@ def _fold_range(
     days = grouped if width == DAY else merged(so_far, DAY)
     written = 0
     for level, found in ((MINUTE, minutes), (HOUR, hours), (DAY, days)):
-        if not found:
-            continue
-        if found and min(k[0] for k in found) < now - retention.of(level):
-            found = {
-                k: f for k, f in found.items() if k[0] >= now - retention.of(level)
-            }
-        keep = _writable(conn, rollups, level, found, oldest, now)
-        written += _upsert(conn, rollups, level, keep, now)
-    return rows, written, so_far
+        kept = _unaged(found, now - retention.of(level))
+        if kept:
+            keep = _writable(conn, rollups, level, kept, oldest, now)
+            written += _upsert(conn, rollups, level, keep, now)
+    return sum(f.rows for f in grouped.values()), written, so_far
+
+
+def _width(
+    start: dt.datetime, end: dt.datetime, now: dt.datetime, retention: Retention
+) -> int:
+    """The level the raw rows of ``[start, end)`` are grouped by: minutes
+    while they are kept at ``end``, else hours, else (for a range that
+    starts a day, past the hours' retention) the day."""
+    if end > now - retention.of(MINUTE):
+        return MINUTE
+    if end > now - retention.of(HOUR) or floor(start, DAY) != start:
+        return HOUR
+    return DAY
+
+
+def _minutes_and_hours(
+    grouped: dict[Key, Figures], width: int
+) -> tuple[dict[Key, Figures], dict[Key, Figures]]:
+    """The minute and the hour buckets of a range grouped by ``width``
+    seconds (none of a level finer than ``width``)."""
+    if width == MINUTE:
+        return grouped, merged(grouped, HOUR)
+    if width == HOUR:
+        return {}, grouped
+    return {}, {}
+
+
+def _unaged(found: dict[Key, Figures], cutoff: dt.datetime) -> dict[Key, Figures]:
+    """``found`` without the buckets begun before ``cutoff``: their level's
+    retention has passed, aging would delete them."""
+    if found and min(k[0] for k in found) < cutoff:
+        return {k: f for k, f in found.items() if k[0] >= cutoff}
+    return found
 
 
 def _writable(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import typing as t
 
 from .buckets import DAY, HOUR, LEVELS, MINUTE, Retention, ceil, floor
 
@@ -27,6 +26,29 @@ class Piece:
 _TICK = dt.timedelta(microseconds=1)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Kept:
+    """What is still stored at a time: the buckets of each level, for as long
+    as its retention, and the raw rows, from the oldest on."""
+
+    oldest_raw: dt.datetime | None
+    now: dt.datetime
+    retention: Retention
+
+    def bucket(self, level: int, when: dt.datetime) -> bool:
+        """Whether the buckets of ``level`` at ``when`` are kept."""
+        return when >= self.now - self.retention.of(level)
+
+    def raw(self, when: dt.datetime) -> bool:
+        """Whether the raw rows at ``when`` are kept."""
+        return self.oldest_raw is not None and when >= self.oldest_raw
+
+    def finest(self, when: dt.datetime) -> int:
+        """The finest level whose buckets at ``when`` are kept (days, when no
+        level's are)."""
+        return next((lv for lv in LEVELS if self.bucket(lv, when)), DAY)
+
+
 def plan(
     since: dt.datetime,
     until: dt.datetime,
@@ -40,33 +62,16 @@ def plan(
     for each part, raw rows for the seconds at the edges and for what is not
     folded yet. Where the raw rows are gone and the finer buckets too, an
     edge widens to the bucket that holds it (the only inexact case)."""
-    pieces: list[Piece] = []
     end = until if folded is None else min(until, folded)
     if folded is None or end <= since:
         return [Piece(None, since, until)]
-
-    def kept(level: int, when: dt.datetime) -> bool:
-        return when >= now - retention.of(level)
-
-    def raw(when: dt.datetime) -> bool:
-        return oldest_raw is not None and when >= oldest_raw
-
-    # The edges: raw rows where they exist, else the edge widens outwards
-    # to the finest level kept there.
-    start = since
-    level = MINUTE
-    if not raw(since):
-        for level in LEVELS:
-            if kept(level, since) or level == DAY:
-                break
-        start = floor(since, level)
+    kept = _Kept(oldest_raw, now, retention)
+    start, stop = _edges(since, end, kept)
     lead = ceil(start, MINUTE)
-    if start < lead and raw(start):
+    pieces: list[Piece] = []
+    if start < lead and kept.raw(start):
         pieces.append(Piece(None, start, min(lead, end)))
-    stop = floor(end, MINUTE)
-    if stop < end and not raw(stop):
-        stop = ceil(end, MINUTE)  # no raw rows there: the whole minute
-    pieces += _cover(lead, stop, kept, raw)
+    pieces += _cover(lead, stop, kept)
     if stop < end and stop >= lead:
         pieces.append(Piece(None, stop, end))
     if end < until:
@@ -74,33 +79,28 @@ def plan(
     return [p for p in pieces if p.since < p.until]
 
 
-def _cover(
-    start: dt.datetime,
-    end: dt.datetime,
-    kept: t.Callable[[int, dt.datetime], bool],
-    raw: t.Callable[[dt.datetime], bool],
-) -> list[Piece]:
-    """Pieces covering ``[start, end)`` (minute-aligned): at each step the
-    coarsest bucket that starts there, fits and is kept. Where none fits
-    (the finer buckets aged), raw rows up to the next bucket that does, or,
-    with the raw rows gone too, the kept bucket holding that part."""
+def _edges(
+    since: dt.datetime, end: dt.datetime, kept: _Kept
+) -> tuple[dt.datetime, dt.datetime]:
+    """Where the read of the folded part ``[since, end)`` starts, and where
+    its buckets stop (the seconds from there to ``end`` are raw rows). Each
+    edge stays where the raw rows are kept; else the start widens outwards
+    to the finest level kept there, and the end to its whole minute."""
+    start = since if kept.raw(since) else floor(since, kept.finest(since))
+    stop = floor(end, MINUTE)
+    if stop < end and not kept.raw(stop):
+        stop = ceil(end, MINUTE)  # no raw rows there: the whole minute
+    return start, stop
+
+
+def _cover(start: dt.datetime, end: dt.datetime, kept: _Kept) -> list[Piece]:
+    """Pieces covering ``[start, end)`` (minute-aligned), a step at a time
+    (:func:`_step`), runs of one level read as one range."""
     steps: list[Piece] = []
     at = start
     while at < end:
-        for level in (DAY, HOUR, MINUTE):
-            size = dt.timedelta(seconds=level)
-            if floor(at, level) == at and at + size <= end and kept(level, at):
-                steps.append(Piece(level, at, at + size))
-                break
-        else:
-            level = next((lv for lv in LEVELS if kept(lv, at)), DAY)
-            if raw(at):
-                steps.append(Piece(None, at, min(ceil(at + _TICK, level), end)))
-            else:
-                first = floor(at, level)
-                steps.append(Piece(level, first, first + dt.timedelta(seconds=level)))
+        steps.append(_step(at, end, kept))
         at = steps[-1].until
-    # Runs of one level read as one range.
     pieces: list[Piece] = []
     for step in steps:
         last = pieces[-1] if pieces else None
@@ -109,3 +109,19 @@ def _cover(
         else:
             pieces.append(step)
     return pieces
+
+
+def _step(at: dt.datetime, end: dt.datetime, kept: _Kept) -> Piece:
+    """The piece read from ``at``: the coarsest bucket that starts there,
+    fits before ``end`` and is kept. Where none fits (the finer buckets
+    aged), raw rows up to the next bucket that does, or, with the raw rows
+    gone too, the kept bucket holding that part."""
+    for level in (DAY, HOUR, MINUTE):
+        size = dt.timedelta(seconds=level)
+        if floor(at, level) == at and at + size <= end and kept.bucket(level, at):
+            return Piece(level, at, at + size)
+    level = kept.finest(at)
+    if kept.raw(at):
+        return Piece(None, at, min(ceil(at + _TICK, level), end))
+    first = floor(at, level)
+    return Piece(level, first, first + dt.timedelta(seconds=level))

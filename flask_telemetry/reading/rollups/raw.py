@@ -8,6 +8,7 @@ figures there; Python only adds the groups of a bucket together.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import typing as t
 
@@ -35,6 +36,54 @@ def buckets(
     seconds counted from ``since`` (one bucket when None), route and
     release: one GROUP BY that reads each row's metadata once, with the
     duration's histogram bin among the groups."""
+    groups = _groups(
+        conn,
+        traces,
+        since,
+        until,
+        width=width,
+        route=route,
+        release=release,
+        unmatched=unmatched,
+    )
+    start_of = _starts(since, width)
+    found: dict[Key, Figures] = {}
+    query = _figures_query(groups, readable_only=release is not None)
+    if _add_figures(found, conn.execute(query), start_of):
+        # The database milliseconds' histogram: a second pass, only where
+        # the SQLAlchemy integration recorded figures.
+        rows = conn.execute(_db_histogram_query(groups))
+        _add_db_histograms(found, rows, start_of)
+    return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Groups:
+    """What both of :func:`buckets`' queries read and group by."""
+
+    #: The FROM list and the request-end figures of a row
+    #: (:func:`.._dialects.request_end_facts`).
+    froms: list[sa.FromClause]
+    facts: dict[str, sa.ColumnElement[t.Any]]
+    #: The rows of the range, route and release.
+    where: list[sa.ColumnElement[bool]]
+    #: The first group keys: the bucket's index, the route and the release.
+    keys: tuple[sa.ColumnElement[t.Any], ...]
+    #: A row's weight: 1 / its sample rate.
+    weight: sa.ColumnElement[t.Any]
+
+
+def _groups(
+    conn: sa.Connection,
+    traces: sa.Table,
+    since: dt.datetime,
+    until: dt.datetime,
+    *,
+    width: int | None,
+    route: str | None,
+    release: str | None,
+    unmatched: bool,
+) -> _Groups:
     dialect = conn.dialect
     froms, facts = _dialects.request_end_facts(dialect, traces)
     where = [
@@ -52,98 +101,156 @@ def buckets(
     bucket: sa.ColumnElement[t.Any] = sa.literal(0)
     if width is not None:
         bucket = _dialects.bucket_index(conn, traces.c.occurred_at, since, width)
-    duration, rate = facts["duration_ms"], facts["sample_rate"]
-    weight = sa.case((rate > 0, 1.0 / rate), else_=1.0)
+    rate = facts["sample_rate"]
+    return _Groups(
+        froms=froms,
+        facts=facts,
+        where=where,
+        keys=(
+            bucket.label("bucket"),
+            sa.func.coalesce(traces.c.route_name, "").label("route"),
+            release_of.label("release"),
+        ),
+        weight=sa.case((rate > 0, 1.0 / rate), else_=1.0),
+    )
+
+
+def _figures_query(groups: _Groups, *, readable_only: bool) -> sa.Select[t.Any]:
+    """Per bucket, route, release and duration bin: the rows, their weight,
+    and the weighted sums of :class:`.buckets.Figures` (see
+    :func:`_add_figures` for the columns' order)."""
+    facts, weight = groups.facts, groups.weight
+    duration = facts["duration_ms"]
     failed = sa.or_(facts["status"] >= 500, facts["exception"])
     client = sa.and_(
         facts["status"] >= 400, facts["status"] < 500, sa.not_(facts["exception"])
     )
-    bin_ = sketch.sql_bin(duration)
-    route_of = sa.func.coalesce(traces.c.route_name, "")
-    query = (
+
+    def weighted(
+        condition: sa.ColumnElement[t.Any], value: sa.ColumnElement[t.Any] = weight
+    ) -> sa.ColumnElement[t.Any]:
+        return sa.func.sum(sa.case((condition, value), else_=0.0))
+
+    db = facts["db"]
+    return (
         sa.select(
-            bucket.label("bucket"),
-            route_of.label("route"),
-            release_of.label("release"),
-            bin_.label("bin"),
+            *groups.keys,
+            sketch.sql_bin(duration).label("bin"),
             sa.func.count(),
             sa.func.sum(weight),
             sa.func.sum(weight * duration),
             sa.func.max(duration),
-            sa.func.sum(sa.case((failed, weight), else_=0.0)),
-            sa.func.sum(sa.case((client, weight), else_=0.0)),
-            sa.func.sum(sa.case((facts["slow"], weight), else_=0.0)),
-            sa.func.sum(sa.case((facts["db"], weight), else_=0.0)),
-            sa.func.sum(sa.case((facts["db"], weight * facts["db_count"]), else_=0.0)),
-            sa.func.sum(sa.case((facts["db"], weight * facts["db_ms"]), else_=0.0)),
-            sa.func.sum(sa.case((facts["db"], weight * duration), else_=0.0)),
+            weighted(failed),
+            weighted(client),
+            weighted(facts["slow"]),
+            weighted(db),
+            weighted(db, weight * facts["db_count"]),
+            weighted(db, weight * facts["db_ms"]),
+            weighted(db, weight * duration),
             # Rows left out (figures unreadable) are counted in the same
             # pass, in groups of their own, under the route's "no release"
             # row; with a release asked for, they are left out.
             sa.case((facts["readable"], 1), else_=0),
         )
-        .select_from(*froms)
-        .where(*where, *([] if release is None else [facts["readable"]]))
+        .select_from(*groups.froms)
+        .where(*groups.where, *([facts["readable"]] if readable_only else []))
         .group_by(sa.text("1, 2, 3, 4, 16"))
     )
-    found: dict[Key, Figures] = {}
+
+
+def _db_histogram_query(groups: _Groups) -> sa.Select[t.Any]:
+    """Per bucket, route, release and bin of the database milliseconds: the
+    weight of the rows that carry database figures."""
+    facts = groups.facts
+    return (
+        sa.select(
+            *groups.keys,
+            sketch.sql_bin(facts["db_ms"]).label("bin"),
+            sa.func.sum(groups.weight),
+        )
+        .select_from(*groups.froms)
+        .where(*groups.where, facts["readable"], facts["db"])
+        .group_by(sa.text("1, 2, 3, 4"))
+    )
+
+
+def _starts(since: dt.datetime, width: int | None) -> t.Callable[[t.Any], dt.datetime]:
+    """The start of the bucket of each index a query returns (``since`` for
+    all when ``width`` is None), each computed once."""
+    if width is None:
+        return lambda index: since
+    size = width
     starts: dict[t.Any, dt.datetime] = {}
 
     def start_of(index: t.Any) -> dt.datetime:
-        if width is None:
-            return since
         start = starts.get(index)
         if start is None:
-            start = since + dt.timedelta(seconds=int(index) * width)
-            starts[index] = start
+            start = starts[index] = since + dt.timedelta(seconds=int(index) * size)
         return start
 
+    return start_of
+
+
+def _add_figures(
+    found: dict[Key, Figures],
+    rows: t.Iterable[t.Any],
+    start_of: t.Callable[[t.Any], dt.datetime],
+) -> bool:
+    """Add the groups of :func:`_figures_query` to ``found`` (the unreadable
+    rows' groups to their route's "no release" figures); whether any group
+    holds database figures."""
     with_db = False
-    for row in conn.execute(query):
-        b, name, rel, key, n, w, wd, top, err, cli, slow = row[:11]
-        db_w, db_n, db_ms, db_route, ok = row[11:]
-        if not ok:
-            unread = found.setdefault((start_of(b), name, ""), Figures())
-            unread.unreadable += int(n)
+    for row in rows:
+        index, name, release, bin_ = row[:4]
+        sums, db_sums, readable = row[4:11], row[11:15], row[15]
+        if not readable:
+            unread = found.setdefault((start_of(index), name, ""), Figures())
+            unread.unreadable += int(sums[0])
             continue
-        figures = found.setdefault((start_of(b), name, rel), Figures())
-        figures.rows += int(n)
-        figures.requests += float(w)
-        figures.duration_sum += float(wd or 0.0)
-        figures.duration_max = max(figures.duration_max, float(top or 0.0))
-        figures.errors += float(err or 0.0)
-        figures.client_errors += float(cli or 0.0)
-        figures.slow += float(slow or 0.0)
-        bin_key = sketch.key_of(key)
-        figures.histogram[bin_key] = figures.histogram.get(bin_key, 0.0) + float(w)
-        if db_w:
+        figures = found.setdefault((start_of(index), name, release), Figures())
+        _add_sums(figures, bin_, sums)
+        if db_sums[0]:
             with_db = True
-            figures.db_requests += float(db_w)
-            figures.db_count += float(db_n or 0.0)
-            figures.db_ms += float(db_ms or 0.0)
-            figures.db_route_ms += float(db_route or 0.0)
-    if with_db:
-        # The database milliseconds' histogram: a second pass, only where
-        # the SQLAlchemy integration recorded figures.
-        db_bin = sketch.sql_bin(facts["db_ms"])
-        histograms = (
-            sa.select(
-                bucket.label("bucket"),
-                route_of.label("route"),
-                release_of.label("release"),
-                db_bin.label("bin"),
-                sa.func.sum(weight),
-            )
-            .select_from(*froms)
-            .where(*where, facts["readable"], facts["db"])
-            .group_by(sa.text("1, 2, 3, 4"))
-        )
-        for b, name, rel, key, w in conn.execute(histograms):
-            figures = found.setdefault((start_of(b), name, rel), Figures())
-            bin_key = sketch.key_of(key)
-            db = figures.db_histogram
-            db[bin_key] = db.get(bin_key, 0.0) + float(w)
-    return found
+            _add_db_sums(figures, db_sums)
+    return with_db
+
+
+def _add_sums(figures: Figures, bin_: t.Any, sums: t.Sequence[t.Any]) -> None:
+    """Add one group's rows, weight, weighted duration, longest duration,
+    errors, client errors and slow requests, and its weight to its bin."""
+    n, w, wd, top, err, cli, slow = sums
+    figures.rows += int(n)
+    figures.requests += float(w)
+    figures.duration_sum += float(wd or 0.0)
+    figures.duration_max = max(figures.duration_max, float(top or 0.0))
+    figures.errors += float(err or 0.0)
+    figures.client_errors += float(cli or 0.0)
+    figures.slow += float(slow or 0.0)
+    bin_key = sketch.key_of(bin_)
+    figures.histogram[bin_key] = figures.histogram.get(bin_key, 0.0) + float(w)
+
+
+def _add_db_sums(figures: Figures, sums: t.Sequence[t.Any]) -> None:
+    """Add one group's requests with database figures (weighted), their
+    statements, their milliseconds in the database and in all."""
+    db_w, db_n, db_ms, db_route = sums
+    figures.db_requests += float(db_w)
+    figures.db_count += float(db_n or 0.0)
+    figures.db_ms += float(db_ms or 0.0)
+    figures.db_route_ms += float(db_route or 0.0)
+
+
+def _add_db_histograms(
+    found: dict[Key, Figures],
+    rows: t.Iterable[t.Any],
+    start_of: t.Callable[[t.Any], dt.datetime],
+) -> None:
+    """Add the groups of :func:`_db_histogram_query` to ``found``."""
+    for index, name, release, bin_, w in rows:
+        figures = found.setdefault((start_of(index), name, release), Figures())
+        bin_key = sketch.key_of(bin_)
+        db = figures.db_histogram
+        db[bin_key] = db.get(bin_key, 0.0) + float(w)
 
 
 def oldest(conn: sa.Connection, traces: sa.Table) -> dt.datetime | None:

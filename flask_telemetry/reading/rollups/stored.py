@@ -135,21 +135,42 @@ def totals(
     if not pieces:
         return {}
     c = rollups.c
-    dialect = conn.dialect
-    where: list[sa.ColumnElement[bool]] = [
-        sa.or_(
-            *(
-                sa.and_(
-                    c.bucket_seconds == p.level,
-                    c.bucket_start >= _dialects.bind_time(dialect, p.since),
-                    c.bucket_start < _dialects.bind_time(dialect, p.until),
-                )
-                for p in pieces
-            )
-        )
-    ]
+    where = [_of_pieces(conn.dialect, rollups, pieces)]
     where += _scope(rollups, route=route, release=release, unmatched=unmatched)
-    sums = sa.select(
+    sums = _sums(rollups).where(*where)
+    summed = {
+        row[0]: _summed(row[1:]) for row in conn.execute(sums.group_by(c.route_name))
+    }
+    texts = sa.select(
+        c.route_name, sa.cast(c.histogram, sa.Text), sa.cast(c.db_histogram, sa.Text)
+    ).where(*where)
+    _merge_histograms(summed, conn.execute(texts))
+    return summed
+
+
+def _of_pieces(
+    dialect: sa.Dialect, rollups: sa.Table, pieces: t.Sequence[Piece]
+) -> sa.ColumnElement[bool]:
+    """The stored buckets of any of ``pieces`` (each of its level, starting
+    within its range)."""
+    c = rollups.c
+    return sa.or_(
+        *(
+            sa.and_(
+                c.bucket_seconds == p.level,
+                c.bucket_start >= _dialects.bind_time(dialect, p.since),
+                c.bucket_start < _dialects.bind_time(dialect, p.until),
+            )
+            for p in pieces
+        )
+    )
+
+
+def _sums(rollups: sa.Table) -> sa.Select[t.Any]:
+    """The route, then the sums of the stored buckets' figures (the longest
+    duration's maximum), in :func:`_summed`'s order."""
+    c = rollups.c
+    return sa.select(
         c.route_name,
         sa.func.sum(c.rows),
         sa.func.sum(c.requests),
@@ -163,33 +184,39 @@ def totals(
         sa.func.sum(c.db_count),
         sa.func.sum(c.db_ms),
         sa.func.sum(c.db_route_ms),
-    ).where(*where)
-    summed: dict[str, Figures] = {}
-    for row in conn.execute(sums.group_by(c.route_name)):
-        summed[row[0]] = Figures(
-            rows=int(row[1] or 0),
-            requests=float(row[2] or 0.0),
-            errors=float(row[3] or 0.0),
-            client_errors=float(row[4] or 0.0),
-            slow=float(row[5] or 0.0),
-            duration_sum=float(row[6] or 0.0),
-            duration_max=float(row[7] or 0.0),
-            unreadable=int(row[8] or 0),
-            db_requests=float(row[9] or 0.0),
-            db_count=float(row[10] or 0.0),
-            db_ms=float(row[11] or 0.0),
-            db_route_ms=float(row[12] or 0.0),
-        )
-    texts = sa.select(
-        c.route_name, sa.cast(c.histogram, sa.Text), sa.cast(c.db_histogram, sa.Text)
-    ).where(*where)
-    for name, text, db_text in conn.execute(texts):
+    )
+
+
+def _summed(row: t.Sequence[t.Any]) -> Figures:
+    """The figures of one route's sums (after the route), without the
+    histograms; a sum over nothing (NULL) is zero."""
+    return Figures(
+        rows=int(row[0] or 0),
+        requests=float(row[1] or 0.0),
+        errors=float(row[2] or 0.0),
+        client_errors=float(row[3] or 0.0),
+        slow=float(row[4] or 0.0),
+        duration_sum=float(row[5] or 0.0),
+        duration_max=float(row[6] or 0.0),
+        unreadable=int(row[7] or 0),
+        db_requests=float(row[8] or 0.0),
+        db_count=float(row[9] or 0.0),
+        db_ms=float(row[10] or 0.0),
+        db_route_ms=float(row[11] or 0.0),
+    )
+
+
+def _merge_histograms(
+    summed: dict[str, Figures], rows: t.Iterable[t.Sequence[t.Any]]
+) -> None:
+    """Merge each (route, histogram text, database histogram text) into its
+    route's figures in ``summed``."""
+    for name, text, db_text in rows:
         figures = summed.get(name)
         if figures is not None:
             _merge_text(figures.histogram, text)
             if db_text:
                 _merge_text(figures.db_histogram, db_text)
-    return summed
 
 
 def _merge_text(into: sketch.Histogram, text: t.Any) -> None:

@@ -50,7 +50,6 @@ def summary(
     start = _window.resolve(since, now)
     end = _window.resolve(until, now) or now
     assert start is not None
-    totals: dict[str, Figures] = {}
     with connection(bind) as conn:
         folded = stored.folded_until(conn, rollups)
         oldest = raw.oldest(conn, traces) if folded is not None else None
@@ -58,28 +57,37 @@ def summary(
             start, end, folded=folded, oldest_raw=oldest, now=now, retention=retention
         )
         bucketed = [p for p in pieces if p.level is not None]
-        for name, figures in stored.totals(
+        totals = stored.totals(
             conn, rollups, bucketed, route=route, release=release, unmatched=unmatched
-        ).items():
-            totals[name] = figures
+        )
         for piece in pieces:
-            if piece.level is not None:
-                continue
-            found = raw.buckets(
-                conn,
-                traces,
-                piece.since,
-                piece.until,
-                width=None,
-                route=route,
-                release=release,
-                unmatched=unmatched,
-            )
-            for (_, name, _), figures in found.items():
-                target = totals.get(name)
-                if target is None:
-                    target = totals[name] = Figures()
-                target.add(figures)
+            if piece.level is None:
+                found = raw.buckets(
+                    conn,
+                    traces,
+                    piece.since,
+                    piece.until,
+                    width=None,
+                    route=route,
+                    release=release,
+                    unmatched=unmatched,
+                )
+                _add_per_route(totals, found)
+    return _summaries(totals)
+
+
+def _add_per_route(totals: dict[str, Figures], found: dict[Key, Figures]) -> None:
+    """Add the figures of ``found`` to those of their route in ``totals``."""
+    for (_, name, _), figures in found.items():
+        target = totals.get(name)
+        if target is None:
+            target = totals[name] = Figures()
+        target.add(figures)
+
+
+def _summaries(totals: dict[str, Figures]) -> Summaries:
+    """The summary of each route with requests, the busiest (requests times
+    mean duration) first."""
     routes = [_route_summary(name, f) for name, f in totals.items() if f.requests > 0]
     routes.sort(key=lambda s: (-s.requests * s.mean_ms, s.route_name or ""))
     return Summaries(routes, unreadable=sum(f.unreadable for f in totals.values()))
