@@ -57,75 +57,43 @@ def events(
     severity and a ``limit`` out of range are a ``ValueError`` naming the
     argument.
     """
-    if (
-        isinstance(limit, bool)
-        or not isinstance(limit, int)
-        or not (1 <= limit <= MAX_LIMIT)
-    ):
-        raise ValueError(
-            f"limit must be an integer from 1 to {MAX_LIMIT}, not {limit!r}."
-        )
-    for key, value in (
-        ("actor_id", actor_id),
-        ("before_id", before_id),
-        ("after_id", after_id),
-    ):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int)
-        ):
-            raise ValueError(f"{key} must be an integer, not {value!r}.")
-    if min_severity is not None:
-        _window.severities_from(min_severity)  # a known value, or ValueError
-    if severity is not None:
-        _window.severities_from(severity)
-    # An event type holding NUL matches nothing; the others still can.
-    types = None if event_type is None else _values(event_type)
-    types = None if types is None else [v for v in types if _window.matchable(v)]
+    _check(
+        limit,
+        integers=(
+            ("actor_id", actor_id),
+            ("before_id", before_id),
+            ("after_id", after_id),
+        ),
+        severities=(min_severity, severity),
+    )
+    types = None if event_type is None else _matchable_types(event_type)
     texts = [str(v) for v in (route, request_id, actor_type) if v is not None]
-    if (
-        types == []
-        or not all(_window.matchable(text) for text in texts)
-        or (actor_id is not None and not _in_bigint(actor_id))
-        or (before_id is not None and before_id <= _window.BIGINT_MIN)
-        or (after_id is not None and after_id >= _window.BIGINT_MAX)
-    ):
+    if _matches_nothing(types, texts, actor_id, before_id, after_id):
         return []
-    if before_id is not None and before_id > _window.BIGINT_MAX:
-        before_id = None
-    if after_id is not None and after_id < _window.BIGINT_MIN:
-        after_id = None
+    before_id, after_id = _open_ends(before_id, after_id)
     with connection(bind) as conn:
-        dialect = conn.dialect
         walk = (
             (since is not None or until is not None)
             and request_id is None
             and _walk_ids(conn, table, until)
         )
-        clauses = _window.time_filters(dialect, table, since, until, index=not walk)
-        if types is not None:
-            clauses.append(
-                table.c.event_type == types[0]
-                if len(types) == 1
-                else table.c.event_type.in_(types)
-            )
-        if min_severity is not None:
-            levels = _window.severities_from(min_severity)
-            if len(levels) < len(Severity):
-                clauses.append(table.c.severity.in_(levels))
-        if severity is not None:
-            clauses.append(table.c.severity == _value(severity))
-        if route is not None:
-            clauses.append(_window.route_filter(table, route))
-        if request_id is not None:
-            clauses.append(table.c.request_id == request_id)
-        if actor_type is not None:
-            clauses.append(table.c.actor_type == _value(actor_type))
-        if actor_id is not None:
-            clauses.append(table.c.actor_id == actor_id)
-        if before_id is not None:
-            clauses.append(table.c.id < before_id)
-        if after_id is not None:
-            clauses.append(table.c.id > after_id)
+        clauses = _window.time_filters(
+            conn.dialect, table, since, until, index=not walk
+        )
+        clauses += _filters(
+            table,
+            (
+                (types, _type_filter),
+                (min_severity, _min_severity_filter),
+                (severity, lambda c, v: c.severity == _value(v)),
+                (route, lambda c, v: _window.route_filter(table, v)),
+                (request_id, lambda c, v: c.request_id == v),
+                (actor_type, lambda c, v: c.actor_type == _value(v)),
+                (actor_id, lambda c, v: c.actor_id == v),
+                (before_id, lambda c, v: c.id < v),
+                (after_id, lambda c, v: c.id > v),
+            ),
+        )
         query = (
             sa.select(*_columns(table))
             .where(*clauses)
@@ -133,6 +101,99 @@ def events(
             .limit(limit)
         )
         return [_record(row) for row in conn.execute(query)]
+
+
+def _is_integer(value: object) -> t.TypeGuard[int]:
+    """Whether ``value`` is an integer (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(
+    limit: object,
+    *,
+    integers: t.Iterable[tuple[str, object]],
+    severities: t.Iterable[Severity | str | None],
+) -> None:
+    """A ``ValueError`` naming the first argument of :func:`events` out of
+    its domain: ``limit``, then each of ``integers`` (name, value) given
+    that is no integer, then each of ``severities`` given that is unknown."""
+    if not _is_integer(limit) or not (1 <= limit <= MAX_LIMIT):
+        raise ValueError(
+            f"limit must be an integer from 1 to {MAX_LIMIT}, not {limit!r}."
+        )
+    for key, value in integers:
+        if value is not None and not _is_integer(value):
+            raise ValueError(f"{key} must be an integer, not {value!r}.")
+    for severity in severities:
+        if severity is not None:
+            _window.severities_from(severity)  # a known value, or ValueError
+
+
+def _matchable_types(event_type: str | t.Iterable[str]) -> list[str]:
+    """The event types asked for, but those holding NUL: they match nothing,
+    the others still can."""
+    return [v for v in _values(event_type) if _window.matchable(v)]
+
+
+def _matches_nothing(
+    types: list[str] | None,
+    texts: t.Iterable[str],
+    actor_id: int | None,
+    before_id: int | None,
+    after_id: int | None,
+) -> bool:
+    """Whether no row can match: no event type left, a text that holds NUL,
+    an actor id outside the BIGINT range, or ids asked beyond its ends
+    (``before_id`` at its lowest or below, ``after_id`` at its highest or
+    above)."""
+    return (
+        types == []
+        or not all(_window.matchable(text) for text in texts)
+        or (actor_id is not None and not _in_bigint(actor_id))
+        or (before_id is not None and before_id <= _window.BIGINT_MIN)
+        or (after_id is not None and after_id >= _window.BIGINT_MAX)
+    )
+
+
+def _open_ends(
+    before_id: int | None, after_id: int | None
+) -> tuple[int | None, int | None]:
+    """The id bounds to filter by: none for a ``before_id`` above the BIGINT
+    range or an ``after_id`` below it (every row is within it)."""
+    if before_id is not None and before_id > _window.BIGINT_MAX:
+        before_id = None
+    if after_id is not None and after_id < _window.BIGINT_MIN:
+        after_id = None
+    return before_id, after_id
+
+
+_Columns: t.TypeAlias = "sa.ColumnCollection[str, sa.Column[t.Any]]"
+#: A filter of :func:`events`: the clause of a value given, from the table's
+#: columns (or None for a value that keeps every row).
+_Filter: t.TypeAlias = t.Callable[[_Columns, t.Any], "sa.ColumnElement[bool] | None"]
+
+
+def _filters(
+    table: sa.Table, wanted: t.Iterable[tuple[object, _Filter]]
+) -> list[sa.ColumnElement[bool]]:
+    """The clauses of the filters whose value is given, in their order."""
+    made = (
+        to_clause(table.c, value) for value, to_clause in wanted if value is not None
+    )
+    return [clause for clause in made if clause is not None]
+
+
+def _type_filter(c: _Columns, types: list[str]) -> sa.ColumnElement[bool]:
+    """One event type, or any of several."""
+    return c.event_type == types[0] if len(types) == 1 else c.event_type.in_(types)
+
+
+def _min_severity_filter(
+    c: _Columns, min_severity: Severity | str
+) -> sa.ColumnElement[bool] | None:
+    """The severities at or above ``min_severity`` (None: all of them)."""
+    levels = _window.severities_from(min_severity)
+    return c.severity.in_(levels) if len(levels) < len(Severity) else None
 
 
 def event_counts(
