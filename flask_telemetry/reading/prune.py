@@ -66,28 +66,13 @@ def prune(
     the result says how many expired rows are left. ``dry_run`` counts what
     would be deleted and deletes nothing.
     """
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be an integer >= 1, not {batch_size!r}.")
-    if max_seconds is not None and max_seconds < 0:
-        raise ValueError(f"max_seconds must be >= 0 or None, not {max_seconds!r}.")
+    _check(batch_size, max_seconds)
     if cutoff.tzinfo is None:
         cutoff = cutoff.replace(tzinfo=dt.UTC)
     cutoff = cutoff.astimezone(dt.UTC)
     started = time.monotonic()
-    dialect = engine.dialect
-    bound = _dialects.bind_time(dialect, cutoff)
-    partitions: list[str] = []
-    partman: dict[str, t.Any] | None = None
-    if dialect.name == "postgresql":
-        with engine.connect() as conn:
-            partitions = _expired_partitions(conn, table, cutoff)
-            if partitions:
-                partman = partman_config(conn, table)
-                conn.rollback()
+    bound = _dialects.bind_time(engine.dialect, cutoff)
+    partitions, partman = _expired(engine, table, cutoff)
     if dry_run:
         with engine.connect() as conn:
             count = _count_expired(conn, table, bound)
@@ -100,42 +85,96 @@ def prune(
             partition_names=tuple(partitions),
             dry_run=True,
         )
-    deleted = 0
-    dropped: list[str] = []
+    taken = _drop_expired(engine, table, partitions, partman, cutoff)
+    deleted, batches, remaining = _delete_expired(
+        engine, table, bound, batch_size, started, max_seconds
+    )
+    return PruneResult(
+        deleted=sum(taken.values()) + deleted,
+        batches=batches,
+        seconds=time.monotonic() - started,
+        cutoff=cutoff,
+        partitions_dropped=len(taken),
+        partition_names=tuple(taken),
+        remaining=remaining,
+    )
+
+
+def _check(batch_size: object, max_seconds: float | None) -> None:
+    """A ``ValueError`` naming the first argument of :func:`prune` out of its
+    domain."""
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be an integer >= 1, not {batch_size!r}.")
+    if max_seconds is not None and max_seconds < 0:
+        raise ValueError(f"max_seconds must be >= 0 or None, not {max_seconds!r}.")
+
+
+def _expired(
+    engine: sa.Engine, table: sa.Table, cutoff: dt.datetime
+) -> tuple[list[str], dict[str, t.Any] | None]:
+    """The partitions that hold only expired rows (PostgreSQL), and
+    pg_partman's configuration of the table when there are any and it
+    manages them."""
+    if engine.dialect.name != "postgresql":
+        return [], None
+    with engine.connect() as conn:
+        partitions = _expired_partitions(conn, table, cutoff)
+        if not partitions:
+            return [], None
+        partman = partman_config(conn, table)
+        conn.rollback()
+    return partitions, partman
+
+
+def _drop_expired(
+    engine: sa.Engine,
+    table: sa.Table,
+    partitions: list[str],
+    partman: dict[str, t.Any] | None,
+    cutoff: dt.datetime,
+) -> dict[str, int]:
+    """Drop the expired partitions, through pg_partman where it manages
+    them; the row count of each partition dropped (those whose lock was not
+    granted stay, for the row deletes)."""
     if partman is not None:
-        taken = _drop_with_partman(engine, table, partman, cutoff)
-        deleted += sum(taken.values())
-        dropped.extend(taken)
-    else:
-        for name in partitions:
-            rows = _drop_partition(engine, name)
-            if rows is not None:
-                deleted += rows
-                dropped.append(name)
+        return _drop_with_partman(engine, table, partman, cutoff)
+    dropped: dict[str, int] = {}
+    for name in partitions:
+        rows = _drop_partition(engine, name)
+        if rows is not None:
+            dropped[name] = rows
+    return dropped
+
+
+def _delete_expired(
+    engine: sa.Engine,
+    table: sa.Table,
+    bound: dt.datetime,
+    batch_size: int,
+    started: float,
+    max_seconds: float | None,
+) -> tuple[int, int, int]:
+    """Delete the expired rows batch by batch until a batch is not full, or
+    until ``max_seconds`` since ``started``; returns (rows deleted, batches,
+    expired rows left when the time ran out)."""
+    dialect = engine.dialect
     delete = _batch_delete(dialect, table, batch_size)
-    batches = 0
-    remaining = 0
+    deleted = batches = 0
     while True:
         count = _run_batch(engine, delete, bound)
         batches += 1
         deleted += count
         if count < batch_size:
-            break
+            return deleted, batches, 0
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
             with engine.connect() as conn:
-                remaining = _count_expired(conn, table, bound)
-            break
+                return deleted, batches, _count_expired(conn, table, bound)
         if dialect.name == "sqlite":
             time.sleep(SQLITE_PAUSE)
-    return PruneResult(
-        deleted=deleted,
-        batches=batches,
-        seconds=time.monotonic() - started,
-        cutoff=cutoff,
-        partitions_dropped=len(dropped),
-        partition_names=tuple(dropped),
-        remaining=remaining,
-    )
 
 
 def _run_batch(engine: sa.Engine, delete: sa.Executable, bound: dt.datetime) -> int:
