@@ -36,6 +36,16 @@ class Retention:
         days = {MINUTE: self.minutes, HOUR: self.hours, DAY: self.days}[level]
         return dt.timedelta(days=days)
 
+    def keeps(self, level: int, when: dt.datetime, now: dt.datetime) -> bool:
+        """Whether the buckets of ``level`` at ``when`` are still kept at
+        ``now``."""
+        return when >= now - self.of(level)
+
+    def finest(self, when: dt.datetime, now: dt.datetime) -> int:
+        """The finest level whose buckets at ``when`` are still kept at
+        ``now`` (days, when no level's are)."""
+        return next((lv for lv in LEVELS if self.keeps(lv, when, now)), DAY)
+
 
 #: The default retention of every level.
 DEFAULT_RETENTION = Retention()

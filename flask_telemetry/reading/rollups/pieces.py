@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from .buckets import DAY, HOUR, LEVELS, MINUTE, Retention, ceil, floor
+from .buckets import DAY, HOUR, MINUTE, Retention, ceil, floor
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class _Kept:
 
     def bucket(self, level: int, when: dt.datetime) -> bool:
         """Whether the buckets of ``level`` at ``when`` are kept."""
-        return when >= self.now - self.retention.of(level)
+        return self.retention.keeps(level, when, self.now)
 
     def raw(self, when: dt.datetime) -> bool:
         """Whether the raw rows at ``when`` are kept."""
@@ -46,7 +46,7 @@ class _Kept:
     def finest(self, when: dt.datetime) -> int:
         """The finest level whose buckets at ``when`` are kept (days, when no
         level's are)."""
-        return next((lv for lv in LEVELS if self.bucket(lv, when)), DAY)
+        return self.retention.finest(when, self.now)
 
 
 def plan(

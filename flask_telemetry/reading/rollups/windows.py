@@ -18,16 +18,7 @@ from ..events import Bind, connection
 from ..records import RouteSummary, Summaries
 from ..series import Bucket
 from . import raw, stored
-from .buckets import (
-    DAY,
-    DEFAULT_RETENTION,
-    LEVELS,
-    MINUTE,
-    Figures,
-    Key,
-    Retention,
-    floor,
-)
+from .buckets import DEFAULT_RETENTION, MINUTE, Figures, Key, Retention, floor
 from .pieces import plan
 
 
@@ -119,7 +110,7 @@ def traffic(
     """
     now = _window.resolve(now) or dt.datetime.now(dt.UTC)
     since, until = _dialects.read_time(since), _dialects.read_time(until)
-    level = next((lv for lv in LEVELS if since >= now - retention.of(lv)), DAY)
+    level = retention.finest(since, now)
     span = (until - since).total_seconds()
     # One bucket kept for the alignment of the first.
     width = level * max(1, math.ceil(span / (level * (MAX_BUCKETS - 1))))
