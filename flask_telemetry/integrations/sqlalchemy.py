@@ -95,28 +95,14 @@ class Options:
     max_shapes: int = DEFAULT_MAX_SHAPES
 
     def __post_init__(self) -> None:
-        chars = self.max_statement_chars
-        if isinstance(chars, bool) or not (isinstance(chars, int) and chars >= 16):
-            raise ValueError(
-                f"max_statement_chars must be an integer >= 16, not {chars!r}."
-            )
+        _check_whole("max_statement_chars", self.max_statement_chars, 16)
         if self.slow_ms is not None:
             _check_threshold("slow_ms", self.slow_ms)
-        for name in ("n_plus_one_threshold", "max_shapes"):
-            value = getattr(self, name)
-            if value is None and name == "n_plus_one_threshold":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, not {value!r}.")
-        rate = self.query_profile_rate
-        if rate is not None and (
-            isinstance(rate, bool)
-            or not isinstance(rate, int | float)
-            or not 0 <= rate <= 1
-        ):
-            raise ValueError(
-                f"query_profile_rate must be a number from 0.0 to 1.0, not {rate!r}."
-            )
+        if self.n_plus_one_threshold is not None:
+            _check_whole("n_plus_one_threshold", self.n_plus_one_threshold, 0)
+        _check_whole("max_shapes", self.max_shapes, 0)
+        if self.query_profile_rate is not None:
+            _check_share("query_profile_rate", self.query_profile_rate)
 
     def repeat_threshold(self, app: Flask) -> int:
         """The N+1 threshold in force on ``app`` (0: off)."""
@@ -149,6 +135,20 @@ def _check_threshold(name: str, value: object) -> None:
         raise ValueError(
             f"{name} must be a number of milliseconds >= 0 or None, not {value!r}."
         )
+
+
+def _check_whole(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, not {value!r}.")
+
+
+def _check_share(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= 1
+    ):
+        raise ValueError(f"{name} must be a number from 0.0 to 1.0, not {value!r}.")
 
 
 @dataclasses.dataclass(kw_only=True, eq=False)
