@@ -36,6 +36,10 @@ SHAPES: dict[str, dict[t.Any, t.Any]] = {
     "900 one-item dicts": {"l": [{"": 0}] * 900},
     "800 one-item lists": {"l": [[1]] * 800},
     "400 dicts six deep": {"l": [[[[[[{}]]]]]] * 400},
+    # What the copy changes, beside many containers: redaction and controls.
+    "a key to redact and 900 dicts": {"password": "x", "l": [{"": 0}] * 900},
+    "a control and 800 lists": {"x": "a\x00b", "l": [[1]] * 800},
+    "900 keys to redact": {"l": [{"token": "t"}] * 900},
 }
 
 

@@ -18,7 +18,7 @@ import typing as t
 from collections.abc import Mapping
 
 from .skeleton import joined_skeleton
-from .walk import _FLAT_INT, _NONE, _STR, MAX_DEPTH
+from .walk import _FLAT_INT, _NONE, _STR, MAX_DEPTH, REDACTED
 
 #: What the encoded copy reads; anything else takes the walk.
 _ENCODED = frozenset((dict, list, tuple, str, int, float, bool, _NONE))
@@ -30,6 +30,7 @@ _chain = itertools.chain.from_iterable
 #: walk takes.
 _REFUSED = 1 << 62
 _escaped = json.encoder.encode_basestring
+_REDACTED_JSON = _escaped(REDACTED)
 #: The JSON text the walk's size counts (", " and ": " separators).
 _encode_json = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, check_circular=True
@@ -43,6 +44,10 @@ _scan_json: t.Callable[[str, int], tuple[t.Any, int]] = json.JSONDecoder().scan_
 #: carriage return (escaped as \b, \f or \u00XX; a literal backslash
 #: before b, f or u takes the walk too), C1 controls and lone surrogates.
 _WALK_CLEANS = re.compile(r"\\[bfu]|[\x7f-\x9f\ud800-\udfff]")
+#: What :func:`_cleaned` removes from a text holding no escaped backslash:
+#: the escapes of controls (the encoder writes \u00XX for those that have
+#: no short escape) and the raw characters of _WALK_CLEANS.
+_CLEANED = re.compile(r"\\[bf]|\\u[0-9a-fA-F]{4}|[\x7f-\x9f\ud800-\udfff]")
 #: An escape of JSON text: a backslash and its letter, or ``\uXXXX``.
 _ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)")
 #: The keys of a JSON text made with ": " after each key: a string followed
@@ -68,11 +73,12 @@ def decode(text: str) -> t.Any:
 def encoded_text(
     metadata: Mapping[t.Any, t.Any],
     limit: int,
-    redacts: t.Callable[[str], object] | None,
+    search: t.Callable[[str], object] | None,
+    redacts: t.Callable[[str], bool],
 ) -> str | None:
     """The walk's copy of ``metadata`` as its JSON text, made by the C
-    encoder, when nothing in it needs the walk; else None. The text may be
-    longer than ``limit``: it is then the exact size of the copy.
+    encoder; None for what it leaves to the walk. The text may be longer
+    than ``limit``: it is then the exact size of the copy.
 
     A first pass (:func:`_bounded`) reads it level by level: only dicts,
     lists, tuples, str, ints within 10**18, floats, booleans and None; no
@@ -80,9 +86,11 @@ def encoded_text(
     to a str key of its dict once printed takes the walk, which refuses
     it); at least as many bytes as items already under the cap, so that the
     encoding that follows is bounded whatever the shape (shared lists
-    included). The text must then hold no character the walk removes
-    (escaped controls, C1 controls, lone surrogates) and no key whose
-    skeleton ``redacts`` finds.
+    included). In the text, what the walk removes from values (escaped
+    controls, C1 controls, lone surrogates) is removed (:func:`_cleaned`),
+    and the value of each key ``redacts`` names, found when ``search``
+    finds a redacted name in the skeletons of the keys, is replaced
+    (:func:`_redacted`), as the walk does.
     """
     if not _bounded(metadata, limit):
         return None
@@ -100,13 +108,65 @@ def encoded_text(
     except (ValueError, TypeError, RecursionError):
         return None
     if ("\\" in text or not text.isprintable()) and _WALK_CLEANS.search(text):
-        return None
-    # Redaction is checked on the keys of the text, not on the keys read
+        cleaned = _cleaned(text)
+        if cleaned is None:
+            return None
+        text = cleaned
+    # Redaction is read from the keys of the text, not from the keys read
     # by the first pass: a key another thread adds to the caller's dict in
     # between is in the text.
-    if redacts is not None and redacts(_key_skeletons(text)):
-        return None
+    if search is not None and search(_key_skeletons(text)):
+        return _redacted(text, redacts)
     return text
+
+
+def _cleaned(text: str) -> str | None:
+    """``text`` without the escaped controls, C1 controls and lone
+    surrogates of its values, or None for the walk: when a key holds one
+    (two keys could become one), or when the text holds an escaped
+    backslash (an escape is then not read alone)."""
+    if "\\\\" in text:
+        return None
+    keys = _ESCAPED_KEY.findall(text) if "\\" in text else _KEY.findall(text)
+    if any(map(_WALK_CLEANS.search, keys)):
+        return None
+    return _CLEANED.sub("", text)
+
+
+def _redacted(text: str, redacts: t.Callable[[str], bool]) -> str:
+    """``text`` with the value of every key ``redacts`` names replaced by
+    the redacted marker.
+
+    Each distinct key is asked once (as the walk asks it, unescaped); the
+    keys named make one pattern, ``"key": ``, which can only end where a
+    key of the text ends (a quote inside a string is escaped), and each
+    value it finds is read to its end by the JSON scanner (in C). A key
+    named inside a value already replaced is left with it.
+    """
+    escaped = "\\" in text
+    keys = set(_ESCAPED_KEY.findall(text) if escaped else _KEY.findall(text))
+    named = [key for key in keys if redacts(_unescaped(key) if escaped else key)]
+    if not named:
+        return text
+    found = re.compile('"(?:' + "|".join(map(re.escape, named)) + ')": ')
+    pieces: list[str] = []
+    last = 0
+    for match in found.finditer(text):
+        if match.start() < last:
+            continue
+        start = match.end()
+        pieces += (text[last:start], _REDACTED_JSON)
+        last = _scan_json(text, start)[1]
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def _unescaped(key: str) -> str:
+    """A key as its JSON text writes it, read back."""
+    if "\\" not in key:
+        return key
+    value: str = _scan_json(f'"{key}"', 0)[0]
+    return value
 
 
 def _bounded(metadata: Mapping[t.Any, t.Any], limit: int) -> bool:

@@ -196,7 +196,7 @@ class Privacy:
             flat = self._flat(metadata.copy())
             if flat is not None:
                 return flat
-        text = encoded_text(metadata, self.max_bytes, self._redact)
+        text = encoded_text(metadata, self.max_bytes, self._redact, self.redacts)
         if text is None:
             return self._walked(metadata)
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
@@ -270,7 +270,7 @@ class Privacy:
     def _encoded(self, metadata: t.Mapping[t.Any, t.Any]) -> dict[str, t.Any] | None:
         """The encoded copy of ``metadata`` made objects again, or None for
         what it leaves to the walk (see :func:`.encoded.encoded_text`)."""
-        text = encoded_text(metadata, self.max_bytes, self._redact)
+        text = encoded_text(metadata, self.max_bytes, self._redact, self.redacts)
         if text is None or len(text.encode("utf-8")) > self.max_bytes:
             return None
         clean: dict[str, t.Any] = decode(text)

@@ -88,10 +88,7 @@ class _Walk:
             raise _TooBig
 
     def mapping(self, value: t.Mapping[t.Any, t.Any], depth: int) -> dict[str, t.Any]:
-        ident = id(value)
-        path = self.path
-        if ident in path:
-            raise _NotJSON("circular reference")
+        ident = self.enter(value)
         # {} and ", " between items; at least 5 bytes more ("": 0) per item:
         # an object too big for the limit stops here, however many items.
         count = len(value)
@@ -100,55 +97,49 @@ class _Walk:
         if size + 5 * count > limit:
             self.size = size + 5 * count
             raise _TooBig
-        path.add(ident)
         out: dict[str, t.Any] = {}
         redacts = self.privacy.redacts
-        cache = self.privacy._keys.get  # redacts()'s cache, looked up inline
         # The sizes are kept in a local; the common keys and values (short
         # printable strings, booleans, None) are handled inline.
         for key, item in value.items():
             if type(key) is str and len(key) <= 256 and key.isprintable():
                 name = key
                 size += _size(key) + 2  # "key": (quotes and escapes included)
-            elif type(key) is int and -_FLAT_INT < key < _FLAT_INT:
-                name = int.__repr__(key)
-                size += len(name) + 4
             else:
                 self.size = size
                 name = self.key(key)
                 size = self.size + 2
-            if size > limit:
-                self.size = size
-                raise _TooBig
             if name in out:
                 raise _NotJSON(f"two keys are {name!r} once made strings")
-            hit = cache(name)
-            if hit is None:
-                hit = redacts(name)
-            if hit:
+            kind = type(item)
+            if redacts(name):
                 size += len(REDACTED) + 2
                 out[name] = REDACTED
+            elif kind is str and len(item) <= 256 and item.isprintable():
+                size += _size(item)
+                out[name] = item
+            elif item is None or kind is bool:
+                size += 5 if item is False else 4
+                out[name] = item
             else:
-                kind = type(item)
-                if kind is str and len(item) <= 256 and item.isprintable():
-                    size += _size(item)
-                    out[name] = item
-                elif item is None or kind is bool:
-                    size += 5 if item is False else 4
-                    out[name] = item
-                elif kind is int and -_FLAT_INT < item < _FLAT_INT:
-                    size += len(int.__repr__(item))
-                    out[name] = item
-                else:
-                    self.size = size
-                    out[name] = self.value(item, depth + 1)
-                    size = self.size
+                self.size = size
+                out[name] = self.value(item, depth + 1)
+                size = self.size
             if size > limit:
                 self.size = size
                 raise _TooBig
         self.size = size
-        path.discard(ident)
+        self.path.discard(ident)
         return out
+
+    def enter(self, value: object) -> int:
+        """Enter a container: its id, kept in the path until it is left, or
+        :class:`_NotJSON` when it is already there (a cycle)."""
+        ident = id(value)
+        if ident in self.path:
+            raise _NotJSON("circular reference")
+        self.path.add(ident)
+        return ident
 
     def flat_list(
         self, value: list[t.Any] | tuple[t.Any, ...], count: int, depth: int
@@ -160,19 +151,7 @@ class _Walk:
         list's brackets and separators are counted already."""
         kinds = set(map(type, value))
         if kinds <= _NUMBERS:
-            # Ints within 10**18 print in at most 19 characters; a list with
-            # a bigger one takes the walk, which stops before printing it.
-            numbers = (
-                value if _NONE not in kinds else [v for v in value if v is not None]
-            )
-            if numbers and not -_FLAT_INT < min(numbers) <= max(numbers) < _FLAT_INT:
-                return None
-            try:
-                text = _encode_numbers(value)
-            except ValueError:  # NaN or an infinity: the walk says which
-                return None
-            self.add(len(text) - 2 * count)  # less the counted "[]" and ", "
-            return list(value)
+            return self.numbers(value, kinds, count)
         if kinds == _STR:
             if sum(map(len, value)) + 2 * count > self.limit - self.size:
                 return None  # may be too big: the walk stops where it is
@@ -186,6 +165,22 @@ class _Walk:
             return [{} if type(item) is dict else [] for item in value]
         return None
 
+    def numbers(
+        self, value: list[t.Any] | tuple[t.Any, ...], kinds: set[type], count: int
+    ) -> list[t.Any] | None:
+        """:meth:`flat_list` of numbers, booleans and None."""
+        # Ints within 10**18 print in at most 19 characters; a list with a
+        # bigger one takes the walk, which stops before printing it.
+        numbers = value if _NONE not in kinds else [v for v in value if v is not None]
+        if numbers and not -_FLAT_INT < min(numbers) <= max(numbers) < _FLAT_INT:
+            return None
+        try:
+            text = _encode_numbers(value)
+        except ValueError:  # NaN or an infinity: the walk says which
+            return None
+        self.add(len(text) - 2 * count)  # less the counted "[]" and ", "
+        return list(value)
+
     def key(self, key: object) -> str:
         if isinstance(key, str) and len(key) + 2 > self.limit - self.size:
             self.add(len(key) + 2)  # too big: stop before reading it
@@ -196,56 +191,65 @@ class _Walk:
     def value(self, value: t.Any, depth: int) -> t.Any:
         kind = type(value)
         if kind is str or isinstance(value, str):
-            if len(value) + 2 > self.limit - self.size:
-                self.add(len(value) + 2)  # too big: stop before reading it
-            text = value if kind is str else str.__str__(value)
-            if not text.isprintable():
-                text = _CONTROL_IN_JSON.sub("", text)
-            self.add(_size(text))
-            return text
+            return self.text(value)
         if value is None or kind is bool:
             self.add(5 if value is False else 4)
             return value
         if isinstance(value, int):
-            number = int(value)
-            digits = int(number.bit_length() * 0.30103)
-            if digits > self.limit - self.size:
-                self.add(digits)  # too big: stop before printing it
-            try:
-                self.add(len(int.__repr__(number)))
-            except ValueError:  # more digits than Python will print
-                raise _NotJSON(f"integer of {number.bit_length()} bits") from None
-            return number
+            return self.integer(value)
         if isinstance(value, float):
             if not math.isfinite(value):
                 raise _NotJSON(f"{value!r} is not a JSON number")
             real = float(value)
             self.add(len(float.__repr__(real)))
             return real
-        if depth >= MAX_DEPTH and (
-            isinstance(value, (list, tuple)) or is_mapping(value)
-        ):
+        sequence = isinstance(value, (list, tuple))
+        if depth >= MAX_DEPTH and (sequence or is_mapping(value)):
             self.add(len(TOO_DEEP) + 2)
             return TOO_DEEP
-        if isinstance(value, (list, tuple)):
-            ident = id(value)
-            if ident in self.path:
-                raise _NotJSON("circular reference")
-            count = len(value)
-            self.add(2 + 2 * max(0, count - 1))  # [] and ", "
-            if self.size + count > self.limit:  # at least a byte per item
-                self.add(count)
-            if count:
-                items = self.flat_list(value, count, depth)
-                if items is not None:
-                    return items
-            self.path.add(ident)
-            items = [self.value(item, depth + 1) for item in value]
-            self.path.discard(ident)
-            return items
+        if sequence:
+            return self.sequence(value, depth)
         if is_mapping(value):
             return self.mapping(value, depth)
         raise _NotJSON(f"{kind.__name__} value")
+
+    def text(self, value: str) -> str:
+        if len(value) + 2 > self.limit - self.size:
+            self.add(len(value) + 2)  # too big: stop before reading it
+        text = value if type(value) is str else str.__str__(value)
+        if not text.isprintable():
+            text = _CONTROL_IN_JSON.sub("", text)
+        self.add(_size(text))
+        return text
+
+    def integer(self, value: int) -> int:
+        number = int(value)
+        digits = int(number.bit_length() * 0.30103)
+        if digits > self.limit - self.size:
+            self.add(digits)  # too big: stop before printing it
+        try:
+            self.add(len(int.__repr__(number)))
+        except ValueError:  # more digits than Python will print
+            raise _NotJSON(f"integer of {number.bit_length()} bits") from None
+        return number
+
+    def sequence(
+        self, value: list[t.Any] | tuple[t.Any, ...], depth: int
+    ) -> list[t.Any]:
+        if id(value) in self.path:
+            raise _NotJSON("circular reference")
+        count = len(value)
+        self.add(2 + 2 * max(0, count - 1))  # [] and ", "
+        if self.size + count > self.limit:  # at least a byte per item
+            self.add(count)
+        if count:
+            items = self.flat_list(value, count, depth)
+            if items is not None:
+                return items
+        ident = self.enter(value)
+        items = [self.value(item, depth + 1) for item in value]
+        self.path.discard(ident)
+        return items
 
 
 def _key(key: object, room: int = 1 << 30) -> str:

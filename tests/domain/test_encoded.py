@@ -15,7 +15,7 @@ from flask_telemetry import EventType
 from flask_telemetry.domain import encoded
 from flask_telemetry.domain.delivery.size import pending_bytes
 from flask_telemetry.domain.mapping import pending
-from flask_telemetry.domain.privacy import REDACTED, Privacy
+from flask_telemetry.domain.privacy import REDACTED, Privacy, _Walk
 from flask_telemetry.storage.row import JsonText
 
 #: Shapes the encoded copy takes: containers of containers, many items.
@@ -73,15 +73,19 @@ def test_too_big_for_the_encoded_copy_gives_its_exact_size() -> None:
         "x_api_key",
     ],
 )
-def test_a_key_to_redact_anywhere_sends_the_copy_to_the_walk(key: str) -> None:
+def test_a_key_to_redact_anywhere_is_redacted_in_the_text(key: str) -> None:
     many = [{"": 0}] * 100
     for metadata in (
         {"l": many, "x": {key: "s3cret"}},
         {"l": many, key: "s3cret"},
         {"l": [*many, [{"deep": {key: "s3cret"}}]]},
+        {"l": many, key: {key: ["s3cret", {"password": "s3cret"}]}, "z": 1},
     ):
         privacy = Privacy()
-        assert privacy._encoded(metadata) is None
+        stored = privacy.stored(metadata)
+        assert type(stored) is JsonText
+        walk = _Walk(privacy, privacy.max_bytes)
+        assert stored == _dumped(walk.mapping(metadata, 0))
         text = _dumped(privacy.metadata(metadata))
         assert "s3cret" not in text
         assert REDACTED in text
@@ -192,3 +196,51 @@ def test_captured_events_hold_objects(make_app: MakeApp) -> None:
         metadata = SHAPES["2,041 empty dicts"]
         bundle.telemetry.record(EventType.CACHE_MISS, metadata=metadata)
     captured.assert_recorded(EventType.CACHE_MISS, metadata={"l": [{}] * 2041})
+
+
+def test_the_text_is_the_walks_copy_for_any_metadata() -> None:
+    """Keys to redact at any depth, controls, C1 controls, lone surrogates,
+    quotes and backslashes in keys and values: the stored text is the
+    walk's copy to the byte, or the walk's marker when too big."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    pieces = st.sampled_from(
+        [
+            *("password", "Token", "x", "", '"', "\\", "\x00", "\x01", "\x85"),
+            *("\ud800", "\t", "\n", "é", "日本", "p\u0430ss", "a\u202eb"),
+            *(": ", '": ', "[REDACTED]"),
+        ]
+    )
+    texts = st.lists(pieces, max_size=4).map("".join)
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers(-(10**6), 10**6) | texts,
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4)
+        ),
+        max_leaves=30,
+    )
+
+    @settings(max_examples=800, deadline=None, derandomize=True)
+    @given(st.dictionaries(texts, values, max_size=5), st.sampled_from([60, 8192]))
+    def check(metadata: dict[str, t.Any], limit: int) -> None:
+        privacy = Privacy(max_bytes=limit)
+        walk = _Walk(privacy, limit)
+        try:
+            walked: t.Any = walk.mapping(metadata, 0)
+        except Exception as exc:  # the walk's verdict
+            walked = type(exc).__name__
+        try:
+            stored: t.Any = privacy.stored(metadata)
+        except Exception as exc:
+            stored = type(exc).__name__
+        if isinstance(stored, JsonText):
+            assert stored == _dumped(walked)
+        elif walked == "_TooBig":
+            assert stored["metadata_truncated"] is True
+        elif isinstance(walked, dict):
+            assert stored == walked
+        else:
+            assert stored == "TelemetryError"
+
+    check()

@@ -18,6 +18,7 @@ from flask_telemetry.domain.privacy import (
     _TooBig,
     _Walk,
 )
+from flask_telemetry.storage.row import JsonText
 
 
 def _record(bundle: Bundle, **kwargs: t.Any) -> None:
@@ -449,7 +450,9 @@ def test_costly_shapes_under_the_cap_take_the_encoded_copy(name: str) -> None:
         assert privacy._encoded(metadata) == walked
 
 
-def test_the_encoded_copy_leaves_to_the_walk_what_it_changes() -> None:
+def test_the_encoded_copy_changes_what_the_walk_changes() -> None:
+    """Redaction and the characters the walk removes from values are done
+    on the encoded text: the copy is the walk's, to the byte."""
     privacy = Privacy()
     many = [{"": 0}] * 300
     for metadata in (
@@ -459,6 +462,21 @@ def test_the_encoded_copy_leaves_to_the_walk_what_it_changes() -> None:
         {"l": many, "x": "a\x00b"},  # a control character to remove
         {"l": many, "x": "a\x85b"},  # a C1 control
         {"l": many, "x": "\ud800"},  # a lone surrogate
+        {"l": many, "x": {"token": {"password": [1, {"a": "b"}]}}, "y": "\x01"},
+    ):
+        walked = _walk_only(privacy, metadata)
+        assert privacy._encoded(metadata) == walked, metadata
+        stored = privacy.stored(metadata)
+        assert type(stored) is JsonText
+        assert stored == json.dumps(walked, ensure_ascii=False)
+
+
+def test_the_encoded_copy_leaves_to_the_walk_what_it_refuses() -> None:
+    privacy = Privacy()
+    many = [{"": 0}] * 300
+    for metadata in (
+        {"l": many, "x": {"a\x00b": 1}},  # a key the walk changes
+        {"l": many, "x": "a\\b\x00"},  # an escaped backslash and a control
         {"l": many, "x": {1: 1, "1": 2}},  # the same key once printed
         {"l": many, "x": 10**20},  # an int the walk prints with care
         {"l": many, "x": float("nan")},
