@@ -34,6 +34,10 @@ class RequestContext(RequestEnd):
     streamed: bool = False
     #: What the actor loader returned at teardown of a streamed response.
     actor: tuple[t.Any, t.Any] | None = None
+    #: Set at teardown: a harness that holds an app context around its
+    #: client has Flask reuse one ``g`` for every request, so a later
+    #: request whose ``before_request`` did not run can find this object.
+    finished: bool = False
 
     def __init__(
         self,
@@ -64,3 +68,4 @@ class RequestContext(RequestEnd):
         self.started = started
         self.streamed = False
         self.actor = None
+        self.finished = False

@@ -167,6 +167,9 @@ class RequestTelemetry:
                 if self._has_rules and self.rules.excluded(
                     endpoint, get("PATH_INFO", "")
                 ):
+                    # What an earlier request left in a reused g is not
+                    # this request's (see RequestContext.finished).
+                    _g().__dict__.pop("_telemetry", None)
                     return
                 header = get(TRACEPARENT_ENVIRON) if self.traceparent else None
                 trace = parse_traceparent(header) if header else None
@@ -193,12 +196,13 @@ class RequestTelemetry:
                 # g's __setattr__ is a Python method storing into its __dict__.
                 _g().__dict__["_telemetry"] = ctx
             except Exception:
+                _g().__dict__.pop("_telemetry", None)
                 logger.exception("Telemetry could not read the request")
 
         def after_request(response: Response) -> Response:
             try:
                 ctx = _g().__dict__.get("_telemetry")
-                if ctx is not None:
+                if ctx is not None and not ctx.finished:
                     ctx.status_code = response.status_code
                     _set_header(
                         response.headers, self.header, self._lowered, ctx.request_id
@@ -218,8 +222,9 @@ class RequestTelemetry:
                 return
             try:
                 ctx = _g().__dict__.get("_telemetry")
-                if ctx is None:
+                if ctx is None or ctx.finished:
                     return
+                ctx.finished = True
                 if exc is not None:
                     ctx.exception = clean_text(type(exc).__name__, 200)
                 loader = self._actor_loader()
