@@ -65,6 +65,7 @@ class AsGiven:
     """Any value, as given."""
 
     def read(self, args: Args, key: str, errors: list[str]) -> str | None:
+        """The value, None when empty."""
         return args.get(key) or None
 
 
@@ -73,6 +74,7 @@ class Text:
     """Any value, without surrounding blanks (:meth:`Args.text`)."""
 
     def read(self, args: Args, key: str, errors: list[str]) -> str | None:
+        """The value without surrounding blanks, None when that is empty."""
         return args.text(key)
 
 
@@ -84,6 +86,8 @@ class OneOf:
     values: tuple[str, ...]
 
     def read(self, args: Args, key: str, errors: list[str]) -> str | None:
+        """The value, None when empty or not one of ``values`` (then with
+        its message added to ``errors``)."""
         value = args.get(key) or None
         if value is None or value in self.values:
             return value
@@ -96,6 +100,8 @@ class WholeNumber:
     """An id, a BIGINT (:meth:`Args.whole_number`)."""
 
     def read(self, args: Args, key: str, errors: list[str]) -> int | None:
+        """The value as an integer, None when empty or not a BIGINT (then
+        with its message added to ``errors``)."""
         return args.whole_number(key, errors)
 
 
