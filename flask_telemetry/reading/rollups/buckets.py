@@ -74,6 +74,7 @@ class Figures:
     db_histogram: sketch.Histogram = dataclasses.field(default_factory=dict)
 
     def add(self, other: Figures) -> None:
+        """Add ``other``'s figures to these (counts summed, maxima kept)."""
         self.rows += other.rows
         self.requests += other.requests
         self.errors += other.errors
