@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import operator
 import typing as t
 
@@ -36,6 +35,13 @@ _ACTOR_ID = ev.FIELDS.index("actor_id")
 _REQUEST_ID = ev.FIELDS.index("request_id")
 _METADATA = ev.FIELDS.index("metadata")
 _OCCURRED_AT = ev.FIELDS.index("occurred_at")
+#: The values checked row by row, by field name and position, in the order of
+#: ``TraceWriter._per_row``.
+_PER_ROW = (
+    ("request_id", _REQUEST_ID),
+    ("metadata", _METADATA),
+    ("occurred_at", _OCCURRED_AT),
+)
 #: How many verdicts on shared values a writer keeps.
 _VERDICTS = 1024
 
@@ -264,6 +270,8 @@ class TraceWriter:
     def _validate(
         self, events: t.Sequence[ev.TraceEvent | ev.Values], convert: dialects.Convert
     ) -> tuple[list[t.Any], list[tuple[ev.TraceEvent, str]]]:
+        # A valid row runs straight through; a row that fails a check is
+        # handed to _rejected, which finishes its verdict.
         request_id, metadata, occurred_at = self._per_row
         verdicts = self._verdicts
         good: list[t.Any] = []
@@ -273,60 +281,87 @@ class TraceWriter:
         by_length = self._ids_by_length
         for event in paced(events):  # the application's threads run between
             values = event if type(event) is tuple else ev.values(event)  # type: ignore[arg-type]
-            errors: dict[str, t.Any] | None = None
+            key = (*_SHARED(values), type(values[_ACTOR_ID]))
             try:
-                key = (*_SHARED(values), type(values[_ACTOR_ID]))
-                shared = verdicts.get(key)
-            except TypeError:  # an unhashable value: validated on its own
-                key, shared = None, None
-            if shared is None:
+                shared = verdicts[key]
+            except (KeyError, TypeError):  # not seen lately, or unhashable
                 shared = self._shared_verdict(key, values)
-            if shared:
-                errors = dict(shared)
             rid = values[_REQUEST_ID]
             # The verdict on an exact str (or None) is kept for the batch:
             # per length where the field allows, or per id.
             kept = rid is None or type(rid) is str
             mark = len(rid) if by_length and type(rid) is str else rid
-            if not (kept and mark in valid_ids):
-                try:
+            try:
+                if not (kept and mark in valid_ids):
                     request_id(rid)
-                except ma.ValidationError as exc:
-                    errors = errors or {}
-                    errors["request_id"] = exc.messages
-                else:
                     if kept:
                         valid_ids.add(mark)
+            except ma.ValidationError as exc:
+                bad.append(self._rejected(event, values, shared, "request_id", exc))
+                continue
             try:
                 text = metadata(values[_METADATA])
             except ma.ValidationError as exc:
-                errors = errors or {}
-                errors["metadata"] = exc.messages
+                bad.append(self._rejected(event, values, shared, "metadata", exc))
+                continue
             try:
                 when = occurred_at(values[_OCCURRED_AT])
             except ma.ValidationError as exc:
-                errors = errors or {}
-                errors["occurred_at"] = exc.messages
-            if errors:
-                event = event if type(event) is not tuple else ev.from_values(event)
-                bad.append((t.cast(ev.TraceEvent, event), str(errors)))
+                bad.append(self._rejected(event, values, shared, "occurred_at", exc))
+                continue
+            if shared:
+                bad.append(self._rejected(event, values, shared))
             else:
-                good.append(convert(values, text, t.cast(dt.datetime, when)))
+                good.append(convert(values, text, when))
         return good, bad
 
+    def _rejected(
+        self,
+        event: ev.TraceEvent | ev.Values,
+        values: ev.Values,
+        shared: dict[str, t.Any],
+        failed: str | None = None,
+        exc: ma.ValidationError | None = None,
+    ) -> tuple[ev.TraceEvent, str]:
+        """A rejected row as its event and the reason.
+
+        The reason is the row's errors: those of the shared values
+        (``shared``, their verdict), then those of the request id, the
+        metadata and the time, in that order. ``failed`` names the one of
+        these three whose check raised ``exc``: the checks before it passed,
+        the ones after it run here. Without ``failed`` all three passed.
+        """
+        errors = dict(shared)
+        checks: tuple[t.Callable[[t.Any], t.Any], ...] = self._per_row
+        after = False
+        for (name, index), check in zip(_PER_ROW, checks, strict=True):
+            if after:
+                try:
+                    check(values[index])
+                except ma.ValidationError as later:
+                    errors[name] = later.messages
+            elif name == failed:
+                errors[name] = t.cast(ma.ValidationError, exc).messages
+                after = True
+        if type(event) is tuple:
+            event = ev.from_values(event)
+        return t.cast(ev.TraceEvent, event), str(errors)
+
     def _shared_verdict(
-        self, key: tuple[t.Any, ...] | None, values: ev.Values
+        self, key: tuple[t.Any, ...], values: ev.Values
     ) -> dict[str, t.Any]:
         # ``key`` is the shared values in field order, then the type of
-        # actor_id (1, 1.0 and True are equal keys but not equal verdicts);
-        # None for values that cannot be a key.
+        # actor_id (1, 1.0 and True are equal keys but not equal verdicts).
         verdict: dict[str, t.Any] = self._shared_schema.validate(
             dict(zip(ev.SHARED_FIELDS, _SHARED(values), strict=True))
         )
-        if key is not None:
-            if len(self._verdicts) >= _VERDICTS:
-                self._verdicts.clear()
-            self._verdicts[key] = verdict
+        try:
+            hash(key)
+        except TypeError:  # a value that cannot be a key: validated each time
+            return verdict
+        if len(self._verdicts) >= _VERDICTS:
+            self._verdicts.clear()
+        self._verdicts[key] = verdict
         return verdict
 
     def _converter(self) -> dialects.Convert:

@@ -8,11 +8,12 @@ import multiprocessing.util
 import os
 import threading
 import time
+import typing as t
 
 from ...storage.pacing import paced
 from ...storage.row import Values
 from ..mapping import Pending, build_values
-from .batch import BatchStore, DatabaseDown, Outcome
+from .batch import BatchStore, DatabaseDown, Outcome, Row
 from .breaker import CircuitBreaker, say_open
 from .protocol import ForkGuard, weak_method
 from .size import pending_bytes
@@ -303,46 +304,76 @@ class BackgroundDelivery:
         attempt = 0
         failure: DatabaseDown | None = None
         while rows:
-            wait = self.breaker.remaining()
-            if wait and not self.wait_for_breaker:
-                outcome.drop("breaker_open", len(rows))
+            admitted = self._admit(len(rows), outcome)
+            if admitted == "dropped":
                 return
-            if wait and self._stop.wait(wait):
-                break  # shutting down while the database is out
-            if not self.breaker.allow():
-                if not self.wait_for_breaker:
-                    outcome.drop("breaker_open", len(rows))
-                    return
-                if self._stop.wait(0.05):
-                    break
-                continue
+            if admitted == "stopping":
+                break
             started = time.monotonic()
             try:
                 self.store.insert(rows, outcome)
             except DatabaseDown as exc:
                 failure = exc
                 rows = exc.remaining
-                took = time.monotonic() - started
-                if self.breaker.failure(
-                    trip=self.trip_after is not None and took >= self.trip_after
-                ):  # it opened: once per outage, with the cause
-                    say_open(
-                        self.store.log,
-                        self.breaker,
-                        exc.failure,
-                        dropping=not self.wait_for_breaker,
-                    )
                 attempt += 1
-                if not exc.failure.retryable or attempt > self.max_retries:
-                    break
-                self.store.log.error(
-                    "db", "Telemetry batch failed, retrying: %s", exc.failure
-                )
-                if self._stop.wait(self.retry_backoff * 2 ** (attempt - 1)):
-                    break
-                continue
+                if self._retry(exc, time.monotonic() - started, attempt):
+                    continue
+                break
             self.breaker.success()
             return
+        self._give_up(rows, failure, outcome)
+
+    def _admit(
+        self, count: int, outcome: Outcome
+    ) -> t.Literal["insert", "dropped", "stopping"]:
+        """Wait until the breaker lets a batch of ``count`` rows through.
+
+        ``"insert"`` once it does; ``"dropped"`` when the batch is dropped as
+        ``breaker_open`` instead of waiting (``wait_for_breaker=False``,
+        counted in ``outcome``); ``"stopping"`` when the writer is shutting
+        down meanwhile.
+        """
+        while True:
+            wait = self.breaker.remaining()
+            if wait and not self.wait_for_breaker:
+                outcome.drop("breaker_open", count)
+                return "dropped"
+            if wait and self._stop.wait(wait):
+                return "stopping"  # shutting down while the database is out
+            if self.breaker.allow():
+                return "insert"
+            if not self.wait_for_breaker:
+                outcome.drop("breaker_open", count)
+                return "dropped"
+            if self._stop.wait(0.05):
+                return "stopping"
+
+    def _retry(self, exc: DatabaseDown, took: float, attempt: int) -> bool:
+        """After the ``attempt``-th failed INSERT, which took ``took`` seconds:
+        tell the breaker, wait the backoff, and say whether to try again.
+
+        False when the failure is not worth a retry, the retries are used up
+        or the writer is shutting down.
+        """
+        if self.breaker.failure(
+            trip=self.trip_after is not None and took >= self.trip_after
+        ):  # it opened: once per outage, with the cause
+            say_open(
+                self.store.log,
+                self.breaker,
+                exc.failure,
+                dropping=not self.wait_for_breaker,
+            )
+        if not exc.failure.retryable or attempt > self.max_retries:
+            return False
+        self.store.log.error("db", "Telemetry batch failed, retrying: %s", exc.failure)
+        return not self._stop.wait(self.retry_backoff * 2 ** (attempt - 1))
+
+    def _give_up(
+        self, rows: list[Row], failure: DatabaseDown | None, outcome: Outcome
+    ) -> None:
+        """Count the rows not stored (as ``shutdown`` while the writer stops,
+        else ``storage_error``) and log why."""
         reason = "shutdown" if self._stop.is_set() else "storage_error"
         outcome.drop(reason, len(rows))
         if rows:
