@@ -24,10 +24,12 @@ from flask import Flask, got_request_exception
 
 from flask_telemetry import EventType, Severity, Telemetry
 
+from ._signals import AppSignal
+
 #: How much of a message is kept, in characters, with ``messages=True``.
 MAX_MESSAGE_CHARS = 500
 
-_EXTENSION = "telemetry.exceptions"
+_SIGNAL = AppSignal("telemetry.exceptions", got_request_exception)
 logger = logging.getLogger("flask_telemetry")
 
 
@@ -78,23 +80,18 @@ def instrument(app: Flask, telemetry: Telemetry, **options: t.Any) -> Flask:
     :raises ValueError: an option's value is refused.
     """
     listener = _Listener(telemetry=telemetry, messages=Options(**options).messages)
-    uninstrument(app)
-    # The app keeps the listener alive: blinker holds it weakly.
-    app.extensions[_EXTENSION] = listener
-    got_request_exception.connect(listener, app)
+    _SIGNAL.connect(app, listener)
     return app
 
 
 def uninstrument(app: Flask) -> None:
     """Stop recording the app's exceptions; nothing when not instrumented."""
-    listener = app.extensions.pop(_EXTENSION, None)
-    if listener is not None:
-        got_request_exception.disconnect(listener, app)
+    _SIGNAL.disconnect(app)
 
 
 def is_instrumented(app: Flask) -> bool:
     """Whether :func:`instrument` is in force on ``app``."""
-    return _EXTENSION in app.extensions
+    return _SIGNAL.connected(app)
 
 
 __all__ = [

@@ -25,8 +25,9 @@ from flask import Flask, Response, request, request_finished
 from flask_telemetry import EventType, Severity, Telemetry
 
 from . import require
+from ._signals import AppSignal
 
-_EXTENSION = "telemetry.flask_limiter"
+_SIGNAL = AppSignal("telemetry.flask_limiter", request_finished)
 logger = logging.getLogger("flask_telemetry")
 
 
@@ -73,23 +74,18 @@ def instrument(app: Flask, telemetry: Telemetry, **options: t.Any) -> Flask:
     require("flask_limiter", "limiter")
     Options(**options)
     listener = _Listener(telemetry=telemetry)
-    uninstrument(app)
-    # The app keeps the listener alive: blinker holds it weakly.
-    app.extensions[_EXTENSION] = listener
-    request_finished.connect(listener, app)
+    _SIGNAL.connect(app, listener)
     return app
 
 
 def uninstrument(app: Flask) -> None:
     """Stop recording the app's rate limit hits; nothing when not instrumented."""
-    listener = app.extensions.pop(_EXTENSION, None)
-    if listener is not None:
-        request_finished.disconnect(listener, app)
+    _SIGNAL.disconnect(app)
 
 
 def is_instrumented(app: Flask) -> bool:
     """Whether :func:`instrument` is in force on ``app``."""
-    return _EXTENSION in app.extensions
+    return _SIGNAL.connected(app)
 
 
 __all__ = ["Options", "instrument", "is_instrumented", "uninstrument"]

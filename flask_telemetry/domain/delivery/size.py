@@ -69,11 +69,22 @@ def _dict_bytes(value: dict[t.Any, t.Any]) -> int:
     # Keys and values as in pending_bytes: an ASCII str without a call to
     # sys.getsizeof, which costs more than the rest of the loop.
     size = _DICT + _DICT_ITEM * len(value)
-    for key, item in value.items():
+    for key in value:
         if type(key) is str and key.isascii():
             size += _ASCII + len(key)
         else:
             size += _sizeof(key)
+    return size + _items_bytes(value.values())
+
+
+def _list_bytes(value: list[t.Any]) -> int:
+    return _sizeof(value) + _items_bytes(value)
+
+
+def _items_bytes(items: t.Iterable[t.Any]) -> int:
+    """The values of a dict or the items of a list (see pending_bytes)."""
+    size = 0
+    for item in items:
         kind = type(item)
         if kind is str:
             size += _ASCII + len(item) if item.isascii() else _sizeof(item)
@@ -82,21 +93,6 @@ def _dict_bytes(value: dict[t.Any, t.Any]) -> int:
         elif kind is list:
             size += _list_bytes(item)
         else:  # a number, True, False or None
-            size += _SCALAR
-    return size
-
-
-def _list_bytes(value: list[t.Any]) -> int:
-    size: int = _sizeof(value)
-    for item in value:
-        kind = type(item)
-        if kind is str:
-            size += _ASCII + len(item) if item.isascii() else _sizeof(item)
-        elif kind is dict:
-            size += _dict_bytes(item)
-        elif kind is list:
-            size += _list_bytes(item)
-        else:
             size += _SCALAR
     return size
 
