@@ -102,8 +102,8 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
 class ConfigVars:
     """Every ``TELEMETRY_*`` configuration key, in documentation order.
 
-    Each is a ``str`` (use it as the key of ``app.config``) and a
-    :class:`Key` that knows its default, its check and its description.
+    Each is a ``str`` (use it as the key of ``app.config``) and a ``Key``
+    that knows its default, its check and its description.
     """
 
     ENABLED = Key[bool]("TELEMETRY_ENABLED", True, boolean, "Record anything at all.")

@@ -97,8 +97,7 @@ class ReadApi:
         keeps the requests of one release. With ``TELEMETRY_ROLLUPS`` on,
         read from the rollups and the raw rows not folded yet (counts exact,
         percentiles within 1%, any window the rollups keep); see
-        :func:`flask_telemetry.reading.request_summary` and
-        :func:`flask_telemetry.reading.rollups.summary`."""
+        :func:`flask_telemetry.reading.request_summary`."""
         source = self._readable()
         engine, table = source.engine(), source.model.__table__
         if source.rollup_model is not None:
@@ -124,7 +123,13 @@ class ReadApi:
         ``TELEMETRY_ROLLUP_GRACE_S``); with it (a datetime or a timedelta
         back from now), from the start of that UTC day: to backfill, or to
         count rows that arrived later than the grace period. Idempotent, and
-        safe to run in several processes at once."""
+        safe to run in several processes at once.
+
+        Returns what it did: ``since`` and ``until``, the window folded
+        (aware UTC; None when there was nothing to fold), ``rows``, the raw
+        request ends read, ``buckets``, the rollup rows written, ``aged``,
+        those deleted by aging, and ``seconds``; ``as_dict()`` gives them
+        JSON-ready."""
         source = self._readable()
         return rollups.rollup(
             source.engine(),

@@ -141,7 +141,7 @@ class TelemetryCapture:
         ``event_type`` and ``severity`` take enum members or their values;
         ``metadata`` matches when each of its keys is present with an equal
         value (other keys may be there too); any other keyword names a
-        :class:`~flask_telemetry.storage.TraceEvent` field that must be equal,
+        :class:`~flask_telemetry.testing.TraceEvent` field that must be equal,
         for example ``actor_type="user"``, ``actor_id=7`` or
         ``route_name="catalogue"`` (``actor_id=None`` matches events without
         an actor id).

@@ -66,9 +66,35 @@ class TraceEvent:
 
     One field per column of ``telemetry_traces`` after ``id``, in column
     order: the declaration of the row. ``X | None`` is a nullable column,
-    and its field defaults to None; the :class:`Spec` beside the type says
-    the rest. ``metadata`` maps to the ``metadata`` column; ``occurred_at``
+    and its field defaults to None; the ``Spec`` beside the type says the
+    rest. ``metadata`` maps to the ``metadata`` column; ``occurred_at``
     is an aware UTC datetime with microseconds.
+
+    .. The types are written out for the documentation, which would
+       otherwise show each annotation whole, Spec(...) included: keep one
+       ``:param:`` and one ``:type:`` per field.
+
+    :param actor_type: an :class:`~flask_telemetry.ActorType` value.
+    :param actor_id: the user's (or service's) id.
+    :param event_type: an :class:`~flask_telemetry.EventType` value, or one
+        the application registered.
+    :param severity: a :class:`~flask_telemetry.Severity` value.
+    :param request_id: the correlation id of the request.
+    :param route_name: the Flask endpoint name, never the URL.
+    :param ip_address: the client address, as ``TELEMETRY_IP_MODE`` keeps it.
+    :param user_agent: the client's user agent, cut to the column's length.
+    :param metadata: the event's metadata, a JSON object.
+    :param occurred_at: when it happened.
+    :type actor_type: str
+    :type actor_id: int | None
+    :type event_type: str
+    :type severity: str
+    :type request_id: str | None
+    :type route_name: str | None
+    :type ip_address: str | None
+    :type user_agent: str | None
+    :type metadata: dict[str, Any] | None
+    :type occurred_at: datetime.datetime
     """
 
     actor_type: t.Annotated[str, Spec(length=32, vocabulary=ActorType)]

@@ -153,10 +153,10 @@ else:
 class TelemetryEventSchema(_Columns):
     """Validates one row of ``telemetry_traces`` and loads it as a TraceEvent.
 
-    One field per column of :data:`~.row.COLUMNS`, made from it: lengths
-    and vocabularies match the columns, so a row this schema accepts is one
-    the table can hold. ``event_types`` extends :class:`EventType` with the
-    values an application registered.
+    One field per column of ``row.COLUMNS``, made from it: lengths and
+    vocabularies match the columns, so a row this schema accepts is one the
+    table can hold. ``event_types`` extends :class:`~flask_telemetry.EventType`
+    with the values an application registered.
     """
 
     class Meta:
