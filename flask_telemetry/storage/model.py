@@ -65,13 +65,13 @@ def trace_model(db: SQLAlchemy, bind_key: str | None = None) -> type[t.Any]:
     The class is declared on ``db.Model``, so ``db.metadatas[bind_key]`` holds
     the table and Flask-Migrate's autogenerate sees it.
     """
-    per_db = _models.setdefault(db, {})
-    model = per_db.get(bind_key)
-    if model is None:
-        name = "TelemetryTrace" if bind_key is None else f"TelemetryTrace_{bind_key}"
-        attrs: dict[str, t.Any] = {
+    return declare(
+        _models,
+        db,
+        bind_key,
+        "TelemetryTrace",
+        lambda: {
             "__tablename__": TABLE_NAME,
-            "__bind_key__": bind_key,
             "__table_args__": (
                 sa.Index("ix_telemetry_traces_actor", "actor_type", "actor_id"),
                 # The read side's request summary and counts: one event
@@ -91,7 +91,24 @@ def trace_model(db: SQLAlchemy, bind_key: str | None = None) -> type[t.Any]:
             ),
             "__module__": __name__,
             **_columns(),
-        }
-        model = type(name, (db.Model,), attrs)
+        },
+    )
+
+
+def declare(
+    models: weakref.WeakKeyDictionary[SQLAlchemy, dict[str | None, type[t.Any]]],
+    db: SQLAlchemy,
+    bind_key: str | None,
+    name: str,
+    attrs: t.Callable[[], dict[str, t.Any]],
+) -> type[t.Any]:
+    """The model ``name`` (``name_<bind key>`` on a bind) declared on
+    ``db.Model`` with ``attrs()`` and the bind key, once per ``db`` and bind:
+    kept in ``models``."""
+    per_db = models.setdefault(db, {})
+    model = per_db.get(bind_key)
+    if model is None:
+        full_name = name if bind_key is None else f"{name}_{bind_key}"
+        model = type(full_name, (db.Model,), {"__bind_key__": bind_key, **attrs()})
         per_db[bind_key] = model
     return model

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from . import row
+from .model import declare
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -84,13 +85,13 @@ def _columns() -> dict[str, t.Any]:
 def rollup_model(db: SQLAlchemy, bind_key: str | None = None) -> type[t.Any]:
     """Return the model of ``telemetry_rollups`` on ``db``, creating it once,
     declared on ``db.Model`` so that Flask-Migrate's autogenerate sees it."""
-    per_db = _models.setdefault(db, {})
-    model = per_db.get(bind_key)
-    if model is None:
-        name = "TelemetryRollup" if bind_key is None else f"TelemetryRollup_{bind_key}"
-        attrs: dict[str, t.Any] = {
+    return declare(
+        _models,
+        db,
+        bind_key,
+        "TelemetryRollup",
+        lambda: {
             "__tablename__": TABLE_NAME,
-            "__bind_key__": bind_key,
             "__table_args__": (
                 sa.UniqueConstraint(
                     "bucket_seconds",
@@ -102,10 +103,8 @@ def rollup_model(db: SQLAlchemy, bind_key: str | None = None) -> type[t.Any]:
             ),
             "__module__": __name__,
             **_columns(),
-        }
-        model = type(name, (db.Model,), attrs)
-        per_db[bind_key] = model
-    return model
+        },
+    )
 
 
 __all__ = ["RELEASE_LENGTH", "TABLE_NAME", "rollup_model"]
