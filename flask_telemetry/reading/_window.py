@@ -12,7 +12,7 @@ from . import _dialects
 
 #: What ``since`` and ``until`` accept: an aware datetime (a naive one is
 #: taken as UTC), or a timedelta counted back from now.
-TimeBound: t.TypeAlias = "dt.datetime | dt.timedelta"
+TimeBound: t.TypeAlias = dt.datetime | dt.timedelta
 
 _SEVERITIES = [s.value for s in Severity]
 
