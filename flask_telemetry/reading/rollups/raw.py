@@ -101,17 +101,55 @@ def _groups(
     bucket: sa.ColumnElement[t.Any] = sa.literal(0)
     if width is not None:
         bucket = _dialects.bucket_index(conn, traces.c.occurred_at, since, width)
+    keys: tuple[sa.ColumnElement[t.Any], ...] = (
+        bucket.label("bucket"),
+        sa.func.coalesce(traces.c.route_name, "").label("route"),
+        release_of.label("release"),
+    )
+    if dialect.name == "postgresql":
+        froms, facts, where, keys = _once_per_row(froms, facts, where, keys)
     rate = facts["sample_rate"]
     return _Groups(
         froms=froms,
         facts=facts,
         where=where,
-        keys=(
-            bucket.label("bucket"),
-            sa.func.coalesce(traces.c.route_name, "").label("route"),
-            release_of.label("release"),
-        ),
+        keys=keys,
         weight=sa.case((rate > 0, 1.0 / rate), else_=1.0),
+    )
+
+
+def _once_per_row(
+    froms: list[sa.FromClause],
+    facts: dict[str, sa.ColumnElement[t.Any]],
+    where: list[sa.ColumnElement[bool]],
+    keys: tuple[sa.ColumnElement[t.Any], ...],
+) -> tuple[
+    list[sa.FromClause],
+    dict[str, sa.ColumnElement[t.Any]],
+    list[sa.ColumnElement[bool]],
+    tuple[sa.ColumnElement[t.Any], ...],
+]:
+    """The group keys and facts of each row computed once, in a subquery
+    the grouping reads from (PostgreSQL).
+
+    Each fact is a checked cast (a regular expression, then a range) that
+    the sums use several times over; PostgreSQL pulls a plain subquery up
+    into the query around it and evaluates the expression at every use,
+    which made the grouping cost about 90 microseconds a row. ``OFFSET 0``
+    keeps the subquery as it is, so that each is evaluated once a row."""
+    names = [key.name for key in keys if isinstance(key, sa.Label)]
+    inner = (
+        sa.select(*keys, *(value.label(f"fact_{n}") for n, value in facts.items()))
+        .select_from(*froms)
+        .where(*where)
+        .offset(0)
+        .subquery("request_ends")
+    )
+    return (
+        [inner],
+        {name: inner.c[f"fact_{name}"] for name in facts},
+        [],
+        tuple(inner.c[name] for name in names),
     )
 
 
