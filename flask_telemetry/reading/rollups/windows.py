@@ -19,7 +19,7 @@ from ..records import RouteSummary, Summaries
 from ..series import Bucket
 from . import raw, stored
 from .buckets import DEFAULT_RETENTION, MINUTE, Figures, Key, Retention, floor
-from .pieces import plan
+from .pieces import Piece, plan
 
 
 def summary(
@@ -51,20 +51,35 @@ def summary(
         totals = stored.totals(
             conn, rollups, bucketed, route=route, release=release, unmatched=unmatched
         )
-        for piece in pieces:
-            if piece.level is None:
-                found = raw.buckets(
-                    conn,
-                    traces,
-                    piece.since,
-                    piece.until,
-                    width=None,
-                    route=route,
-                    release=release,
-                    unmatched=unmatched,
-                )
-                _add_per_route(totals, found)
+        for since_raw, until_raw in _raw_ranges(pieces):
+            found = raw.buckets(
+                conn,
+                traces,
+                since_raw,
+                until_raw,
+                width=None,
+                route=route,
+                release=release,
+                unmatched=unmatched,
+            )
+            _add_per_route(totals, found)
     return _summaries(totals)
+
+
+def _raw_ranges(pieces: t.Sequence[Piece]) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The ranges of ``pieces`` read from the raw rows, those that touch
+    joined into one: each raw read is a query that parses every row's
+    metadata, so the seconds before a window's first whole minute and the
+    rest of the hour after it are one read, not two."""
+    ranges: list[tuple[dt.datetime, dt.datetime]] = []
+    for piece in pieces:
+        if piece.level is not None:
+            continue
+        if ranges and ranges[-1][1] == piece.since:
+            ranges[-1] = (ranges[-1][0], piece.until)
+        else:
+            ranges.append((piece.since, piece.until))
+    return ranges
 
 
 def _add_per_route(totals: dict[str, Figures], found: dict[Key, Figures]) -> None:
