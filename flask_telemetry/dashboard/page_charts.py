@@ -11,8 +11,12 @@ from ..reading import series
 from . import charts
 
 
-def traffic(buckets: list[series.Bucket]) -> list[Markup]:
-    """Requests per minute, the error rate and the latency percentiles."""
+def traffic(buckets: list[series.Bucket], *, rollups: bool = False) -> list[Markup]:
+    """Requests per minute, the error rate and the latency percentiles.
+
+    ``rollups``: the buckets were read from the rollups, whose percentiles
+    are within 1% (the raw rows' log bins: within about 2.5%)."""
+    accuracy = "within 1%" if rollups else "within about 2.5%"
     times = [b.start for b in buckets]
     return [
         charts.line_chart(
@@ -46,7 +50,7 @@ def traffic(buckets: list[series.Bucket]) -> list[Markup]:
                 charts.Line(label="p95", css="s2", values=[b.p95_ms for b in buckets]),
                 charts.Line(label="p99", css="s3", values=[b.p99_ms for b in buckets]),
             ],
-            title="Latency percentiles (log scale, within about 2.5%)",
+            title=f"Latency percentiles (log scale, {accuracy})",
             unit="ms",
             log=True,
         ),

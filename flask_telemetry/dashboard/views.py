@@ -122,7 +122,7 @@ class Reader:
             sorts=SORTS,
             sort=sort,
             descending=descending,
-            charts=page_charts.traffic(buckets),
+            charts=page_charts.traffic(buckets, rollups=folded is not None),
             totals={
                 "requests": requests,
                 "errors": errors,
@@ -214,7 +214,7 @@ class Reader:
             name=name,
             unmatched=unmatched,
             figures=figures,
-            charts=page_charts.traffic(buckets),
+            charts=page_charts.traffic(buckets, rollups=folded is not None),
             histogram=page_charts.durations(histogram),
             statuses=statuses,
             status_chart=page_charts.statuses(statuses),
