@@ -96,25 +96,29 @@ def buckets(
     found: dict[Key, Figures] = {}
     for row in conn.execute(query):
         key = (_dialects.read_time(row[0]), row[1], row[2])
-        figures = found.setdefault(key, Figures())
-        figures.add(
-            Figures(
-                rows=int(row[3]),
-                requests=float(row[4]),
-                errors=float(row[5]),
-                client_errors=float(row[6]),
-                slow=float(row[7]),
-                duration_sum=float(row[8]),
-                duration_max=float(row[9]),
-                unreadable=int(row[10]),
-                histogram=_histogram(row[11]),
-                db_requests=float(row[12] or 0.0),
-                db_count=float(row[13] or 0.0),
-                db_ms=float(row[14] or 0.0),
-                db_route_ms=float(row[15] or 0.0),
-                db_histogram=_histogram(row[16]),
-            )
+        figures = Figures(
+            rows=int(row[3]),
+            requests=float(row[4]),
+            errors=float(row[5]),
+            client_errors=float(row[6]),
+            slow=float(row[7]),
+            duration_sum=float(row[8]),
+            duration_max=float(row[9]),
+            unreadable=int(row[10]),
+            histogram=_histogram(row[11]),
+            db_requests=float(row[12] or 0.0),
+            db_count=float(row[13] or 0.0),
+            db_ms=float(row[14] or 0.0),
+            db_route_ms=float(row[15] or 0.0),
+            db_histogram=_histogram(row[16]),
         )
+        # One row per key (the table's unique key); should two share one,
+        # they are summed.
+        earlier = found.get(key)
+        if earlier is None:
+            found[key] = figures
+        else:
+            earlier.add(figures)
     return found
 
 
