@@ -31,6 +31,11 @@ _chain = itertools.chain.from_iterable
 _REFUSED = 1 << 62
 _escaped = json.encoder.encode_basestring
 _REDACTED_JSON = _escaped(REDACTED)
+#: When the whole text is searched for redacted names rather than its keys
+#: (see _may_name_a_key): at most this many letters and digits, and as
+#: many more a key. Searching costs by the letter, reading keys by the key.
+_LETTERS = 256
+_LETTERS_A_KEY = 16
 #: The JSON text the walk's size counts (", " and ": " separators).
 _encode_json = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, check_circular=True
@@ -115,9 +120,27 @@ def encoded_text(
     # Redaction is read from the keys of the text, not from the keys read
     # by the first pass: a key another thread adds to the caller's dict in
     # between is in the text.
-    if search is not None and search(_key_skeletons(text)):
+    if search is not None and _may_name_a_key(text, search):
         return _redacted(text, redacts)
     return text
+
+
+def _may_name_a_key(text: str, search: t.Callable[[str], object]) -> bool:
+    """Whether ``search`` finds a redacted name in the skeleton of a key of
+    ``text``, or may (never False when it does).
+
+    An ASCII text with few letters and digits for its keys is searched
+    whole, in one translation: a name in a key's skeleton is in the
+    skeleton of the whole text, whose escapes are dropped as the keys'
+    are. Otherwise the keys are read from the text (:func:`_key_skeletons`),
+    which costs by the key rather than by the letter.
+    """
+    if text.isascii():
+        whole = _ESCAPE.sub("", text) if "\\" in text else text
+        probe = joined_skeleton((whole,))
+        if len(probe) <= _LETTERS_A_KEY * text.count('": ') + _LETTERS:
+            return bool(search(probe))
+    return bool(search(_key_skeletons(text)))
 
 
 def _cleaned(text: str) -> str | None:

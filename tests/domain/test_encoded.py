@@ -80,6 +80,8 @@ def test_a_key_to_redact_anywhere_is_redacted_in_the_text(key: str) -> None:
         {"l": many, key: "s3cret"},
         {"l": [*many, [{"deep": {key: "s3cret"}}]]},
         {"l": many, key: {key: ["s3cret", {"password": "s3cret"}]}, "z": 1},
+        # Letters enough in the values that the keys are read one by one.
+        {"text": "lorem" * 1000, "l": [1, 2], key: "s3cret"},
     ):
         privacy = Privacy()
         stored = privacy.stored(metadata)
