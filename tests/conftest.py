@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import typing as t
 import uuid
@@ -66,6 +67,16 @@ def _drop_database(url: str, name: str) -> None:
         else:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _telemetry_logger_left_enabled() -> t.Iterator[None]:
+    """Each test finds the package's logger enabled: the ``env.py`` that
+    ``flask db init`` writes (tests/cli) runs Alembic's ``fileConfig()``,
+    which disables every logger that exists at that moment, and a later
+    test reading telemetry's log lines would then read nothing."""
+    yield
+    logging.getLogger("flask_telemetry").disabled = False
 
 
 @pytest.fixture(scope="session")
