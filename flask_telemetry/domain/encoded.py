@@ -18,7 +18,7 @@ import typing as t
 from collections.abc import Mapping
 
 from .skeleton import joined_skeleton
-from .walk import _FLAT_INT, _NONE, _STR, MAX_DEPTH, REDACTED
+from .walk import _FLAT_INT, _NONE, _STR, MAX_DEPTH, REDACTED, _escaped
 
 #: What the encoded copy reads; anything else takes the walk.
 _ENCODED = frozenset((dict, list, tuple, str, int, float, bool, _NONE))
@@ -29,7 +29,6 @@ _chain = itertools.chain.from_iterable
 #: More bytes than any cap: what :func:`_keys_bytes` counts for keys the
 #: walk takes.
 _REFUSED = 1 << 62
-_escaped = json.encoder.encode_basestring
 _REDACTED_JSON = _escaped(REDACTED)
 #: When the whole text is searched for redacted names rather than its keys
 #: (see _may_name_a_key): at most this many letters and digits, and as

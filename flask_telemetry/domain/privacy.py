@@ -130,8 +130,7 @@ class Privacy:
         ip_key: bytes | None = None,
     ) -> None:
         self._redact = needle_search(redact_keys)
-        self._keys: dict[str, bool] = {}
-        self._flat_keys: dict[str, int] = {}
+        self._keys: dict[str, int] = {}
         self.max_bytes = max_bytes
         self.ip_mode = ip_mode
         self._ip_key = ip_key or b""
@@ -146,14 +145,22 @@ class Privacy:
         ``"pass\u200bword"``, a full-width ``"\uff50assword"``, a Cyrillic
         ``"p\u0430ssword"`` and ``"pa\u0300ssword"`` all match ``password``.
         """
-        hit = self._keys.get(key)
-        if hit is None:
-            hit = self._redact is not None and bool(self._redact(skeleton(key)))
-            if len(key) <= _CACHED_KEY:  # the cache is bounded in bytes too
+        return self._key_bytes(key) < 0
+
+    def _key_bytes(self, key: str) -> int:
+        """The bytes of ``"key": `` in the JSON text, negative when the value
+        under ``key`` is redacted. Kept for short printable keys, the ones
+        the flat copy reads (the cache is bounded in bytes too)."""
+        known = self._keys.get(key)
+        if known is None:
+            known = _size(key) + 2
+            if self._redact is not None and self._redact(skeleton(key)):
+                known = -known
+            if len(key) <= _CACHED_KEY and key.isprintable():
                 if len(self._keys) >= _CACHE_SIZE:
                     self._keys.clear()
-                self._keys[key] = hit
-        return hit
+                self._keys[key] = known
+        return known
 
     # -- metadata -----------------------------------------------------------
 
@@ -207,15 +214,17 @@ class Privacy:
         """``out``, a copy of a small dict of leaves, checked and sized in
         place, or None for the walk (a key or value it changes, or too big:
         the walk makes the marker)."""
-        cache = self._flat_keys
+        cache = self._keys
         # {} and ", " between items, then "key": and each value.
         size = 2 * len(out) or 2
         for key, item in out.items():
-            known = cache.get(key)  # bytes of "key": , negative when redacted
+            if type(key) is not str:
+                return None
+            known = cache.get(key)  # see _key_bytes
             if known is None:
-                known = self._flat_key(key)
-                if known is None:
+                if len(key) > _FLAT_TEXT or not key.isprintable():
                     return None
+                known = self._key_bytes(key)
             if known < 0:
                 out[key] = REDACTED
                 size += len(REDACTED) + 2 - known
@@ -232,20 +241,6 @@ class Privacy:
                     return None
                 size += known + value
         return out if size <= self.max_bytes else None
-
-    def _flat_key(self, key: object) -> int | None:
-        """The bytes of ``"key": `` for :meth:`_flat` (negative when the key
-        redacts), cached; None for a key the walk takes."""
-        if not (type(key) is str and len(key) <= _FLAT_TEXT and key.isprintable()):
-            return None
-        known = _size(key) + 2
-        if self.redacts(key):
-            known = -known
-        if len(key) <= _CACHED_KEY:
-            if len(self._flat_keys) >= _CACHE_SIZE:
-                self._flat_keys.clear()
-            self._flat_keys[key] = known
-        return known
 
     def _walked(self, metadata: t.Mapping[t.Any, t.Any]) -> dict[str, t.Any]:
         """:meth:`metadata` by the walk: any mapping, any depth."""

@@ -16,10 +16,7 @@ from collections.abc import Mapping
 
 
 class Redaction(t.Protocol):
-    """What the walk asks of the privacy settings: which keys redact, and
-    the cache of their answers, read inline."""
-
-    _keys: dict[str, bool]
+    """What the walk asks of the privacy settings: which keys redact."""
 
     def redacts(self, key: str) -> bool:
         """Whether a value under ``key`` is stored as ``[REDACTED]``."""
@@ -236,7 +233,8 @@ class _Walk:
     def sequence(
         self, value: list[t.Any] | tuple[t.Any, ...], depth: int
     ) -> list[t.Any]:
-        if id(value) in self.path:
+        ident = id(value)
+        if ident in self.path:
             raise _NotJSON("circular reference")
         count = len(value)
         self.add(2 + 2 * max(0, count - 1))  # [] and ", "
@@ -246,7 +244,7 @@ class _Walk:
             items = self.flat_list(value, count, depth)
             if items is not None:
                 return items
-        ident = self.enter(value)
+        self.path.add(ident)
         items = [self.value(item, depth + 1) for item in value]
         self.path.discard(ident)
         return items

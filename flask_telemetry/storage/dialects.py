@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import typing as t
 
 import sqlalchemy as sa
@@ -133,8 +132,9 @@ def converter(dialect: sa.Dialect, model: bool = False) -> Convert:
         data = dict(zip(row.FIELDS, values, strict=True))
         metadata = values[_METADATA]
         if metadata is not None and type(metadata) is not dict:
-            is_text = type(metadata) is row.JsonText
-            data[_METADATA_NAME] = json.loads(metadata) if is_text else dict(metadata)
+            data[_METADATA_NAME] = (
+                metadata.objects() if type(metadata) is row.JsonText else dict(metadata)
+            )
         if name != "postgresql":
             if when.tzinfo is not _UTC:
                 when = when.astimezone(_UTC)

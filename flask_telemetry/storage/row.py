@@ -188,11 +188,17 @@ class JsonText(str):
 
     __slots__ = ()
 
+    def objects(self) -> dict[str, t.Any]:
+        """The metadata object the text holds."""
+        value: dict[str, t.Any] = json.loads(self)
+        return value
+
 
 def from_values(row: Values) -> TraceEvent:
     """The :class:`TraceEvent` of values in column order (metadata queued
     as its :class:`JsonText` made objects again)."""
     fields = dict(zip(FIELDS, row, strict=True))
-    if type(fields["metadata"]) is JsonText:
-        fields["metadata"] = json.loads(fields["metadata"])
+    metadata = fields["metadata"]
+    if type(metadata) is JsonText:
+        fields["metadata"] = metadata.objects()
     return TraceEvent(**fields)

@@ -78,7 +78,7 @@ class JsonObject(_NoValidators, ma.fields.Field[dict[str, t.Any]]):
         self, value: t.Any, attr: t.Any, data: t.Any, **kwargs: t.Any
     ) -> t.Any:
         if type(value) is row.JsonText:  # checked whole when it was made
-            return str(value) if self.as_text else json.loads(value)
+            return str(value) if self.as_text else value.objects()
         if type(value) is not dict:
             if not isinstance(value, Mapping):
                 raise self.make_error("invalid")
