@@ -232,9 +232,12 @@ class Privacy:
                 type(item) is str
                 and len(item) <= _FLAT_TEXT
                 and item.isascii()
-                and item.isalnum()
+                and item.isprintable()
             ):
-                size += known + len(item) + 2
+                # No control character: only quotes and backslashes escape.
+                size += known + (
+                    len(item) + 2 if item.isalnum() else len(_escaped(item))
+                )
             else:
                 value = _flat_value_size(item)
                 if value < 0:
